@@ -66,6 +66,17 @@ def _note(text: str) -> None:
     typer.echo(text, err=True)
 
 
+def _plain_table(headers: list[str], rows: list[list[str]], left: set[int]) -> str:
+    # Hand-rolled on purpose: rich or tabulate would add 50-70 ms to `zoo list`, whose budget is 150 ms.
+    widths = [max(len(str(x)) for x in column) for column in zip(headers, *rows)]
+
+    def line(cells):
+        return "  ".join(str(c).ljust(w) if i in left else str(c).rjust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    return "\n".join([line(headers)] + [line(r) for r in rows])
+
+
 def _console():
     from rich.console import Console
 
@@ -100,17 +111,13 @@ def list_(
     if not rows:
         _note("no cards match")
         return
-    from rich.table import Table
-
-    table = Table(box=None, header_style="bold")
-    for name, justify in (("id", "left"), ("width", "right"), ("res", "right"), ("top-1 %", "right"),
-                          ("top-5 %", "right"), ("params M", "right"), ("MACs M", "right"), ("artifacts", "left")):
-        table.add_column(name, justify=justify)
+    headers = ["id", "width", "res", "top-1 %", "top-5 %", "params M", "MACs M", "artifacts"]
+    table = []
     for r in rows:
         formats = ", ".join(a["format"] + ("✓" if a["sha256"] else "") for a in r["artifacts"]) or "(architecture only)"
-        table.add_row(r["id"], f"{r['width']:g}", str(r["resolution"]), _fmt(r["top1"]), _fmt(r["top5"]),
-                      _fmt(r["params_m"]), _fmt(r["macs_m"], 1), formats)
-    _console().print(table)
+        table.append([r["id"], str(r["width"]), str(r["resolution"]), _fmt(r["top1"]), _fmt(r["top5"]),
+                      _fmt(r["params_m"]), _fmt(r["macs_m"], 1), formats])
+    typer.echo(_plain_table(headers, table, left={0, 7}))
     _note(f"{len(rows)} cards (✓ = full sha256 on the card)")
 
 

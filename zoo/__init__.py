@@ -41,8 +41,8 @@ def get(ref: str, *, registries: list[Path] | None = None) -> dict:
 
 def compare(patterns: list[str] | None = None, metric: str = "accuracy", *, device: str | None = None,
             top: int | None = None, pareto: bool = False, registries: list[Path] | None = None):
-    """A pandas DataFrame ranking the matching cards on `metric` (see zoo.compare)."""
-    from .compare import compare as rank
+    """A pandas DataFrame ranking the matching cards on `metric` (see zoo.ranking)."""
+    from .ranking import compare as rank
 
     registry = _registry(registries)
     if patterns:

@@ -180,7 +180,7 @@ class Registry:
              resolution: int | None = None, fmt: str | None = None) -> list[Entry]:
         """Cards matching a wildcard on id, alias or upstream name, and the given filters."""
         out = []
-        for entry in self.entries():
+        for entry in sorted(self._by_id.values(), key=lambda e: natural_key(e.id)):
             card = entry.card
             if pattern and not _matches(pattern, card):
                 continue
@@ -193,7 +193,7 @@ class Registry:
             if fmt and not any(a["format"] == fmt for a in card.get("artifacts", [])):
                 continue
             out.append(entry)
-        return out
+        return copy.deepcopy(out)
 
     def resolve(self, ref: str) -> tuple[Entry, str | None]:
         """Find one card for an id, `NAME@source`, alias or upstream name.

@@ -1,0 +1,85 @@
+"""Ranking on published figures: order, units, missing values last, device filter, Pareto frontier."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+import zoo
+from zoo.ranking import pareto_front
+from zoo.errors import UsageError
+
+
+def test_latency_ranks_ascending_with_devices_and_missing_last():
+    df = zoo.compare(metric="latency")
+    have = df[~df["missing"]]
+    assert list(have["latency_ms"]) == sorted(have["latency_ms"])
+    assert have["device"].notna().all()
+    assert df["missing"].tolist() == sorted(df["missing"].tolist())  # all False first, then all True
+    assert df.loc[df["missing"], "rank"].isna().all()
+    assert list(have["rank"]) == list(range(1, len(have) + 1))
+    assert set(df["basis"]) == {"claimed", "no figure"}
+
+
+def test_device_filter_keeps_only_that_devices_figures():
+    df = zoo.compare(metric="latency", device="rdk x5")
+    have = df[~df["missing"]]
+    assert list(have["id"]) == ["rdk/mobilenetv2_224x224_nv12-x5"]
+    assert have.iloc[0]["latency_ms"] == 1.42 and have.iloc[0]["device"] == "RDK X5 BPU"
+
+
+def test_one_row_per_card_with_its_best_figure():
+    df = zoo.compare(["paddleclas/MobileNetV2_x0_75"], metric="latency")
+    assert len(df) == 1
+    assert (df.iloc[0]["latency_ms"], df.iloc[0]["device"]) == (0.96, "NVIDIA V100")
+    df = zoo.compare(["paddleclas/MobileNetV2_x0_75"], metric="latency", device="snapdragon")
+    assert (df.iloc[0]["latency_ms"], df.iloc[0]["device"]) == (13.69, "Snapdragon 855")
+
+
+def test_macs_are_normalised_whatever_the_source_convention():
+    df = zoo.compare(["openvino/mobilenet-v2-1.0-224", "tf-slim/mobilenet_v2_1.0_224"], metric="macs")
+    by_id = dict(zip(df["id"], df["macs_m"]))
+    # OMZ publishes 0.615 GFLOPs (2 x MACs), TF-slim 300 M MACs: the same network.
+    assert by_id["openvino/mobilenet-v2-1.0-224"] == pytest.approx(307.5)
+    assert by_id["tf-slim/mobilenet_v2_1.0_224"] == pytest.approx(300.0)
+
+
+def test_accuracy_best_first_and_top_n():
+    df = zoo.compare(metric="accuracy", top=5)
+    assert len(df) == 5
+    assert list(df["top1_pct"]) == sorted(df["top1_pct"], reverse=True)
+    assert df.iloc[0]["top1_pct"] == max(r["top1"] or 0 for r in zoo.list_cards())
+
+
+def test_pareto_front_marks_only_undominated_cards():
+    df = zoo.compare(metric="latency", pareto=True)
+    front = df[df["pareto"]]
+    assert len(front) >= 2
+    both = df.dropna(subset=["latency_ms", "top1_pct"])
+    for _, row in front.iterrows():
+        dominated = both[(both["latency_ms"] <= row["latency_ms"]) & (both["top1_pct"] >= row["top1_pct"])
+                         & ((both["latency_ms"] < row["latency_ms"]) | (both["top1_pct"] > row["top1_pct"]))]
+        assert dominated.empty, row["id"]
+    assert not df[df["latency_ms"].isna() | df["top1_pct"].isna()]["pareto"].any()
+
+
+def test_pareto_front_on_a_small_table():
+    import pandas as pd
+
+    df = pd.DataFrame({"top1_pct": [70.0, 72.0, 69.0, 72.0, math.nan], "latency_ms": [1.0, 2.0, 3.0, 2.5, 0.5]})
+    assert pareto_front(df, "latency_ms", False).tolist() == [True, True, False, False, False]
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(metric="speed"), "unknown metric"),
+    (dict(metric="accuracy", device="V100"), "--device applies to latency and fps"),
+    (dict(metric="latency", top=0), "--top must be at least 1"),
+])
+def test_bad_options(kwargs, words):
+    with pytest.raises(UsageError, match=words):
+        zoo.compare(**kwargs)
+
+
+def test_unknown_pattern_is_a_clear_error():
+    with pytest.raises(LookupError, match="no card matches 'mobilnetv2_075'"):
+        zoo.compare(["mobilnetv2_075"])

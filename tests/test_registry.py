@@ -1,0 +1,152 @@
+"""The registry: embedded index, card directories, aliases, resolution and did-you-mean."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from zoo import registry as reg
+from zoo.errors import CardNotFoundError, InvalidCardError, RegistryError
+
+ROOT = Path(__file__).resolve().parents[1]
+CARDS = ROOT / "cards"
+
+
+@pytest.fixture
+def registry():
+    return reg.load_registry()
+
+
+def test_embedded_index_is_current_with_cards_dir():
+    committed = json.loads((ROOT / "registry" / "index.json").read_text())
+    assert committed == reg.build_index(CARDS), "run `zoo registry build` after editing cards/"
+
+
+def test_embedded_registry_has_every_card_and_the_main_sources(registry):
+    sources = {e.card["source"] for e in registry.entries()}
+    assert len(registry) == len(list(CARDS.rglob("*.yaml"))) >= 40
+    assert {"paddleclas", "mindcv", "timm", "rdk", "torchvision", "tf-slim", "coral"} <= sources
+
+
+def test_lookups_return_copies(registry):
+    entry, _ = registry.resolve("coral/mobilenet_v2_1.0_224_quant")
+    entry.card["artifacts"].clear()
+    again, _ = registry.resolve("coral/mobilenet_v2_1.0_224_quant")
+    assert again.card["artifacts"]
+
+
+def test_a_tampered_index_is_rejected(tmp_path):
+    index = json.loads((ROOT / "registry" / "index.json").read_text())
+    index["cards"][0]["card"]["width"] = 9.0
+    path = tmp_path / "index.json"
+    path.write_text(json.dumps(index))
+    with pytest.raises(RegistryError, match="does not match its sha256"):
+        reg.read_index(path, "tampered")
+    path.write_text("{not json")
+    with pytest.raises(RegistryError, match="not readable JSON"):
+        reg.read_index(path, "broken")
+    path.write_text(json.dumps({"format": 99, "cards": []}))
+    with pytest.raises(RegistryError, match="malformed"):
+        reg.read_index(path, "future")
+
+
+@pytest.mark.parametrize("ref, expected", [
+    ("coral/mobilenet_v2_1.0_224_quant", "coral/mobilenet_v2_1.0_224_quant"),
+    ("CORAL/MOBILENET_V2_1.0_224_QUANT", "coral/mobilenet_v2_1.0_224_quant"),
+    ("MobileNetV2_x0_75", "paddleclas/MobileNetV2_x0_75"),
+    ("mobilenetv2_075@mindcv", "mindcv/mobilenet_v2_075"),
+    ("mobilenetv2_075@paddleclas", "paddleclas/MobileNetV2_x0_75"),
+    ("mobilenetv2_110d", "timm/mobilenetv2_110d.ra_in1k"),
+])
+def test_resolve_unique_references(registry, ref, expected):
+    entry, note = registry.resolve(ref)
+    assert entry.id == expected
+    assert note is None
+
+
+def test_alias_spans_sources_and_the_rule_picks_and_explains(registry):
+    candidates = registry.find("mobilenetv2_075")
+    assert {e.card["source"] for e in candidates} >= {"paddleclas", "mindcv", "timm", "tf-slim", "d-li14"}
+    assert all(e.card["width"] == 0.75 and e.card["resolution"] == 224 for e in candidates)
+    entry, note = registry.resolve("mobilenetv2_075")
+    best = max(candidates, key=reg.preference)
+    assert entry.id == best.id
+    assert f"picked {entry.id}" in note and "@SOURCE" in note
+
+
+def test_alias_prefers_a_verified_artifact_that_runs_here(registry):
+    # Of the 1.0/224 cards, only a few carry a full sha256 for an artifact onnxruntime or LiteRT runs.
+    entry, _ = registry.resolve("mobilenetv2_100")
+    artifacts = entry.card["artifacts"]
+    assert any(a.get("sha256") and reg.runnable_here(a) for a in artifacts)
+
+
+def test_alias_with_resolution(registry):
+    found = registry.find("mobilenetv2_100_160")
+    assert {e.id for e in found} == {"d-li14/mobilenetv2_160x160", "tf-slim/mobilenet_v2_1.0_160"}
+
+
+def test_unknown_id_suggests_close_names(registry):
+    with pytest.raises(CardNotFoundError) as info:
+        registry.resolve("mobilenetv2_07")
+    assert "Did you mean 'mobilenetv2_075'" in info.value.one_line()
+    assert isinstance(info.value, LookupError)
+    with pytest.raises(CardNotFoundError, match="no source 'nosuch'"):
+        registry.resolve("mobilenetv2_075@nosuch")
+
+
+def test_find_with_wildcards_and_filters(registry):
+    assert {e.card["source"] for e in registry.find("timm/*")} == {"timm"}
+    assert all("075" in reg.alias(e.card) or "075" in e.id for e in registry.find("*075*"))
+    ids = [e.id for e in registry.find(source="paddleclas")]
+    assert ids == sorted(ids, key=reg.natural_key) and len(ids) == 7
+    assert ids.index("paddleclas/MobileNetV2_x0_5") < ids.index("paddleclas/MobileNetV2_x1_5")
+    assert all(e.card["resolution"] == 96 for e in registry.find(resolution=96))
+    assert {e.id for e in registry.find(fmt="tflite", source="coral")} == {
+        "coral/mobilenet_v2_1.0_224_quant", "coral/tf2_mobilenet_v2_1.0_224_ptq"}
+
+
+def test_a_card_directory_adds_and_overrides_cards(tmp_path, monkeypatch):
+    card = yaml.safe_load((CARDS / "coral" / "mobilenet_v2_1.0_224_quant.yaml").read_text())
+    card.update(id="mine/quant-v2", source="mine", name="my requantized model")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "quant-v2.yaml").write_text(yaml.safe_dump(card))
+    monkeypatch.setenv("ZOO_REGISTRY", str(tmp_path))
+    registry = reg.load_registry()
+    entry, _ = registry.resolve("mine/quant-v2")
+    assert entry.registry == str(tmp_path)
+    embedded = reg.Registry(reg.read_index(reg.embedded_index_path(), reg.EMBEDDED))
+    assert len(registry) == len(embedded) + 1
+
+
+def test_a_bad_card_directory_fails_naming_the_file(tmp_path):
+    (tmp_path / "bad.yaml").write_text("id: x/y\nwidth: : 1\n")
+    with pytest.raises(InvalidCardError, match="bad.yaml:2"):
+        reg.load_registry([tmp_path])
+    with pytest.raises(RegistryError, match="does not exist"):
+        reg.load_registry([tmp_path / "missing"])
+
+
+def test_lint_reports_duplicates_and_misnamed_files(tmp_path):
+    src = CARDS / "coral" / "mobilenet_v2_1.0_224_quant.yaml"
+    (tmp_path / "coral").mkdir()
+    shutil.copy(src, tmp_path / "coral" / "mobilenet_v2_1.0_224_quant.yaml")
+    shutil.copy(src, tmp_path / "coral" / "copy.yaml")
+    cards, problems = reg.lint([tmp_path])
+    assert len(cards) == 1
+    assert any("copy.yaml: id: file name should be mobilenet_v2_1.0_224_quant.yaml" in p for p in problems)
+    assert any("mobilenet_v2_1.0_224_quant.yaml: id:" in p and "also the id of" in p for p in problems)
+
+
+def test_build_index_is_deterministic_and_written_atomically(tmp_path):
+    out = tmp_path / "registry" / "index.json"
+    index = reg.build_index(CARDS)
+    reg.write_index(index, out)
+    first = out.read_bytes()
+    reg.write_index(reg.build_index(CARDS), out)
+    assert out.read_bytes() == first
+    assert not list(out.parent.glob("*.tmp"))
+    assert [e.id for e in reg.read_index(out, "x")] == [c["id"] for c in index["cards"]]
