@@ -239,18 +239,251 @@ def cards_schema():
 def registry_build(
     cards: Path = typer.Option(Path("cards"), "--cards", help="Directory of cards."),
     out: Path = typer.Option(Path("registry/index.json"), "--out", help="Where to write the index."),
-    as_json: bool = typer.Option(False, "--json", help="Print {path, cards} as JSON."),
+    sign: Optional[Path] = typer.Option(None, "--sign", metavar="KEYFILE",
+                                        help="Also write OUT.sig, an ed25519 signature made with this private key."),
+    as_json: bool = typer.Option(False, "--json", help="Print {path, cards, signature} as JSON."),
 ):
     """Write registry/index.json (every card plus its sha256) from cards/."""
     index = zoo.build_registry(cards, out)
+    signature = None
+    if sign:
+        from zoo.remote import sign_file
+
+        signature = sign_file(out, sign)
     if as_json:
-        _print_json({"path": str(out), "cards": len(index["cards"])})
+        _print_json({"path": str(out), "cards": len(index["cards"]), "signature": signature and str(signature)})
     else:
-        typer.echo(f"wrote {out} ({len(index['cards'])} cards)")
+        typer.echo(f"wrote {out} ({len(index['cards'])} cards)" + (f" and {signature}" if signature else ""))
+
+
+# ---------------------------------------------------------------- fetch / cache / remote registries
+
+cache_app = typer.Typer(no_args_is_help=True, help="Inspect, verify and clean the download cache.")
+app.add_typer(cache_app, name="cache")
+
+
+class _FetchProgress:
+    """Renders fetch events on stderr: rich bars on a terminal, JSON lines with --json, else plain notes."""
+
+    def __init__(self, as_json: bool, quiet: bool):
+        import threading
+
+        self.mode = "json" if as_json else "quiet" if quiet else "bars" if sys.stderr.isatty() else "notes"
+        self.lock, self.bars, self.tasks = threading.Lock(), None, {}
+
+    def __enter__(self):
+        if self.mode == "bars":
+            from rich.console import Console
+            from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
+                                       TransferSpeedColumn)
+
+            self.bars = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                                 TransferSpeedColumn(), TimeRemainingColumn(), console=Console(stderr=True))
+            self.bars.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.bars:
+            self.bars.stop()
+
+    def __call__(self, event: dict) -> None:
+        kind = event["event"]
+        with self.lock:
+            if self.mode == "json":
+                sys.stderr.write(json.dumps(event, default=str) + "\n")
+                sys.stderr.flush()
+            elif self.bars and kind in ("start", "progress"):
+                task = self.tasks.get(event["file"])
+                if task is None:
+                    task = self.tasks[event["file"]] = self.bars.add_task(event["file"], total=event["total"])
+                done = event.get("bytes", event.get("offset", 0))
+                self.bars.update(task, completed=done, total=event["total"])
+            elif kind in ("retry", "failed", "warning", "note", "waiting") and self.mode != "quiet":
+                text = event.get("message") or f"{event['url']}: {event['reason']}"
+                if kind == "retry":
+                    text += f"; retrying in {event['wait_s']:g} s"
+                (self.bars.console.print if self.bars else _note)(f"{kind}: {event.get('file', '')} {text}".strip())
+
+
+@app.command()
+def fetch(
+    refs: List[str] = typer.Argument(..., metavar="ID...", help="Cards to fetch (id, alias or NAME@source)."),
+    all_: bool = typer.Option(False, "--all", help="Every artifact of each card, not only its first."),
+    jobs: int = typer.Option(4, "-j", "--jobs", min=1, help="Downloads at a time."),
+    mirror: Optional[List[str]] = typer.Option(None, "--mirror", metavar="URL_OR_DIR",
+                                               help="Try this base URL or directory first (repeatable; also ZOO_MIRROR)."),
+    require_hashes: bool = typer.Option(False, "--require-hashes",
+                                        help="Refuse artifacts without a full sha256 on the card or pinned."),
+    as_json: bool = typer.Option(False, "--json", help="Print the records as JSON; progress events as JSON lines on stderr."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the paths (a member's path for archives)."),
+):
+    """Download, verify and cache cards' artifacts; print where each verified file is."""
+    mirrors = list(mirror) + settings.mirrors() if mirror else None
+    with _FetchProgress(as_json, quiet) as progress:
+        records = zoo.fetch(refs, all=all_, jobs=jobs, mirrors=mirrors, require_hashes=require_hashes,
+                            registries=_state["registries"], progress=progress)
+    if as_json:
+        _print_json(records)
+        return
+    for r in records:
+        if quiet:
+            typer.echo(r.get("member_path") or r["path"])
+            continue
+        how = "from the cache, " if r["cached"] else ""
+        typer.echo(f"{r['id']}  {r['file']}  {r['size']} bytes  sha256 {r['sha256']}  "
+                   f"({how}verified by {r['verified_by']})")
+        for key in ("path", "unpacked", "member_path"):
+            if r.get(key):
+                typer.echo(f"  {key}: {r[key]}")
+
+
+@cache_app.command("ls")
+def cache_ls(as_json: bool = typer.Option(False, "--json", help="Print the records as JSON.")):
+    """List cached files with their sizes and the cards that use them."""
+    from zoo import cache
+
+    rows = cache.ls(_state["registries"])
+    if as_json:
+        _print_json(rows)
+        return
+    typer.echo(_plain_table(["sha256", "size", "file", "cards"],
+                            [[r["sha256"][:16], str(r["size"]), r["file"] + (" (unpacked)" if r["unpacked"] else ""),
+                              ", ".join(r["cards"]) or "(no card)"] for r in rows], {0, 2, 3}))
+    _note(f"{len(rows)} file(s), {sum(r['size'] for r in rows)} bytes in {settings.cache_dir()}")
+
+
+@cache_app.command("verify")
+def cache_verify(as_json: bool = typer.Option(False, "--json", help="Print the records as JSON.")):
+    """Re-hash every cached file; remove corrupt ones (exit 5 if any)."""
+    from zoo import cache
+
+    rows = cache.verify()
+    if as_json:
+        _print_json(rows)
+    else:
+        for r in rows:
+            typer.echo(f"{'ok' if r['ok'] else 'CORRUPT (removed)'}  {r['path']}"
+                       + ("" if r["ok"] else f"  sha256 is {r['actual']}"))
+        _note(f"{len(rows)} file(s) checked, {sum(not r['ok'] for r in rows)} corrupt")
+    if not all(r["ok"] for r in rows):
+        raise typer.Exit(5)
+
+
+@cache_app.command("rm")
+def cache_rm(
+    targets: List[str] = typer.Argument(..., metavar="SHA256_OR_ID...", help="A sha256 (6+ hex digits) or a card."),
+    as_json: bool = typer.Option(False, "--json", help="Print the removed files as JSON."),
+):
+    """Remove cached files (and their unpacked trees)."""
+    from zoo import cache
+
+    rows = cache.rm(targets, _state["registries"])
+    if as_json:
+        _print_json(rows)
+    else:
+        for r in rows:
+            typer.echo(f"removed {r['path']} ({r['size']} bytes)")
+
+
+@cache_app.command("prune")
+def cache_prune(as_json: bool = typer.Option(False, "--json", help="Print the removed paths as JSON.")):
+    """Remove partial downloads, orphaned unpacked trees and files that no card uses."""
+    from zoo import cache
+
+    rows = cache.prune(_state["registries"])
+    if as_json:
+        _print_json(rows)
+    else:
+        for r in rows:
+            typer.echo(f"removed {r['kind']}  {r['path']}")
+        _note(f"{len(rows)} item(s) removed")
+
+
+@registry_app.command("add")
+def registry_add(
+    name: str = typer.Argument(..., help="A short name; it is shown beside the registry's cards."),
+    url: str = typer.Argument(..., help="The index URL, or the base URL that holds index.json."),
+    key: Optional[str] = typer.Option(None, "--key", metavar="PUBKEY",
+                                      help="ed25519 public key (base64 or a KEYFILE.pub): require a valid signature."),
+    as_json: bool = typer.Option(False, "--json", help="Print the record as JSON."),
+):
+    """Add (or replace) a remote registry; then run `zoo registry update`."""
+    from zoo import remote
+
+    record = remote.add(name, url, key)
+    if as_json:
+        _print_json(record)
+    else:
+        typer.echo(f"added {name}: {record['index_url']} ({'signed, key ' + record['key'] if record['key'] else 'unsigned'})")
+        _note(f"run `zoo registry update {name}` to download its cards")
+
+
+@registry_app.command("update")
+def registry_update(
+    names: Optional[List[str]] = typer.Argument(None, metavar="[NAME]...", help="Registries to update (default: all)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the records as JSON."),
+):
+    """Download remote indexes that changed; keep a new one only if it verifies (exit 4 if any did not)."""
+    from zoo import remote
+
+    rows = remote.update(names)
+    if as_json:
+        _print_json(rows)
+    else:
+        for r in rows:
+            typer.echo(f"{r['name']}: {r['status']} ({r['message']}); {r['cards']} cards in use")
+    if any(r["status"] in ("rejected", "failed") for r in rows):
+        raise typer.Exit(4)
+
+
+@registry_app.command("ls")
+def registry_ls(as_json: bool = typer.Option(False, "--json", help="Print the records as JSON.")):
+    """List remote registries."""
+    from zoo import remote
+
+    rows = remote.ls()
+    if as_json:
+        _print_json(rows)
+        return
+    typer.echo(_plain_table(["name", "cards", "signed", "updated", "url"],
+                            [[r["name"], str(r["cards"]), "yes" if r["signed"] else "no", r["updated_at"] or "never",
+                              r["url"]] for r in rows], {0, 2, 3, 4}))
+
+
+@registry_app.command("keygen")
+def registry_keygen(
+    keyfile: Path = typer.Argument(..., help="Where to write the private key; the public key goes to KEYFILE.pub."),
+    as_json: bool = typer.Option(False, "--json", help="Print the record as JSON."),
+):
+    """Make an ed25519 key pair for signing a registry index."""
+    from zoo import remote
+
+    record = remote.keygen(keyfile)
+    if as_json:
+        _print_json(record)
+    else:
+        typer.echo(f"private key: {record['private_key']} (keep it secret)")
+        typer.echo(f"public key:  {record['public_key']} (also in {record['public_key_file']})")
 
 
 def main() -> None:
-    app(prog_name="zoo")
+    """Entry point: click's usage errors become one line too (`zoo: error: ... Try 'zoo X --help'.`)."""
+    try:
+        code = app(prog_name="zoo", standalone_mode=False)
+    except Exception as exc:  # click's exception classes live in typer's vendored click: match by shape
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            exc.show()
+            sys.exit(0)
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
+            ctx = getattr(exc, "ctx", None)
+            hint = f" Try '{ctx.command_path} --help'." if ctx is not None else ""
+            typer.echo(f"zoo: error: {exc.format_message()}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        if type(exc).__name__ == "Abort":
+            typer.echo("zoo: aborted", err=True)
+            sys.exit(130)
+        raise
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

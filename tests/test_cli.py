@@ -141,6 +141,9 @@ def test_registry_option_adds_a_directory(tmp_path):
     (["list", "--sort", "speed"], 2, "cannot sort by 'speed'"),
     (["compare", "--metric", "accuracy", "--device", "V100"], 2, "--device applies to latency and fps"),
     (["--registry", "/nonexistent/cards", "list"], 4, "registry directory /nonexistent/cards does not exist"),
+    (["compare", "--metric", "speed"], 2, "Invalid value for '--metric'"),
+    (["lst"], 2, "No such command 'lst'. Did you mean 'list'?"),
+    (["list", "--width", "abc"], 2, "Try 'zoo list --help'"),
 ])
 def test_errors_are_one_line_with_exit_code_and_no_traceback(args, code, words):
     proc = subprocess.run([sys.executable, "-c", "import zoo_cli; zoo_cli.main()", *args],
