@@ -164,21 +164,26 @@ class OutputFormat(str, Enum):
 HEADERS = {"rank": "#", "id": "id", "source": "source", "width": "width", "resolution": "res",
            "top1_pct": "top-1 (%)", "top5_pct": "top-5 (%)", "params_m": "params (M)", "macs_m": "MACs (M)",
            "size_mb": "size (MB)", "latency_ms": "latency (ms)", "fps": "fps (img/s)", "device": "device",
-           "basis": "basis", "pareto": "pareto"}
+           "basis": "basis", "pareto": "pareto", "top1_measured_pct": "top-1 yours (%)",
+           "top5_measured_pct": "top-5 yours (%)", "latency_ms_claimed": "claimed (ms)",
+           "fps_claimed": "claimed (img/s)", "claimed_device": "claimed on"}
 
 
 @app.command("compare")
 def compare_(
     patterns: Optional[List[str]] = typer.Argument(None, metavar="[PATTERN]...", help="Cards to compare (default: all)."),
     metric: Metric = typer.Option(Metric.accuracy, "--metric", help="What to rank on."),
-    device: Optional[str] = typer.Option(None, "--device", help="Only latency/fps figures on devices containing TEXT."),
+    device: Optional[str] = typer.Option(None, "--device", help="host, a target name, or TEXT in a claimed device."),
     top: Optional[int] = typer.Option(None, "--top", min=1, help="Show the best N."),
     pareto: bool = typer.Option(False, "--pareto", help="Mark the accuracy/metric Pareto frontier."),
     output: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table, csv, json or markdown."),
     as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
+    plot: Optional[Path] = typer.Option(None, "--plot", metavar="FILE.png", help="Also draw top-1 against the metric."),
 ):
     """Rank cards on one metric, best first; cards without it come last, marked."""
     df = zoo.compare(patterns, metric.value, device=device, top=top, pareto=pareto, registries=_state["registries"])
+    if plot:
+        _note(f"drew {zoo.plot(df, metric.value, plot)}")
     if as_json or output is OutputFormat.json:
         _print_json(json.loads(df.to_json(orient="records")))
         return
@@ -256,6 +261,133 @@ def registry_build(
         typer.echo(f"wrote {out} ({len(index['cards'])} cards)" + (f" and {signature}" if signature else ""))
 
 
+# ---------------------------------------------------------------- bench / inspect / targets
+
+target_app = typer.Typer(no_args_is_help=True, help="Target boards reached over SSH, for `zoo bench --target`.")
+app.add_typer(target_app, name="target")
+
+
+@app.command()
+def bench(
+    ref: str = typer.Argument(..., metavar="ID", help="Card id, NAME@source or alias."),
+    runtime: Optional[str] = typer.Option(None, "--runtime", help="onnxruntime or litert: which artifact to time."),
+    provider: Optional[str] = typer.Option(None, "--provider", help="ONNX Runtime execution provider (cpu, cuda, ...)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Intra-op threads (default: the runtime's)."),
+    batch: int = typer.Option(1, "--batch", min=1, help="Images per call."),
+    warmup: int = typer.Option(10, "--warmup", min=0, help="Uncounted calls first."),
+    iters: Optional[int] = typer.Option(None, "--iters", min=1, help="Timed calls (default: >= 100 and >= 3 s)."),
+    seconds: Optional[float] = typer.Option(None, "--seconds", min=0, help="Timed duration instead of --iters."),
+    synthetic: bool = typer.Option(False, "--synthetic-weights", help="Time the card's architecture, random weights."),
+    target: Optional[str] = typer.Option(None, "--target", help="Run on this target board (`zoo target add`)."),
+    mirror: Optional[List[str]] = typer.Option(None, "--mirror", help="Mirror for the artifact (also ZOO_MIRROR)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+):
+    """Measure latency on this host or a target board; the run is stored."""
+    entry, note = zoo.resolve(ref, registries=_state["registries"])
+    if note:
+        _note(note)
+    where = f"target {target}" if target else "this host"
+    _note(f"timing {entry.id}{' (synthetic weights)' if synthetic else ''} on {where} ...")
+    result = zoo.bench(entry.card, runtime=runtime, provider=provider, threads=threads, batch=batch, warmup=warmup,
+                       iters=iters, seconds=seconds, synthetic=synthetic, target=target, mirrors=mirror or None)
+    if as_json:
+        _print_json(result)
+        return
+    rt = result["runtime"]
+    typer.echo(f"{result['card_id']} on {result['device']} ({rt['name']} {rt['version']}, {rt['provider']}, "
+               f"threads {rt['threads'] or 'default'}, batch {result['batch']}, {result['iterations']} calls)")
+    typer.echo("  " + "  ".join(f"{k.removesuffix('_ms')} {_fmt(result[k], 3)} ms"
+                                for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "min_ms", "max_ms")
+                                if result.get(k) is not None)
+               + f"  fps {_fmt(result['fps'], 1)}")
+    for claim in result["claims"]:
+        unit = "ms" if claim["metric"] == "latency_ms" else "img/s"
+        typer.echo(f"  claimed {claim['metric']} {claim['value']:g} {unit} on {claim['device']}")
+    _note(f"stored as run {result.get('run_id')}")
+
+
+@app.command()
+def inspect(
+    ref: str = typer.Argument(..., metavar="ID|PATH", help="A card (its runnable artifact) or a .onnx/.tflite file."),
+    synthetic: bool = typer.Option(False, "--synthetic-weights", help="Count the card's architecture."),
+    mirror: Optional[List[str]] = typer.Option(None, "--mirror", help="Mirror for the artifact (also ZOO_MIRROR)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+):
+    """Inputs, outputs, MACs, parameters and size, counted from the model graph."""
+    info = zoo.inspect(ref, synthetic=synthetic, mirrors=mirror or None, registries=_state["registries"])
+    if info.get("resolved_note"):
+        _note(info["resolved_note"])
+    if as_json:
+        _print_json(info)
+        return
+    typer.echo(f"{info.get('card_id') or info['path']}  ({info['format']}, {info['size_bytes']:,} bytes)")
+    for kind in ("inputs", "outputs"):
+        for tensor in info[kind]:
+            typer.echo(f"  {kind[:-1]:6} {tensor['name']}  {tensor['shape']}  {tensor['dtype']}")
+    typer.echo(f"  MACs {info['macs'] / 1e6:.2f} M   params {info['params'] / 1e6:.3f} M")
+    claimed = info.get("claimed") or {}
+    if claimed.get("macs") or claimed.get("params"):
+        typer.echo(f"  card: MACs {_fmt(claimed['macs'] and claimed['macs'] / 1e6)} M   "
+                   f"params {_fmt(claimed['params'] and claimed['params'] / 1e6, 3)} M")
+    if info["uncounted_nodes"]:
+        _note(f"{len(info['uncounted_nodes'])} node(s) had unknown shapes and were not counted")
+
+
+@target_app.command("add")
+def target_add(
+    name: str = typer.Argument(..., help="A name for the board."),
+    ssh: str = typer.Option(..., "--ssh", metavar="USER@HOST", help="How to reach it."),
+    runtime: str = typer.Option(..., "--runtime", help="onnxruntime or rdk-bpu."),
+    port: int = typer.Option(22, "--port", help="SSH port."),
+    identity: Optional[str] = typer.Option(None, "--identity", metavar="FILE", help="SSH private key."),
+    python: str = typer.Option("python3", "--python", help="The board's Python, for the onnxruntime runner."),
+    as_json: bool = typer.Option(False, "--json", help="Print the target as JSON."),
+):
+    """Add a target board."""
+    from zoo import targets
+
+    target = targets.add(name, ssh, runtime=runtime, port=port, identity=identity, python=python)
+    _print_json(target) if as_json else typer.echo(f"added target {name} ({ssh}:{port}, {runtime}); "
+                                                   f"try `zoo target check {name}`")
+
+
+@target_app.command("ls")
+def target_ls(as_json: bool = typer.Option(False, "--json", help="Print the targets as JSON.")):
+    """List target boards."""
+    from zoo import targets
+
+    rows = targets.ls()
+    if as_json:
+        _print_json(rows)
+    elif rows:
+        typer.echo(_plain_table(["name", "ssh", "port", "runtime", "identity"],
+                                [[t["name"], t["ssh"], t["port"], t["runtime"], t["identity"] or "—"] for t in rows],
+                                left={0, 1, 3, 4}))
+    else:
+        _note("no targets; add one with `zoo target add NAME --ssh USER@HOST --runtime onnxruntime`")
+
+
+@target_app.command("rm")
+def target_rm(name: str = typer.Argument(...), as_json: bool = typer.Option(False, "--json")):
+    """Remove a target board."""
+    from zoo import targets
+
+    removed = targets.rm(name)
+    _print_json(removed) if as_json else typer.echo(f"removed target {name}")
+
+
+@target_app.command("check")
+def target_check(name: str = typer.Argument(...), as_json: bool = typer.Option(False, "--json")):
+    """Log in to a target and find its runtime."""
+    from zoo import targets
+
+    info = targets.check(name)
+    if as_json:
+        _print_json(info)
+    else:
+        typer.echo(f"{name}: reachable, {info['os']}; {info['runtime']} {info.get('runtime_version') or 'found'}")
+
+
 # ---------------------------------------------------------------- fetch / cache / remote registries
 
 cache_app = typer.Typer(no_args_is_help=True, help="Inspect, verify and clean the download cache.")
@@ -299,10 +431,15 @@ class _FetchProgress:
                 done = event.get("bytes", event.get("offset", 0))
                 self.bars.update(task, completed=done, total=event["total"])
             elif kind in ("retry", "failed", "warning", "note", "waiting") and self.mode != "quiet":
-                text = event.get("message") or f"{event['url']}: {event['reason']}"
+                text = event.get("message") or (event["reason"] if kind == "failed" else f"{event['url']}: {event['reason']}")
                 if kind == "retry":
                     text += f"; retrying in {event['wait_s']:g} s"
                 (self.bars.console.print if self.bars else _note)(f"{kind}: {event.get('file', '')} {text}".strip())
+
+
+_VERIFIED_BY = {"sha256": "the card's sha256", "pin": "the sha256 pinned on first use", "sha384": "the card's sha384",
+                "sha1": "the card's sha1", "sha256-prefix": "the file name's sha256 prefix, now pinned",
+                "tofu": "nothing: no hash on the card, trusted on first use and pinned"}
 
 
 @app.command()
@@ -316,11 +453,12 @@ def fetch(
                                         help="Refuse artifacts without a full sha256 on the card or pinned."),
     as_json: bool = typer.Option(False, "--json", help="Print the records as JSON; progress events as JSON lines on stderr."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the paths (a member's path for archives)."),
+    force: bool = typer.Option(False, "--force", help="Download again even when a verified copy is cached."),
 ):
     """Download, verify and cache cards' artifacts; print where each verified file is."""
     mirrors = list(mirror) + settings.mirrors() if mirror else None
     with _FetchProgress(as_json, quiet) as progress:
-        records = zoo.fetch(refs, all=all_, jobs=jobs, mirrors=mirrors, require_hashes=require_hashes,
+        records = zoo.fetch(refs, all=all_, jobs=jobs, mirrors=mirrors, require_hashes=require_hashes, force=force,
                             registries=_state["registries"], progress=progress)
     if as_json:
         _print_json(records)
@@ -331,7 +469,7 @@ def fetch(
             continue
         how = "from the cache, " if r["cached"] else ""
         typer.echo(f"{r['id']}  {r['file']}  {r['size']} bytes  sha256 {r['sha256']}  "
-                   f"({how}verified by {r['verified_by']})")
+                   f"({how}verified by {_VERIFIED_BY.get(r['verified_by'], r['verified_by'])})")
         for key in ("path", "unpacked", "member_path"):
             if r.get(key):
                 typer.echo(f"  {key}: {r[key]}")
@@ -345,6 +483,9 @@ def cache_ls(as_json: bool = typer.Option(False, "--json", help="Print the recor
     rows = cache.ls(_state["registries"])
     if as_json:
         _print_json(rows)
+        return
+    if not rows:
+        _note(f"the cache is empty ({settings.cache_dir()})")
         return
     typer.echo(_plain_table(["sha256", "size", "file", "cards"],
                             [[r["sha256"][:16], str(r["size"]), r["file"] + (" (unpacked)" if r["unpacked"] else ""),
@@ -430,6 +571,8 @@ def registry_update(
     if as_json:
         _print_json(rows)
     else:
+        if not rows:
+            _note("no remote registries; add one with `zoo registry add NAME URL`")
         for r in rows:
             typer.echo(f"{r['name']}: {r['status']} ({r['message']}); {r['cards']} cards in use")
     if any(r["status"] in ("rejected", "failed") for r in rows):
@@ -444,6 +587,9 @@ def registry_ls(as_json: bool = typer.Option(False, "--json", help="Print the re
     rows = remote.ls()
     if as_json:
         _print_json(rows)
+        return
+    if not rows:
+        _note("no remote registries; add one with `zoo registry add NAME URL`")
         return
     typer.echo(_plain_table(["name", "cards", "signed", "updated", "url"],
                             [[r["name"], str(r["cards"]), "yes" if r["signed"] else "no", r["updated_at"] or "never",
@@ -464,6 +610,115 @@ def registry_keygen(
     else:
         typer.echo(f"private key: {record['private_key']} (keep it secret)")
         typer.echo(f"public key:  {record['public_key']} (also in {record['public_key_file']})")
+
+
+# ---------------------------------------------------------------- eval / runs
+
+class _EvalProgress:
+    """A rich progress bar on stderr while a terminal watches; silent otherwise."""
+
+    def __init__(self, label: str):
+        self.label, self.bar, self.task = label, None, None
+
+    def __enter__(self):
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar:
+            self.bar.stop()
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar:
+            if self.task is None:
+                self.task = self.bar.add_task(self.label, total=total)
+            self.bar.update(self.task, completed=done)
+
+
+@app.command("eval")
+def eval_(
+    ref: str = typer.Argument(..., metavar="ID", help="Card id, alias or NAME@source."),
+    data: Path = typer.Option(..., "--data", metavar="DIR", help="Validation images (layouts in the README)."),
+    labels: Optional[Path] = typer.Option(None, "--labels", metavar="FILE",
+                                          help="'FILE IDX' lines (0-based, standard order) or LOC_val_solution.csv."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Evaluate N images (a fixed subset spread over classes)."),
+    batch: int = typer.Option(32, "--batch", min=1, help="Images per inference call (where the model allows)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Decoding threads (default: all cores)."),
+    provider: Optional[str] = typer.Option(None, "--provider", help="ONNX Runtime execution provider (cpu, cuda, ...)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Inference threads (default: the runtime's)."),
+    model: Optional[Path] = typer.Option(None, "--model", metavar="FILE",
+                                         help="Run this local .onnx/.tflite file under the card's conventions."),
+    mirror: Optional[List[str]] = typer.Option(None, "--mirror", metavar="URL_OR_DIR",
+                                               help="Try this base URL or directory first (also ZOO_MIRROR)."),
+    no_store: bool = typer.Option(False, "--no-store", help="Do not record the run in the results store."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON (keys in the README)."),
+):
+    """Measure top-1/top-5 of a card's model on your validation images, preprocessed as its source does."""
+    mirrors = list(mirror) + settings.mirrors() if mirror else None
+    with _EvalProgress(ref) as progress:
+        r = zoo.evaluate(ref, data, labels=labels, limit=limit, batch=batch, workers=workers, provider=provider,
+                         threads=threads, model=model, mirrors=mirrors, store=not no_store,
+                         registries=_state["registries"], progress=progress)
+    for line in r["notes"]:
+        _note(f"note: {line}")
+    if r["unreadable"]:
+        _note(f"{r['unreadable']} unreadable image(s), not counted: " + ", ".join(r["unreadable_files"][:20])
+              + (" ..." if r["unreadable"] > 20 else ""))
+    if as_json:
+        _print_json(r)
+        return
+    ds, rt = r["dataset"], r["runtime"]
+    typer.echo(f"{r['card_id']} on {ds['path']} ({ds['layout']}, {r['n']} images)")
+    for metric in ("top1", "top5"):
+        low, high = r[f"{metric}_ci95"]
+        claim = r["claims"].get(metric)
+        typer.echo(f"  {metric[:3]}-{metric[3]}  {r[metric]:6.2f} %  (95% CI {low:.2f}–{high:.2f})"
+                   + (f"   claimed {claim:g} %" if claim is not None else ""))
+    threads_note = f", {rt['threads']} threads" if rt["threads"] else ""
+    typer.echo(f"  {r['images_per_s']:.1f} images/s; {rt['name']} {rt['version']} ({rt['provider']}{threads_note}), "
+               f"batch {r['batch']}, {r['workers']} decoding threads")
+    typer.echo(f"  artifact {r['artifact']['file']} sha256 {r['artifact']['sha256']}")
+    if "run_id" in r:
+        typer.echo(f"  stored as run {r['run_id']} (zoo runs)")
+
+
+@app.command("runs")
+def runs_(
+    card: Optional[str] = typer.Option(None, "--card", metavar="ID", help="Only runs of this card id."),
+    kind: Optional[str] = typer.Option(None, "--kind", help="eval or bench."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="The newest N runs."),
+    as_json: bool = typer.Option(False, "--json", help="Print the stored runs as JSON."),
+):
+    """List past eval and bench runs from the results store, newest first."""
+    if kind not in (None, "eval", "bench"):
+        from zoo.errors import UsageError
+
+        raise UsageError(f"--kind must be eval or bench, got {kind!r}")
+    rows = zoo.runs(kind=kind, card=card, limit=limit)
+    if as_json:
+        _print_json(rows)
+        return
+    if not rows:
+        _note("no runs stored yet: `zoo eval ID --data DIR` records one")
+        return
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold")
+    for name in ("run", "when (UTC)", "kind", "card", "top-1 %", "top-5 %", "n", "img/s", "runtime", "data", "sha256"):
+        table.add_column(name, justify="right" if name in ("run", "top-1 %", "top-5 %", "n", "img/s") else "left")
+    for r in rows:
+        m = r["metrics"]
+        table.add_row(str(r["id"]), r["created_at"].replace("T", " ")[:19], r["kind"], r["card_id"], _fmt(m.get("top1")),
+                      _fmt(m.get("top5")), _fmt(m.get("n")), _fmt(m.get("images_per_s"), 1),
+                      f"{r['runtime']} {r['runtime_version']}", (r["dataset_fingerprint"] or "—")[:12],
+                      r["artifact_sha256"][:12])
+    _console().print(table)
 
 
 def main() -> None:

@@ -124,7 +124,7 @@ def test_registry_build_writes_the_index(tmp_path):
     out = tmp_path / "index.json"
     result = zoo("registry", "build", "--cards", str(tmp_path / "cards"), "--out", str(out), "--json")
     assert result.exit_code == 0
-    assert json.loads(result.stdout) == {"path": str(out), "cards": 2}
+    assert json.loads(result.stdout) == {"path": str(out), "cards": 2, "signature": None}
     assert [c["id"] for c in json.loads(out.read_text())["cards"]] == [
         "coral/mobilenet_v2_1.0_224_quant", "coral/tf2_mobilenet_v2_1.0_224_ptq"]
 
@@ -152,3 +152,38 @@ def test_errors_are_one_line_with_exit_code_and_no_traceback(args, code, words):
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("zoo: error: "), proc.stderr
     assert words in proc.stderr and "Traceback" not in proc.stderr
     assert proc.stdout == ""
+
+
+def test_bench_json_keys_and_stored(tmp_path):
+    result = zoo("bench", "timm/mobilenetv2_050.lamb_in1k", "--synthetic-weights", "--iters", "5", "--seconds", "0",
+                 "--warmup", "1", "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert {"p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms", "max_ms", "fps", "peak_rss_bytes",
+            "environment", "runtime", "run_id", "macs", "params", "size_bytes"} <= set(out)
+    assert out["iterations"] == 5 and out["synthetic_weights"] is True
+    runs = json.loads(zoo("runs", "--json").stdout)
+    assert any(r.get("id") == out["run_id"] or r.get("run_id") == out["run_id"] for r in runs)
+
+
+def test_inspect_json_keys():
+    coral = ROOT.parent / "shared" / "data" / "coral" / "mobilenet_v2_1.0_224_quant.tflite"
+    out = json.loads(zoo("inspect", str(coral), "--json").stdout)
+    assert {"macs", "params", "size_bytes", "inputs", "outputs"} <= set(out)
+    assert out["size_bytes"] == 3610798
+    text = zoo("inspect", "timm/mobilenetv2_075", "--synthetic-weights").stdout
+    assert "MACs 209.07 M" in text and "card: MACs 220.00 M" in text
+
+
+def test_target_add_ls_rm(tmp_path):
+    assert zoo("target", "add", "x5", "--ssh", "root@192.0.2.7", "--runtime", "rdk-bpu").exit_code == 0
+    rows = json.loads(zoo("target", "ls", "--json").stdout)
+    assert [(t["name"], t["ssh"], t["runtime"], t["port"]) for t in rows] == [("x5", "root@192.0.2.7", "rdk-bpu", 22)]
+    again = zoo("target", "add", "x5", "--ssh", "root@192.0.2.7", "--runtime", "rdk-bpu")
+    assert again.exit_code == 2 and "exists" in again.stderr
+    assert zoo("target", "rm", "x5").exit_code == 0 and json.loads(zoo("target", "ls", "--json").stdout) == []
+
+
+def test_compare_plot_writes_a_png(tmp_path):
+    result = zoo("compare", "--metric", "latency", "--pareto", "--plot", str(tmp_path / "f.png"))
+    assert result.exit_code == 0 and (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"

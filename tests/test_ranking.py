@@ -83,3 +83,44 @@ def test_bad_options(kwargs, words):
 def test_unknown_pattern_is_a_clear_error():
     with pytest.raises(LookupError, match="no card matches 'mobilnetv2_075'"):
         zoo.compare(["mobilnetv2_075"])
+
+
+def test_measured_latency_ranks_where_there_is_one_and_says_so(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from zoo.latency import bench_card
+
+    monkeypatch.setenv("ZOO_MIRROR", str(Path(__file__).resolve().parents[2] / "shared" / "data" / "coral"))
+    quant = zoo.get("coral/mobilenet_v2_1.0_224_quant")
+    measured = bench_card(quant, iters=5, seconds=0, warmup=1)
+    df = zoo.compare(["coral/*", "paddleclas/MobileNetV2"], metric="latency")
+    row = df.set_index("id").loc["coral/mobilenet_v2_1.0_224_quant"]
+    assert (row["latency_ms"], row["basis"], row["device"]) == (measured["p50_ms"], "measured", measured["device"])
+    assert row["size_mb"] == 3.610798
+    paddle = df.set_index("id").loc["paddleclas/MobileNetV2"]
+    assert (paddle["basis"], paddle["latency_ms_claimed"]) == ("claimed", 1.02)
+    # On the host only, claims made on other hardware do not rank.
+    host = zoo.compare(["coral/*", "paddleclas/MobileNetV2"], metric="latency", device="host")
+    assert list(host[~host["missing"]]["id"]) == ["coral/mobilenet_v2_1.0_224_quant"]
+    # Counted MACs rank the macs metric once a run has counted them.
+    macs = zoo.compare(["coral/mobilenet_v2_1.0_224_quant"], metric="macs").iloc[0]
+    assert macs["basis"] == "measured" and macs["macs_m"] == pytest.approx(300.8, rel=0.01)
+    assert zoo.compare(["coral/*"], metric="latency", measured=False)["missing"].all()
+
+
+def test_measured_accuracy_is_shown_beside_the_claim_not_ranked(monkeypatch):
+    from zoo import store
+
+    store.record_run({"kind": "eval", "card_id": "paddleclas/MobileNetV2_x0_25", "artifact_sha256": "0" * 64,
+                      "runtime": "onnxruntime", "runtime_version": "1", "metrics": {"top1": 99.0, "top5": 100.0}})
+    df = zoo.compare(["paddleclas/*"], metric="accuracy").set_index("id")
+    assert df.loc["paddleclas/MobileNetV2_x0_25", "top1_measured_pct"] == 99.0
+    assert df.loc["paddleclas/MobileNetV2_x0_25", "rank"] == 7  # still ranked on its claimed 53.21
+
+
+def test_plot_draws_claimed_and_measured_points(tmp_path):
+    df = zoo.compare(metric="latency", pareto=True)
+    out = zoo.plot(df, "latency", tmp_path / "frontier.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
+    with pytest.raises(UsageError, match="nothing to plot"):
+        zoo.plot(zoo.compare(["timm/mobilenetv2_035"], metric="latency"), "latency", tmp_path / "none.png")

@@ -10,7 +10,8 @@ from pathlib import Path
 from .errors import ZooError
 
 __version__ = "0.1.0"
-__all__ = ["ZooError", "list_cards", "get", "resolve", "compare", "lint_cards", "build_registry", "card_schema"]
+__all__ = ["ZooError", "list_cards", "get", "resolve", "compare", "lint_cards", "build_registry", "card_schema",
+           "fetch", "evaluate", "runs"]
 
 
 def _registry(registries: list[Path] | None = None):
@@ -39,24 +40,69 @@ def get(ref: str, *, registries: list[Path] | None = None) -> dict:
     return resolve(ref, registries=registries)[0].card
 
 
+def __getattr__(name: str):
+    # zoo.fetch is both the public function and the module zoo/fetch.py: a plain function here would be
+    # replaced by the module the moment anything imports zoo.fetch. So the module is callable
+    # (zoo.fetch(refs, ...) calls zoo.fetch.fetch) and is imported on first use, keeping `import zoo` cheap.
+    if name == "fetch":
+        import importlib
+
+        return importlib.import_module(".fetch", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def compare(patterns: list[str] | None = None, metric: str = "accuracy", *, device: str | None = None,
-            top: int | None = None, pareto: bool = False, registries: list[Path] | None = None):
-    """A pandas DataFrame ranking the matching cards on `metric` (see zoo.ranking)."""
+            top: int | None = None, pareto: bool = False, measured: bool = True,
+            registries: list[Path] | None = None):
+    """A pandas DataFrame ranking the matching cards on `metric`, claims beside measurements (see zoo.ranking).
+
+    device: None ranks latency/fps on this host's measurements, else on claims; "host" or a target name
+    ranks on measurements there only; other text keeps claims and runs whose device contains it.
+    measured=False ignores the results store.
+    """
+    from .errors import CardNotFoundError, UsageError
     from .ranking import compare as rank
 
+    if device and metric not in ("latency", "fps"):
+        raise UsageError("--device applies to latency and fps only", "Use --metric latency or --metric fps with --device")
     registry = _registry(registries)
     if patterns:
         seen, entries = set(), []
         for pattern in patterns:
             matched = registry.find(pattern)
             if not matched:
-                from .errors import CardNotFoundError
-
                 raise CardNotFoundError(f"no card matches {pattern!r}", registry.suggest(pattern))
             entries += [e for e in matched if not (e.id in seen or seen.add(e.id))]
     else:
         entries = registry.entries()
-    return rank(entries, metric, device=device, top=top, pareto=pareto)
+    evals, benches, use_claims, claim_device = {}, {}, True, device
+    if measured:
+        from . import store, targets
+
+        host = store.machine()
+        runs = store.list_runs(kind="bench")
+        if device is None or device.lower() == "host":
+            runs = [r for r in runs if r["machine_fingerprint"] == host["fingerprint"] and r["device"] == host["device"]]
+            use_claims, claim_device = device is None, None
+        elif device in {t["name"] for t in targets.ls()}:
+            runs = [r for r in runs if r["device"] == device]
+            use_claims, claim_device = False, None
+        else:
+            runs = [r for r in runs if device.lower() in r["device"].lower()]
+        for run in runs:  # newest first: keep each card's latest
+            benches.setdefault(run["card_id"], run)
+        for run in store.list_runs(kind="eval"):
+            evals.setdefault(run["card_id"], run)
+    return rank(entries, metric, claim_device=claim_device, use_claims=use_claims, top=top, pareto=pareto,
+                evals=evals, benches=benches)
+
+
+def plot(df, metric: str, path: Path) -> Path:
+    """Draw a `compare` table as accuracy against `metric` in a PNG (see zoo.ranking.plot)."""
+    from .ranking import plot as draw
+
+    draw(df, metric, path)
+    return Path(path)
 
 
 def lint_cards(paths: list[Path]) -> tuple[list[dict], list[str]]:
@@ -80,3 +126,35 @@ def card_schema() -> dict:
     from .cards import json_schema
 
     return json_schema()
+
+
+def evaluate(ref: str, data: Path, **options) -> dict:
+    """Top-1/top-5 of a card's model on a local validation set, as its source preprocesses; stored as a run.
+
+    Options and result keys: zoo.evaluate.evaluate. (Importing the module zoo.evaluate replaces this
+    function with the module, which is callable with the same arguments.)
+    """
+    from .evaluate import evaluate as evaluate_
+
+    return evaluate_(ref, data, **options)
+
+
+def runs(*, kind: str | None = None, card: str | None = None, limit: int | None = None) -> list[dict]:
+    """Stored eval and bench runs, newest first (the records `zoo runs --json` prints)."""
+    from .store import list_runs
+
+    return list_runs(kind=kind, card_id=card, limit=limit)
+
+
+def bench(card: dict, **options) -> dict:
+    """Latency of a card's model on this host or a target board (see zoo.latency.bench_card); the run is stored."""
+    from .latency import bench_card
+
+    return bench_card(card, **options)
+
+
+def inspect(ref: str, **options) -> dict:
+    """Inputs, outputs, MACs, params and size of a model file or a card's model (see zoo.complexity.inspect)."""
+    from .complexity import inspect as count
+
+    return count(ref, **options)

@@ -48,6 +48,24 @@ class IntegrityError(ZooError, ValueError):
     exit_code = 5
 
 
+class HashRequiredError(IntegrityError):
+    """--require-hashes and the artifact has no full sha256 on its card or in the pins file."""
+
+    default_hint = "Fetch it once without --require-hashes to pin it, or add its sha256 to the card"
+
+
+class UnsafeArchiveError(IntegrityError):
+    """An archive member would escape its directory, is a device or link out, or the archive is too big."""
+
+    default_hint = "The archive was not unpacked; report the card"
+
+
+class SignatureError(RegistryError):
+    """A remote index whose ed25519 signature is missing or wrong."""
+
+    default_hint = "The last good copy stays in use; check the registry's URL and key"
+
+
 class DownloadError(ZooError, OSError):
     exit_code = 6
 
@@ -55,3 +73,23 @@ class DownloadError(ZooError, OSError):
 class OfflineError(ZooError, ConnectionError):
     exit_code = 7
     default_hint = "Unset ZOO_OFFLINE, or fetch it first while online"
+
+
+class UnsupportedArtifactError(ZooError, RuntimeError):
+    """A model file that no runtime on this host can run (an RDK .bin, a missing optional runtime)."""
+
+    exit_code = 8
+    default_hint = "Pick a card with an .onnx or .tflite artifact (`zoo list --format onnx`)"
+
+
+class DatasetError(ZooError, ValueError):
+    """A validation set zoo cannot read: missing or empty folder, labels that do not match the files."""
+
+    exit_code = 9
+
+
+class TargetError(ZooError, RuntimeError):
+    """A target board could not be reached, logged into, or could not run the model."""
+
+    exit_code = 8
+    default_hint = "Check it with `zoo target check NAME`"

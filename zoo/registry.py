@@ -303,8 +303,14 @@ def describe_preference(entry: Entry) -> str:
 # ---------------------------------------------------------------- loading
 
 def load_registry(extra_dirs: list[Path] | None = None) -> Registry:
-    """The embedded cards, then cards from ZOO_REGISTRY / extra directories (which override by id)."""
+    """The embedded cards, then remote registries' last good copies, then ZOO_REGISTRY / extra directories.
+
+    Later sources override earlier ones with the same id.
+    """
+    from .remote import cached_entries
+
     entries = read_index(embedded_index_path(), EMBEDDED)
+    entries += cached_entries()  # verified when downloaded; read_index re-checks every card's sha256
     dirs = list(settings.registry_dirs()) + list(extra_dirs or [])
     for directory in dirs:
         if not directory.is_dir():

@@ -13,6 +13,13 @@ ENV_OFFLINE = "ZOO_OFFLINE"      # "1": serve only from the cache, never touch t
 ENV_MIRROR = "ZOO_MIRROR"        # mirrors (base URLs or directories), separated by whitespace or ';'
 ENV_REGISTRY = "ZOO_REGISTRY"    # extra card directories, separated by os.pathsep
 ENV_DEBUG = "ZOO_DEBUG"          # "1": show tracebacks for errors
+# Download tuning; tests shrink these so that fault injection stays fast.
+ENV_RETRIES = "ZOO_RETRIES"                  # attempts per URL (default 4)
+ENV_BACKOFF = "ZOO_BACKOFF"                  # first retry wait in seconds, doubled each time (default 1)
+ENV_MAX_WAIT = "ZOO_MAX_WAIT"                # cap on one wait, Retry-After included (default 60)
+ENV_CONNECT_TIMEOUT = "ZOO_CONNECT_TIMEOUT"  # seconds (default 10)
+ENV_READ_TIMEOUT = "ZOO_READ_TIMEOUT"        # seconds without a byte before a retry (default 60)
+ENV_MAX_UNPACK = "ZOO_MAX_UNPACK_BYTES"      # cap on an archive's unpacked size (default 8 GiB)
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -48,3 +55,71 @@ def mirrors() -> list[str]:
 def registry_dirs() -> list[Path]:
     raw = os.environ.get(ENV_REGISTRY, "")
     return [Path(p).expanduser() for p in raw.split(os.pathsep) if p.strip()]
+
+
+def _number(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        from .errors import UsageError
+
+        raise UsageError(f"{name}={raw!r} is not a number", f"Set {name} to a number or unset it") from None
+    if value < 0:
+        from .errors import UsageError
+
+        raise UsageError(f"{name}={raw!r} is negative", f"Set {name} to a number >= 0 or unset it")
+    return value
+
+
+def cache_dir() -> Path:
+    """Content-addressed downloads, partial files, unpacked archives and their locks."""
+    return zoo_home() / "cache"
+
+
+def pins_file() -> Path:
+    """The trust-on-first-use lock file: sha256 pinned for artifacts whose card has none."""
+    return zoo_home() / "pins.lock.json"
+
+
+def remotes_dir() -> Path:
+    """Remote registries: their configuration and the last good copy of each index."""
+    return zoo_home() / "registries"
+
+
+def retries() -> int:
+    return max(1, int(_number(ENV_RETRIES, 4)))
+
+
+def backoff_s() -> float:
+    return _number(ENV_BACKOFF, 1.0)
+
+
+def max_wait_s() -> float:
+    return _number(ENV_MAX_WAIT, 60.0)
+
+
+def timeouts_s() -> tuple[float, float]:
+    """(connect, read) timeouts for requests."""
+    return _number(ENV_CONNECT_TIMEOUT, 10.0), _number(ENV_READ_TIMEOUT, 60.0)
+
+
+def max_unpack_bytes() -> int:
+    return int(_number(ENV_MAX_UNPACK, 8 * 2**30))
+
+
+def results_store() -> Path:
+    """The SQLite results store: every eval and bench run."""
+    return zoo_home() / "results.db"
+
+
+def targets_file() -> Path:
+    """The configured target boards (`zoo target add`)."""
+    return zoo_home() / "targets.json"
+
+
+def known_hosts_file() -> Path:
+    """zoo's own SSH known_hosts: a board's host key is pinned on first contact."""
+    return zoo_home() / "known_hosts"

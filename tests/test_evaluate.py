@@ -1,0 +1,240 @@
+"""The eval loop end to end: real images, real LiteRT / ONNX Runtime sessions, a real SQLite store.
+
+The coral acceptance figures come from an independent reference run (issue 4): centre crop of
+87.5%, Pillow bilinear to 224x224, x/127.5-1 quantized with the model's input scale and zero point.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+import zoo
+from zoo import store
+from zoo.datasets import load_dataset
+from zoo.errors import DatasetError, UnsupportedArtifactError
+from zoo.evaluate import evaluate_file, wilson_interval
+from zoo_cli import app
+
+REFERENCE = {  # card id: (top-1 %, top-5 %) of the independent reference run on the 1000-image sample
+    "coral/mobilenet_v2_1.0_224_quant": (85.0, 96.4),
+    "coral/tf2_mobilenet_v2_1.0_224_ptq": (86.9, 97.3),
+}
+CORAL_FILES = {"coral/mobilenet_v2_1.0_224_quant": "mobilenet_v2_1.0_224_quant.tflite",
+               "coral/tf2_mobilenet_v2_1.0_224_ptq": "tf2_mobilenet_v2_1.0_224_ptq.tflite"}
+SYNTHETIC_CARD = {
+    "id": "test/synthetic", "resolution": 224, "num_classes": 1000, "label_offset": 0,
+    "input": {"layout": "NCHW", "color": "RGB", "dtype": "float32"},
+    "preprocess": {"resize": "shorter_side_crop", "crop_pct": 0.875, "interpolation": "bilinear",
+                   "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
+}
+
+
+@pytest.fixture
+def coral_mirror(zoo_home, coral_dir, monkeypatch):
+    monkeypatch.setenv("ZOO_MIRROR", str(coral_dir))
+    return coral_dir
+
+
+def _link_subset(sample_dir: Path, manifest: dict, target: Path, names: list[str]) -> Path:
+    target.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        os.symlink(sample_dir / name, target / name)
+    return target
+
+
+@pytest.mark.parametrize("card_id", sorted(REFERENCE))
+def test_coral_reproduces_the_reference_on_the_sample(coral_mirror, sample_dir, card_id):
+    result = zoo.evaluate(card_id, sample_dir)
+    top1, top5 = REFERENCE[card_id]
+    assert result["n"] == 1000 and result["unreadable"] == 0
+    assert abs(result["top1"] - top1) <= 0.3 and abs(result["top5"] - top5) <= 0.3, (result["top1"], result["top5"])
+    low, high = result["top1_ci95"]
+    assert low < result["top1"] < high and high - low < 6
+    assert len(result["per_class"]) == 1000 and result["images_per_s"] > 0
+
+    from tests.conftest import CORAL_SHA256
+
+    (run,) = store.list_runs()
+    assert run["id"] == result["run_id"] and run["card_id"] == card_id and run["kind"] == "eval"
+    assert run["artifact_sha256"] == CORAL_SHA256[CORAL_FILES[card_id]]
+    assert run["runtime"] == "litert" and run["runtime_version"] and run["batch"] == result["batch"]
+    assert run["dataset_fingerprint"] == load_dataset(sample_dir).fingerprint()
+    assert run["preprocess"]["resize"] == "central_fraction_crop" and run["preprocess"]["crop_pct"] == 0.875
+    assert run["metrics"]["top1"] == result["top1"] and run["metrics"]["per_class"] == result["per_class"]
+
+
+def test_layouts_give_the_same_figures(coral_mirror, sample_dir, sample_manifest, tmp_path):
+    names = sorted(sample_manifest)[::20]  # 50 images over the classes
+    flat = _link_subset(sample_dir, sample_manifest, tmp_path / "prefix", names)
+    for name in names:
+        (tmp_path / "folders" / name[:9]).mkdir(parents=True)
+        os.symlink(sample_dir / name, tmp_path / "folders" / name[:9] / f"val_{name[10:]}")
+        (tmp_path / "plain").mkdir(exist_ok=True)
+        os.symlink(sample_dir / name, tmp_path / "plain" / f"img_{names.index(name):05d}.jpg")
+    labels = tmp_path / "val.txt"
+    labels.write_text("".join(f"img_{i:05d}.jpg {sample_manifest[n]}\n" for i, n in enumerate(names)))
+    card = "coral/tf2_mobilenet_v2_1.0_224_ptq"
+    results = [zoo.evaluate(card, flat), zoo.evaluate(card, tmp_path / "folders", batch=7, workers=3),
+               zoo.evaluate(card, tmp_path / "plain", labels=labels)]
+    assert [r["dataset"]["layout"] for r in results] == ["synset-prefix", "imagefolder", "labels-file"]
+    assert {(r["top1"], r["top5"], r["n"]) for r in results} == {(results[0]["top1"], results[0]["top5"], 50)}
+    assert results[0]["top1"] > 70  # a real model on real images, not chance
+
+
+def _naive_predictions(model_path: Path, files: list[Path]) -> list[int]:
+    """One image at a time, preprocessing written out with Pillow and numpy: the oracle for the pipeline."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    predictions = []
+    for path in files:
+        image = Image.open(path).convert("RGB")
+        w, h = image.size
+        nw, nh = (256, int(256 * h / w)) if w <= h else (int(256 * w / h), 256)
+        image = image.resize((nw, nh), Image.BILINEAR)
+        left, top = int(round((nw - 224) / 2)), int(round((nh - 224) / 2))
+        x = (np.asarray(image.crop((left, top, left + 224, top + 224))) / 255.0 - mean) / std
+        logits = session.run(None, {"input": x.transpose(2, 0, 1)[None].astype(np.float32)})[0][0]
+        predictions.append(int(np.argmax(logits)))
+    return predictions
+
+
+def _projection_model(path: Path) -> Path:
+    """A tiny ONNX classifier (8x8 average pooling, then a random linear map) whose answer follows its input.
+
+    A random-weight MobileNetV2 gives nearly the same class for every image, which would hide mix-ups.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = np.random.default_rng(0).normal(size=(192, 1000)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("AveragePool", ["input"], ["pooled"], kernel_shape=[28, 28], strides=[28, 28]),
+         helper.make_node("Flatten", ["pooled"], ["flat"]),
+         helper.make_node("MatMul", ["flat", "w"], ["logits"])],
+        "projection", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 224, 224])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 1000])], [numpy_helper.from_array(weights, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    onnx.save(model, str(path))
+    return path
+
+
+def test_pipeline_keeps_every_image_with_its_label(zoo_home, sample_dir, sample_manifest, tmp_path):
+    # Label each image with the class a naive loop predicts for it: any reordering, dropped or
+    # duplicated image in the batched, threaded pipeline shows up as a miss.
+    files = [sample_dir / name for name in sorted(sample_manifest)[:45]]
+    model_path = _projection_model(tmp_path / "projection.onnx")
+    predicted = _naive_predictions(model_path, files)
+    assert len(set(predicted)) > 20
+    labels = tmp_path / "labels.txt"
+    labels.write_text("".join(f"{f.name} {p}\n" for f, p in zip(files, predicted)))
+    data = _link_subset(sample_dir, sample_manifest, tmp_path / "data", [f.name for f in files])
+    dataset = load_dataset(data, labels)
+    for batch, workers in ((7, 3), (1, 1), (64, 2)):
+        result = evaluate_file(SYNTHETIC_CARD, model_path, dataset, batch=batch, workers=workers, store=False)
+        assert (result["top1"], result["top5"], result["n"]) == (100.0, 100.0, 45), (batch, workers)
+        assert result["runtime"]["name"] == "onnxruntime" and result["batch"] == batch
+    assert not store.store_path().exists()
+
+
+def test_unreadable_images_are_counted_and_listed(zoo_home, synthetic_onnx, sample_dir, sample_manifest, tmp_path):
+    names = sorted(sample_manifest)[:5]
+    data = _link_subset(sample_dir, sample_manifest, tmp_path / "data", names)
+    (data / "n01440764_garbage.JPEG").write_bytes(b"this is not a JPEG")
+    (data / "n01443537_cut.JPEG").write_bytes((sample_dir / names[1]).read_bytes()[:3000])
+    result = evaluate_file(SYNTHETIC_CARD, synthetic_onnx(), load_dataset(data))
+    assert result["n"] == 5 and result["unreadable"] == 2
+    assert sorted(result["unreadable_files"]) == ["n01440764_garbage.JPEG", "n01443537_cut.JPEG"]
+    assert store.list_runs()[0]["metrics"]["unreadable"] == 2
+
+
+def test_wilson_interval_inverts_the_score_test():
+    # The 95% Wilson interval is the set of p the score test does not reject: find its ends by bisection.
+    def edge(hits, n, lo, hi, inside_is_low):
+        for _ in range(100):
+            mid = (lo + hi) / 2
+            rejected = abs(hits / n - mid) / math.sqrt(mid * (1 - mid) / n) > 1.959964
+            if rejected == inside_is_low:
+                lo = mid
+            else:
+                hi = mid
+        return 100 * (lo + hi) / 2
+
+    for hits, n in ((850, 1000), (81, 263), (3, 10)):
+        low, high = wilson_interval(hits, n)
+        assert abs(low - edge(hits, n, 1e-9, hits / n, True)) < 1e-3
+        assert abs(high - edge(hits, n, hits / n, 1 - 1e-9, False)) < 1e-3
+    assert wilson_interval(10, 10)[1] == 100.0
+
+
+# ---------------------------------------------------------------- bad input: clear error, nothing stored
+
+def test_bad_input_raises_and_stores_nothing(coral_mirror, sample_dir, tmp_path):
+    with pytest.raises(DatasetError, match="does not exist"):
+        zoo.evaluate("coral/mobilenet_v2_1.0_224_quant", tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="no images"):
+        zoo.evaluate("coral/mobilenet_v2_1.0_224_quant", tmp_path / "empty")
+    labels = tmp_path / "val.txt"
+    labels.write_text("ILSVRC2012_val_00000001.JPEG 65\n")
+    with pytest.raises(DatasetError, match="none of the 1 names"):
+        zoo.evaluate("coral/mobilenet_v2_1.0_224_quant", sample_dir, labels=labels)
+    with pytest.raises(UnsupportedArtifactError, match="runs only on rdk-bpu"):
+        zoo.evaluate("rdk/mobilenetv2_224x224_nv12-x5", sample_dir)
+    with pytest.raises(UnsupportedArtifactError, match="native weights only"):
+        zoo.evaluate("timm/mobilenetv2_100.ra_in1k", sample_dir)
+    assert not store.store_path().exists()
+
+
+# ---------------------------------------------------------------- CLI wiring
+
+runner = CliRunner()
+
+
+def test_cli_eval_json_and_runs(coral_mirror, sample_dir):
+    result = runner.invoke(app, ["eval", "coral/mobilenet_v2_1.0_224_quant", "--data", str(sample_dir),
+                                 "--limit", "40", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert {"top1", "top5", "top1_ci95", "top5_ci95", "n", "images_per_s", "per_class", "run_id", "artifact",
+            "runtime", "dataset", "preprocess", "unreadable", "unreadable_files"} <= set(data)
+    assert data["n"] == 40
+    listed = json.loads(runner.invoke(app, ["runs", "--json"]).stdout)
+    assert [r["id"] for r in listed] == [data["run_id"]] and listed[0]["metrics"]["n"] == 40
+    table = runner.invoke(app, ["runs"])
+    assert table.exit_code == 0 and "coral/mobilenet_v2_1.0_224_quant" in table.stdout
+
+
+def test_cli_eval_local_model_file(zoo_home, synthetic_onnx, sample_dir):
+    result = runner.invoke(app, ["eval", "timm/mobilenetv2_100.ra_in1k", "--data", str(sample_dir), "--limit", "20",
+                                 "--model", str(synthetic_onnx()), "--no-store"])
+    assert result.exit_code == 0, result.output
+    assert "timm/mobilenetv2_100.ra_in1k on" in result.stdout and "top-1" in result.stdout
+    assert not store.store_path().exists()
+
+
+@pytest.mark.parametrize("args, code, words", [
+    (["eval", "coral/mobilenet_v2_1.0_224_quant", "--data", "/nonexistent/val"], 9, "does not exist"),
+    (["eval", "rdk/mobilenetv2_224x224_nv12-x5", "--data", "SAMPLE"], 8, "not on this host"),
+    (["eval", "coral/mobilenet_v2_1.0_224_quant", "--data", "SAMPLE", "--provider", "cuda"], 2, "runs on LiteRT"),
+    (["eval", "timm/mobilenetv2_100.ra_in1k", "--data", "SAMPLE", "--model", "ONNX", "--provider", "nosuch"], 2,
+     "not available"),
+    (["eval", "coral/mobilenet_v2_1.0_224_quant", "--data", "SAMPLE", "--labels", "/nonexistent.txt"], 9,
+     "labels file /nonexistent.txt does not exist"),
+])
+def test_cli_eval_errors_are_one_line(coral_mirror, sample_dir, synthetic_onnx, args, code, words):
+    args = [{"SAMPLE": str(sample_dir), "ONNX": str(synthetic_onnx())}.get(a, a) for a in args]
+    result = runner.invoke(app, args)
+    assert result.exit_code == code, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("zoo: error:") and words in lines[0]
+    assert "Traceback" not in result.output and not store.store_path().exists()

@@ -1,0 +1,67 @@
+"""Latency on this host: statistics, the stored run, inputs of every dtype, and bad input."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from zoo import store
+from zoo.errors import UnsupportedArtifactError, UsageError
+from zoo.latency import bench_card, latency_stats
+from zoo.registry import load_registry
+
+CORAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "coral"
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path))
+    monkeypatch.setenv("ZOO_MIRROR", str(CORAL))
+    return tmp_path
+
+
+def card(card_id: str) -> dict:
+    return load_registry().resolve(card_id)[0].card
+
+
+def test_latency_stats():
+    stats = latency_stats([4.0, 1.0, 3.0, 2.0], batch=2)
+    assert (stats["p50_ms"], stats["mean_ms"], stats["min_ms"], stats["max_ms"]) == (2.5, 2.5, 1.0, 4.0)
+    assert stats["fps"] == 800.0 and stats["iterations"] == 4
+    assert stats["p90_ms"] == pytest.approx(3.7) and stats["std_ms"] == pytest.approx(1.291, abs=1e-3)
+
+
+def test_synthetic_weights_bench_is_measured_and_stored(home):
+    result = bench_card(card("timm/mobilenetv2_075"), synthetic=True, iters=15, seconds=0, warmup=2, batch=2)
+    assert result["iterations"] == 15 and result["synthetic_weights"] is True
+    assert result["min_ms"] <= result["p50_ms"] <= result["p90_ms"] <= result["p99_ms"] <= result["max_ms"]
+    assert result["fps"] == pytest.approx(2000 / result["mean_ms"], rel=1e-3)
+    assert result["peak_rss_bytes"] > 10 * 2**20
+    env = result["environment"]
+    assert env["cores"] >= 1 and env["name"] == "onnxruntime" and env["batch"] == 2 and "governor" in env
+    path = Path(result["artifact"]["path"])
+    assert result["artifact"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    [run] = store.list_runs(kind="bench")
+    assert run["card_id"] == "timm/mobilenetv2_075" and run["artifact_sha256"] == result["artifact"]["sha256"]
+    assert run["metrics"]["p50_ms"] == result["p50_ms"] and run["metrics"]["synthetic_weights"] is True
+    assert run["batch"] == 2 and run["runtime"] == "onnxruntime" and run["device"] == result["device"]
+
+
+def test_quantized_tflite_card_on_litert(home):
+    result = bench_card(card("coral/mobilenet_v2_1.0_224_quant"), iters=10, seconds=0, warmup=1)
+    assert result["runtime"]["name"] == "litert" and result["iterations"] == 10
+    assert result["artifact"]["sha256"] == "7aad0c74c5e3c06e5eb3c827e13304fdd68a83da6087d92ee169c24ff9fd4776"
+    assert any(c["device"].startswith("Axis") for c in card("axis/mobilenet_v2_1.0_224_quant")["claims"])
+
+
+@pytest.mark.parametrize("card_id, options, error, words", [
+    ("rdk/mobilenetv2_224x224_nv12-x5", {}, UnsupportedArtifactError, "runs on an RDK BPU only"),
+    ("timm/mobilenetv2_110d.ra_in1k", {"synthetic": True}, UsageError, "depth multiplier 1.0 only"),
+    ("timm/mobilenetv2_075", {"synthetic": True, "iters": 0}, UsageError, "at least 1"),
+    ("coral/mobilenet_v2_1.0_224_quant", {"runtime": "onnxruntime"}, UnsupportedArtifactError, "no artifact that onnxruntime runs"),
+])
+def test_bad_input_stores_nothing(home, card_id, options, error, words):
+    with pytest.raises(error, match=words):
+        bench_card(card(card_id), seconds=0, **{"iters": 3, **options})
+    assert store.list_runs() == []

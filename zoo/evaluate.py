@@ -1,0 +1,278 @@
+"""The pipelined accuracy loop, and an eval run from card to stored result.
+
+Worker threads decode, preprocess and encode images (Pillow and numpy release the GIL) while the
+calling thread runs batches through the model (ONNX Runtime and LiteRT release it too). A bounded
+window of futures keeps memory flat on 50,000-image sets. Images that cannot be decoded are counted
+and listed, never fatal.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import sys
+import time
+import types
+from collections import deque
+from pathlib import Path
+from typing import Callable
+
+from .errors import UnsupportedArtifactError, UsageError
+
+DEFAULT_BATCH = 32
+RUNNABLE_SUFFIXES = (".onnx", ".tflite")
+
+
+def wilson_interval(hits: int, n: int, z: float = 1.959964) -> list[float]:
+    """95% Wilson score interval of a proportion, in percent (a 3-line formula: no statistics package needed)."""
+    if n == 0:
+        return [0.0, 100.0]
+    p = hits / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [round(100 * max(0.0, centre - half), 3), round(100 * min(1.0, centre + half), 3)]
+
+
+def _load(model, preprocessor, path: Path):
+    from PIL import Image
+
+    try:
+        return model.encode(preprocessor(path))
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
+        return None  # unreadable or corrupt image: counted by the caller
+
+
+def run_accuracy(models, preprocessor, dataset, *, batch: int = DEFAULT_BATCH, workers: int | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> dict:
+    """Top-1/top-5 (percent, with 95% intervals), per-class accuracy and throughput on `dataset`.
+
+    `models`: one Model per inference lane (the same object repeated when its runtime is thread-safe).
+    Batches run on the lanes concurrently: on a busy CPU, one single-threaded run per core keeps
+    every core working, where one run split over all cores waits for its slowest thread.
+    """
+    import queue
+
+    import numpy as np
+    from concurrent.futures import ThreadPoolExecutor
+
+    models = list(models) if isinstance(models, (list, tuple)) else [models]
+    if batch < 1:
+        raise UsageError(f"--batch must be at least 1, got {batch}")
+    if models[0].batch_limit:
+        batch = min(batch, models[0].batch_limit)
+    workers = workers or os.cpu_count() or 1
+    lanes, items, total = len(models), dataset.items, len(dataset.items)
+    free = queue.SimpleQueue()
+    for model in models:
+        free.put(model)
+
+    def top5_of(tensors):
+        model = free.get()
+        try:
+            scores = model.scores(np.stack(tensors))
+        finally:
+            free.put(model)
+        # Stable sort: equal (quantized) scores rank the lower class index first.
+        return np.argsort(-scores, axis=1, kind="stable")[:, :5]
+
+    labels, top5, unreadable = [], [], []
+    started = time.perf_counter()
+    with ThreadPoolExecutor(workers, thread_name_prefix="zoo-decode") as decoders, \
+            ThreadPoolExecutor(lanes, thread_name_prefix="zoo-infer") as runners:
+        pending, running, queued, done = deque(), deque(), 0, 0
+
+        def refill():
+            nonlocal queued
+            while queued < total and len(pending) < batch * (lanes + 1) + workers:
+                relative, label = items[queued]
+                pending.append((relative, label, decoders.submit(_load, models[0], preprocessor, dataset.path(relative))))
+                queued += 1
+
+        def collect(keep: int):
+            while len(running) > keep:
+                batch_labels, future = running.popleft()
+                top5.append(future.result())
+                labels.extend(batch_labels)
+
+        refill()
+        while pending:
+            tensors, batch_labels = [], []
+            while pending and len(tensors) < batch:
+                relative, label, future = pending.popleft()
+                refill()
+                tensor = future.result()
+                done += 1
+                if tensor is None:
+                    unreadable.append(relative)
+                else:
+                    tensors.append(tensor)
+                    batch_labels.append(label)
+            if tensors:
+                running.append((batch_labels, runners.submit(top5_of, tensors)))
+                collect(lanes)
+            if progress:
+                progress(done, total)
+        collect(0)
+    wall = time.perf_counter() - started
+    return _metrics(labels, top5, unreadable, total, wall) | {"batch": batch, "workers": workers, "lanes": lanes}
+
+
+def _metrics(labels: list[int], top5: list, unreadable: list[str], total: int, wall: float) -> dict:
+    import numpy as np
+
+    from .datasets import synsets
+
+    n = len(labels)
+    truth = np.asarray(labels, dtype=np.int64)
+    predicted = np.concatenate(top5) if top5 else np.zeros((0, 5), np.int64)
+    hit1 = predicted[:, 0] == truth
+    hit5 = (predicted == truth[:, None]).any(axis=1)
+    per_class = {}
+    names = synsets()
+    for k in np.unique(truth):
+        mask = truth == k
+        per_class[names[k][0]] = {"index": int(k), "name": names[k][1], "n": int(mask.sum()),
+                                  "top1": round(100 * float(hit1[mask].mean()), 3),
+                                  "top5": round(100 * float(hit5[mask].mean()), 3)}
+    return {
+        "top1": round(100 * float(hit1.mean()), 3) if n else None,
+        "top5": round(100 * float(hit5.mean()), 3) if n else None,
+        "top1_ci95": wilson_interval(int(hit1.sum()), n), "top5_ci95": wilson_interval(int(hit5.sum()), n),
+        "n": n, "unreadable": len(unreadable), "unreadable_files": unreadable,
+        "images_per_s": round(total / wall, 2) if wall > 0 else None, "wall_s": round(wall, 3),
+        "per_class": per_class,
+    }
+
+
+def runnable_artifact(card: dict) -> dict:
+    """The card's first artifact that runs on this host (.onnx or .tflite, directly or inside an archive)."""
+    from .formats import CONVERTIBLE_FORMATS
+
+    artifacts = card.get("artifacts", [])
+    for artifact in artifacts:
+        if artifact["format"] in ("onnx", "tflite") or str(artifact.get("member", "")).endswith(RUNNABLE_SUFFIXES):
+            return artifact
+    if not artifacts:
+        raise UnsupportedArtifactError(f"{card['id']} has no artifact (architecture only)",
+                                       "Pick a card with weights (`zoo list`)")
+    formats = ", ".join(sorted({a["format"] for a in artifacts}))
+    if CONVERTIBLE_FORMATS & {a["format"] for a in artifacts}:
+        raise UnsupportedArtifactError(f"{card['id']} has native weights only ({formats}); converting them to ONNX is not available yet",
+                                       "Pick a card with an .onnx or .tflite artifact (`zoo list --format onnx`)")
+    runtimes = ", ".join(sorted({a["runtime"] for a in artifacts}))
+    raise UnsupportedArtifactError(f"{card['id']}: its artifact ({formats}) runs only on {runtimes}, not on this host")
+
+
+def file_sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def evaluate_file(card: dict, model_path: Path, dataset, *, artifact: dict | None = None, batch: int = DEFAULT_BATCH,
+                  workers: int | None = None, provider: str | None = None, threads: int | None = None,
+                  store: bool = True, progress: Callable[[int, int], None] | None = None) -> dict:
+    """Evaluate one model file under `card`'s conventions on a loaded Dataset; records the run unless store=False."""
+    from .preprocess import Preprocessor
+    from .runtimes import Model, open_runtime
+
+    model_path = Path(model_path)
+    if not model_path.is_file():
+        raise UsageError(f"model file {model_path} does not exist", "Give --model an existing .onnx or .tflite file")
+    runtime = open_runtime(model_path, provider=provider, threads=1, spinning=False)
+    if runtime.provider not in (None, "cpu", "CPUExecutionProvider"):
+        # An accelerator: one lane, its host-side threads as asked.
+        runtime = open_runtime(model_path, provider=provider, threads=threads, spinning=False)
+        models = [Model.from_card(runtime, card)]
+    else:
+        # CPU: `threads` lanes of single-threaded runs (default: one per core), see run_accuracy.
+        lanes = threads or os.cpu_count() or 1
+        models = [Model.from_card(runtime, card)]
+        models += [models[0] if runtime.thread_safe else
+                   Model.from_card(open_runtime(model_path, threads=1), card) for _ in range(lanes - 1)]
+    preprocessor = Preprocessor(card["preprocess"], card["resolution"])
+    metrics = run_accuracy(models, preprocessor, dataset, batch=batch, workers=workers, progress=progress)
+    if metrics["n"] == 0:
+        from .errors import DatasetError
+
+        raise DatasetError(f"none of the {len(dataset)} images in {dataset.root} could be read "
+                           f"(e.g. {metrics['unreadable_files'][0]})", "Check that the files are JPEG/PNG images")
+    result = {
+        "kind": "eval", "card_id": card["id"],
+        "artifact": {"file": (artifact or {}).get("file", model_path.name), "path": str(model_path),
+                     "sha256": file_sha256(model_path)},
+        "runtime": {**runtime.describe(), "threads": (runtime.threads or 1) * metrics["lanes"]},
+        "preprocess": preprocessor.describe(), "input": card["input"],
+        "dataset": dataset.describe(), "notes": list(dataset.notes),
+        "claims": {c["metric"]: c["value"] for c in card.get("claims", []) if c["metric"] in ("top1", "top5")},
+        **metrics,
+    }
+    if store:
+        from . import store as results
+
+        machine = results.machine()
+        result["machine"] = machine
+        result["run_id"] = results.record_run({
+            "kind": "eval", "card_id": card["id"], "artifact_file": result["artifact"]["file"],
+            "artifact_sha256": result["artifact"]["sha256"], "runtime": runtime.name, "runtime_version": runtime.version,
+            "provider": runtime.provider, "threads": result["runtime"]["threads"], "batch": metrics["batch"],
+            "preprocess": result["preprocess"], "dataset_fingerprint": result["dataset"]["fingerprint"],
+            "dataset": result["dataset"], "machine": machine,
+            "metrics": {k: metrics[k] for k in ("top1", "top5", "top1_ci95", "top5_ci95", "n", "unreadable",
+                                                "unreadable_files", "images_per_s", "wall_s", "workers", "lanes",
+                                                "per_class")},
+        })
+    return result
+
+
+def evaluate_card(card: dict, data: Path, *, labels: Path | None = None, limit: int | None = None,
+                  model_path: Path | None = None, mirrors: list[str] | None = None, **options) -> dict:
+    """Load the dataset (failing fast on bad input), get the card's runnable artifact (or use model_path), evaluate."""
+    from .datasets import load_dataset
+
+    if limit is not None and limit < 1:
+        raise UsageError(f"--limit must be at least 1, got {limit}")
+    dataset = load_dataset(Path(data), labels).subset(limit)
+    artifact = None
+    if model_path is None:
+        artifact = runnable_artifact(card)
+        model_path = fetch_model(card, artifact, mirrors=mirrors)
+    return evaluate_file(card, Path(model_path), dataset, artifact=artifact, **options)
+
+
+def fetch_model(card: dict, artifact: dict, *, mirrors: list[str] | None = None) -> Path:
+    """The verified local model file for `artifact` (its member when the artifact is an archive)."""
+    from . import fetch
+
+    if artifact.get("member"):
+        return Path(fetch.artifact_member(card, artifact, mirrors=mirrors))
+    return Path(fetch.fetch_artifact(card, artifact, mirrors=mirrors))
+
+
+def evaluate(ref: str, data: Path, *, labels: Path | None = None, limit: int | None = None, batch: int = DEFAULT_BATCH,
+             workers: int | None = None, provider: str | None = None, threads: int | None = None,
+             model: Path | None = None, mirrors: list[str] | None = None, store: bool = True,
+             registries: list[Path] | None = None, progress: Callable[[int, int], None] | None = None) -> dict:
+    """Resolve a card and evaluate its first runnable artifact (or the local file `model`) on `data`.
+
+    Result keys: kind, card_id, artifact {file, path, sha256}, runtime {name, version, provider, threads},
+    preprocess, input, dataset {path, layout, n_images, labels_file, unlabelled_entries, fingerprint},
+    notes, claims {top1, top5 as published}, top1, top5 (percent), top1_ci95, top5_ci95, n, unreadable,
+    unreadable_files, images_per_s, wall_s, batch, workers, per_class {wnid: {index, name, n, top1, top5}},
+    and when stored: machine, run_id.
+    """
+    from .registry import load_registry
+
+    card = load_registry(registries).resolve(ref)[0].card
+    return evaluate_card(card, Path(data), labels=labels, limit=limit, model_path=model, mirrors=mirrors,
+                         batch=batch, workers=workers, provider=provider, threads=threads, store=store,
+                         progress=progress)
+
+
+class _CallableModule(types.ModuleType):
+    """`zoo.evaluate(...)` is the public API and `zoo.evaluate` is also this module: calling it calls evaluate()."""
+
+    def __call__(self, *args, **kwargs) -> dict:
+        return evaluate(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
