@@ -36,7 +36,7 @@ _state: dict = {"registries": [], "debug": False}
 app = typer.Typer(cls=_Group, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   rich_markup_mode=None, help="Compare every published MobileNetV2 on one footing.")
 cards_app = typer.Typer(no_args_is_help=True, help="Validate cards and print their schema.")
-registry_app = typer.Typer(no_args_is_help=True, help="Build the registry index.")
+registry_app = typer.Typer(no_args_is_help=True, help="Build and sign the registry index; add and update remote registries.")
 app.add_typer(cards_app, name="cards")
 app.add_typer(registry_app, name="registry")
 
@@ -165,7 +165,7 @@ HEADERS = {"rank": "#", "id": "id", "source": "source", "width": "width", "resol
            "top1_pct": "top-1 (%)", "top5_pct": "top-5 (%)", "params_m": "params (M)", "macs_m": "MACs (M)",
            "size_mb": "size (MB)", "latency_ms": "latency (ms)", "fps": "fps (img/s)", "device": "device",
            "basis": "basis", "pareto": "pareto", "top1_measured_pct": "top-1 yours (%)",
-           "top5_measured_pct": "top-5 yours (%)", "latency_ms_claimed": "claimed (ms)",
+           "top5_measured_pct": "top-5 yours (%)", "measured_images": "images", "latency_ms_claimed": "claimed (ms)",
            "fps_claimed": "claimed (img/s)", "claimed_device": "claimed on"}
 
 
@@ -651,7 +651,7 @@ def eval_(
     batch: int = typer.Option(32, "--batch", min=1, help="Images per inference call (where the model allows)."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Decoding threads (default: all cores)."),
     provider: Optional[str] = typer.Option(None, "--provider", help="ONNX Runtime execution provider (cpu, cuda, ...)."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Inference threads (default: the runtime's)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Inference threads, each running whole batches (default: one per core)."),
     model: Optional[Path] = typer.Option(None, "--model", metavar="FILE",
                                          help="Run this local .onnx/.tflite file under the card's conventions."),
     mirror: Optional[List[str]] = typer.Option(None, "--mirror", metavar="URL_OR_DIR",
@@ -677,7 +677,7 @@ def eval_(
     typer.echo(f"{r['card_id']} on {ds['path']} ({ds['layout']}, {r['n']} images)")
     for metric in ("top1", "top5"):
         low, high = r[f"{metric}_ci95"]
-        claim = r["claims"].get(metric)
+        claim = next((c["value"] for c in r["claims"] if c["metric"] == metric), None)
         typer.echo(f"  {metric[:3]}-{metric[3]}  {r[metric]:6.2f} %  (95% CI {low:.2f}–{high:.2f})"
                    + (f"   claimed {claim:g} %" if claim is not None else ""))
     threads_note = f", {rt['threads']} threads" if rt["threads"] else ""
@@ -710,14 +710,16 @@ def runs_(
     from rich.table import Table
 
     table = Table(box=None, header_style="bold")
-    for name in ("run", "when (UTC)", "kind", "card", "top-1 %", "top-5 %", "n", "img/s", "runtime", "data", "sha256"):
-        table.add_column(name, justify="right" if name in ("run", "top-1 %", "top-5 %", "n", "img/s") else "left")
+    numeric = ("run", "top-1 %", "top-5 %", "n", "p50 ms", "img/s")
+    for name in ("run", "when (UTC)", "kind", "card", "top-1 %", "top-5 %", "n", "p50 ms", "img/s", "runtime", "device",
+                 "data", "sha256"):
+        table.add_column(name, justify="right" if name in numeric else "left")
     for r in rows:
         m = r["metrics"]
         table.add_row(str(r["id"]), r["created_at"].replace("T", " ")[:19], r["kind"], r["card_id"], _fmt(m.get("top1")),
-                      _fmt(m.get("top5")), _fmt(m.get("n")), _fmt(m.get("images_per_s"), 1),
-                      f"{r['runtime']} {r['runtime_version']}", (r["dataset_fingerprint"] or "—")[:12],
-                      r["artifact_sha256"][:12])
+                      _fmt(m.get("top5")), _fmt(m.get("n")), _fmt(m.get("p50_ms")),
+                      _fmt(m.get("images_per_s") or m.get("fps"), 1), f"{r['runtime']} {r['runtime_version']}",
+                      r["device"], (r["dataset_fingerprint"] or "—")[:12], r["artifact_sha256"][:12])
     _console().print(table)
 
 

@@ -13,7 +13,7 @@ import yaml
 import zoo
 from zoo import archives, cache, settings
 from zoo.errors import UnsafeArchiveError, UsageError
-from zoo.fetch import artifact_member, fetch_artifact, unpacked
+from zoo.download import artifact_member, fetch_artifact, unpacked
 
 pytestmark = pytest.mark.usefixtures("zoo_home")
 

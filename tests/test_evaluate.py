@@ -19,7 +19,7 @@ import zoo
 from zoo import store
 from zoo.datasets import load_dataset
 from zoo.errors import DatasetError, UnsupportedArtifactError
-from zoo.evaluate import evaluate_file, wilson_interval
+from zoo.accuracy import evaluate_file, wilson_interval
 from zoo_cli import app
 
 REFERENCE = {  # card id: (top-1 %, top-5 %) of the independent reference run on the 1000-image sample
@@ -81,11 +81,12 @@ def test_layouts_give_the_same_figures(coral_mirror, sample_dir, sample_manifest
     labels = tmp_path / "val.txt"
     labels.write_text("".join(f"img_{i:05d}.jpg {sample_manifest[n]}\n" for i, n in enumerate(names)))
     card = "coral/tf2_mobilenet_v2_1.0_224_ptq"
-    results = [zoo.evaluate(card, flat), zoo.evaluate(card, tmp_path / "folders", batch=7, workers=3),
-               zoo.evaluate(card, tmp_path / "plain", labels=labels)]
+    results = [zoo.evaluate(card, flat), zoo.evaluate(card, tmp_path / "folders", batch=7, workers=3, threads=3),
+               zoo.evaluate(card, tmp_path / "plain", labels=labels, threads=1)]
     assert [r["dataset"]["layout"] for r in results] == ["synset-prefix", "imagefolder", "labels-file"]
     assert {(r["top1"], r["top5"], r["n"]) for r in results} == {(results[0]["top1"], results[0]["top5"], 50)}
     assert results[0]["top1"] > 70  # a real model on real images, not chance
+    assert [r["lanes"] for r in results[1:]] == [3, 1]  # LiteRT lanes are separate interpreters
 
 
 def _naive_predictions(model_path: Path, files: list[Path]) -> list[int]:
@@ -139,10 +140,12 @@ def test_pipeline_keeps_every_image_with_its_label(zoo_home, sample_dir, sample_
     labels.write_text("".join(f"{f.name} {p}\n" for f, p in zip(files, predicted)))
     data = _link_subset(sample_dir, sample_manifest, tmp_path / "data", [f.name for f in files])
     dataset = load_dataset(data, labels)
-    for batch, workers in ((7, 3), (1, 1), (64, 2)):
-        result = evaluate_file(SYNTHETIC_CARD, model_path, dataset, batch=batch, workers=workers, store=False)
-        assert (result["top1"], result["top5"], result["n"]) == (100.0, 100.0, 45), (batch, workers)
+    for batch, workers, threads in ((7, 3, 3), (1, 1, 1), (64, 2, None), (4, 2, 5)):
+        result = evaluate_file(SYNTHETIC_CARD, model_path, dataset, batch=batch, workers=workers, threads=threads,
+                               store=False)
+        assert (result["top1"], result["top5"], result["n"]) == (100.0, 100.0, 45), (batch, workers, threads)
         assert result["runtime"]["name"] == "onnxruntime" and result["batch"] == batch
+        assert result["lanes"] == (threads or os.cpu_count()) and result["runtime"]["threads"] == result["lanes"]
     assert not store.store_path().exists()
 
 

@@ -13,7 +13,7 @@ import pytest
 import zoo
 from zoo import cache, settings
 from zoo.errors import DownloadError, HashRequiredError, IntegrityError, OfflineError, UsageError
-from zoo.fetch import fetch_artifact, fetch_record
+from zoo.download import fetch_artifact, fetch_record
 
 pytestmark = pytest.mark.usefixtures("zoo_home")
 
@@ -262,6 +262,8 @@ def test_cards_without_artifacts_or_with_unknown_ones_are_clear_errors(make_card
         fetch_artifact(make_card("m.onnx", ["https://example.invalid/m.onnx"]), "x.onnx")
     with pytest.raises(UsageError, match="architecture only"):
         zoo.fetch("timm/mobilenetv2_035")
+    with pytest.raises(UsageError, match="not a bare file name"):
+        fetch_artifact(make_card("../../escape.onnx", ["https://example.invalid/m.onnx"]))
 
 
 def test_eight_processes_fetching_the_same_artifact_end_with_one_file(server, coral_dir):

@@ -124,3 +124,21 @@ def test_plot_draws_claimed_and_measured_points(tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
     with pytest.raises(UsageError, match="nothing to plot"):
         zoo.plot(zoo.compare(["timm/mobilenetv2_035"], metric="latency"), "latency", tmp_path / "none.png")
+
+
+def test_a_measurement_belongs_to_the_bytes_so_cards_publishing_the_same_file_share_it():
+    from zoo import store
+
+    quant_sha = "7aad0c74c5e3c06e5eb3c827e13304fdd68a83da6087d92ee169c24ff9fd4776"
+    store.record_run({"kind": "eval", "card_id": "coral/mobilenet_v2_1.0_224_quant", "artifact_sha256": quant_sha,
+                      "runtime": "litert", "runtime_version": "1", "metrics": {"top1": 85.2, "top5": 96.3, "n": 1000}})
+    df = zoo.compare(["coral/*", "axis/*"], metric="accuracy").set_index("id")
+    assert df.loc["axis/mobilenet_v2_1.0_224_quant", "top1_measured_pct"] == 85.2  # Axis republishes coral's file
+    assert df.loc["axis/mobilenet_v2_1.0_224_quant", "measured_images"] == 1000
+    assert pd_isna(df.loc["coral/tf2_mobilenet_v2_1.0_224_ptq", "top1_measured_pct"])
+
+
+def pd_isna(value) -> bool:
+    import pandas as pd
+
+    return bool(pd.isna(value))

@@ -10,8 +10,8 @@ from pathlib import Path
 from .errors import ZooError
 
 __version__ = "0.1.0"
-__all__ = ["ZooError", "list_cards", "get", "resolve", "compare", "lint_cards", "build_registry", "card_schema",
-           "fetch", "evaluate", "runs"]
+__all__ = ["ZooError", "list_cards", "get", "resolve", "compare", "plot", "lint_cards", "build_registry",
+           "card_schema", "fetch", "evaluate", "runs", "bench", "inspect"]
 
 
 def _registry(registries: list[Path] | None = None):
@@ -26,7 +26,8 @@ def list_cards(pattern: str | None = None, *, source: str | None = None, width: 
     """Summaries of the matching cards (the records `zoo list --json` prints)."""
     from .summary import sort_summaries, summarize
 
-    entries = _registry(registries).find(pattern, source=source, width=width, resolution=resolution, fmt=fmt)
+    entries = _registry(registries).find(pattern, source=source, width=width, resolution=resolution, fmt=fmt,
+                                         copy_cards=False)  # summarize() builds new records
     return sort_summaries([summarize(e) for e in entries], sort)
 
 
@@ -40,15 +41,11 @@ def get(ref: str, *, registries: list[Path] | None = None) -> dict:
     return resolve(ref, registries=registries)[0].card
 
 
-def __getattr__(name: str):
-    # zoo.fetch is both the public function and the module zoo/fetch.py: a plain function here would be
-    # replaced by the module the moment anything imports zoo.fetch. So the module is callable
-    # (zoo.fetch(refs, ...) calls zoo.fetch.fetch) and is imported on first use, keeping `import zoo` cheap.
-    if name == "fetch":
-        import importlib
+def fetch(refs: list[str] | str, **options) -> list[dict]:
+    """Download, verify and cache cards' artifacts; one record per file (see zoo.download.fetch)."""
+    from .download import fetch as fetch_
 
-        return importlib.import_module(".fetch", __name__)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return fetch_(refs, **options)
 
 
 def compare(patterns: list[str] | None = None, metric: str = "accuracy", *, device: str | None = None,
@@ -89,12 +86,26 @@ def compare(patterns: list[str] | None = None, metric: str = "accuracy", *, devi
             use_claims, claim_device = False, None
         else:
             runs = [r for r in runs if device.lower() in r["device"].lower()]
-        for run in runs:  # newest first: keep each card's latest
-            benches.setdefault(run["card_id"], run)
-        for run in store.list_runs(kind="eval"):
-            evals.setdefault(run["card_id"], run)
+        benches, evals = _latest_by_card(entries, runs), _latest_by_card(entries, store.list_runs(kind="eval"))
     return rank(entries, metric, claim_device=claim_device, use_claims=use_claims, top=top, pareto=pareto,
                 evals=evals, benches=benches)
+
+
+def _latest_by_card(entries, runs: list[dict]) -> dict[str, dict]:
+    """Each card's newest run (runs come newest first); a card with none borrows the newest run of a
+    file it publishes with a full sha256, since a measurement belongs to the bytes (Axis republishes coral's)."""
+    latest, by_sha = {}, {}
+    for run in runs:
+        latest.setdefault(run["card_id"], run)
+        if not (run.get("metrics") or {}).get("synthetic_weights"):
+            by_sha.setdefault(run["artifact_sha256"], run)
+    for entry in entries:
+        if entry.id not in latest:
+            for artifact in entry.card.get("artifacts", []):
+                if artifact.get("sha256") in by_sha:
+                    latest[entry.id] = by_sha[artifact["sha256"]]
+                    break
+    return latest
 
 
 def plot(df, metric: str, path: Path) -> Path:
@@ -131,10 +142,9 @@ def card_schema() -> dict:
 def evaluate(ref: str, data: Path, **options) -> dict:
     """Top-1/top-5 of a card's model on a local validation set, as its source preprocesses; stored as a run.
 
-    Options and result keys: zoo.evaluate.evaluate. (Importing the module zoo.evaluate replaces this
-    function with the module, which is callable with the same arguments.)
+    Options and result keys: zoo.accuracy.evaluate.
     """
-    from .evaluate import evaluate as evaluate_
+    from .accuracy import evaluate as evaluate_
 
     return evaluate_(ref, data, **options)
 

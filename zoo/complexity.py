@@ -141,7 +141,7 @@ def inspect(ref: str, *, synthetic: bool = False, mirrors: list[str] | None = No
 
         path, artifact = synthetic_model(card), None
     else:
-        from .evaluate import fetch_model, runnable_artifact
+        from .accuracy import fetch_model, runnable_artifact
 
         artifact = runnable_artifact(card)
         path = fetch_model(card, artifact, mirrors=mirrors)

@@ -110,7 +110,7 @@ def _runnable_with(card: dict, runtime: str) -> dict:
 def _model_for(card: dict, *, synthetic: bool, target: dict | None, mirrors,
                runtime: str | None = None) -> tuple[Path, dict | None]:
     """The model file to time and the card artifact it came from (None for synthetic weights)."""
-    from .evaluate import fetch_model, runnable_artifact
+    from .accuracy import fetch_model, runnable_artifact
 
     if synthetic:
         if target and target["runtime"] != "onnxruntime":

@@ -26,7 +26,7 @@ METRICS = {
     "size": ("size_mb", False),
 }
 BASE_COLUMNS = ["id", "source", "width", "resolution", "top1_pct", "top5_pct", "top1_measured_pct",
-                "top5_measured_pct", "params_m", "macs_m", "size_mb"]
+                "top5_measured_pct", "measured_images", "params_m", "macs_m", "size_mb"]
 
 
 def _device_claim(card: dict, metric: str, device: str | None) -> dict | None:
@@ -66,6 +66,7 @@ def _row(entry: Entry, metric: str, *, claim_device: str | None, use_claims: boo
         "id": card["id"], "source": card["source"], "width": card["width"], "resolution": card["resolution"],
         "top1_pct": headline(card, "top1"), "top5_pct": headline(card, "top5"),
         "top1_measured_pct": evaluated.get("top1"), "top5_measured_pct": evaluated.get("top5"),
+        "measured_images": evaluated.get("n"),
     }
     column = METRICS[metric][0]
     for key in ("params_m", "macs_m", "size_mb"):
@@ -133,6 +134,7 @@ def compare(entries: list[Entry], metric: str = "accuracy", *, claim_device: str
     text = {"id", "source", "device", "basis", "claimed_device", "resolution"}
     df = df.astype({c: "float64" for c in columns if c not in text})
     df["resolution"] = df["resolution"].astype("int64")
+    df["measured_images"] = df["measured_images"].astype("Int64")
     df["missing"] = df[column].isna()
     if pareto:
         # For accuracy the cost axis is MACs; otherwise accuracy is traded against the metric itself.

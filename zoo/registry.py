@@ -177,8 +177,11 @@ class Registry:
         return len(self._by_id)
 
     def find(self, pattern: str | None = None, *, source: str | None = None, width: float | None = None,
-             resolution: int | None = None, fmt: str | None = None) -> list[Entry]:
-        """Cards matching a wildcard on id, alias or upstream name, and the given filters."""
+             resolution: int | None = None, fmt: str | None = None, copy_cards: bool = True) -> list[Entry]:
+        """Cards matching a wildcard on id, alias or upstream name, and the given filters.
+
+        copy_cards=False returns the registry's own dicts, for read-only callers on the fast path.
+        """
         out = []
         for entry in sorted(self._by_id.values(), key=lambda e: natural_key(e.id)):
             card = entry.card
@@ -193,7 +196,7 @@ class Registry:
             if fmt and not any(a["format"] == fmt for a in card.get("artifacts", [])):
                 continue
             out.append(entry)
-        return copy.deepcopy(out)
+        return copy.deepcopy(out) if copy_cards else out
 
     def resolve(self, ref: str) -> tuple[Entry, str | None]:
         """Find one card for an id, `NAME@source`, alias or upstream name.

@@ -162,6 +162,15 @@ def _last_good(name: str) -> Path:
     return settings.remotes_dir() / name / "index.json"
 
 
+def _state(name: str) -> dict:
+    """ETag and time of the last successful update ({} when never updated or unreadable)."""
+    try:
+        state = json.loads((settings.remotes_dir() / name / "state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
 def _card_count(name: str) -> int:
     try:
         return len(json.loads(_last_good(name).read_text(encoding="utf-8"))["cards"])
@@ -182,7 +191,7 @@ def _update_one(session, name: str, conf: dict) -> dict:
 
     url, where = index_url(conf["url"]), f"{name} ({index_url(conf['url'])})"
     state_path = settings.remotes_dir() / name / "state.json"
-    state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    state = _state(name)
     headers = {"If-None-Match": state["etag"]} if state.get("etag") and _last_good(name).is_file() else {}
     response, data = _download(session, url, headers)
     if response.status_code == 304:
@@ -250,8 +259,7 @@ def ls() -> list[dict]:
     """Every remote registry: name, url, key, signed, cards in the last good copy, updated_at, etag."""
     out = []
     for name, conf in sorted(remotes().items()):
-        state_path = settings.remotes_dir() / name / "state.json"
-        state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+        state = _state(name)
         out.append({"name": name, "url": index_url(conf["url"]), "key": conf.get("key"),
                     "signed": bool(conf.get("key")), "cards": _card_count(name),
                     "updated_at": state.get("updated_at"), "etag": state.get("etag")})

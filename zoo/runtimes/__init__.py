@@ -61,7 +61,7 @@ def open_runtime(path: Path, *, provider: str | None = None, threads: int | None
         return OnnxRuntime(Path(path), provider=provider, threads=threads, spinning=spinning)
     if provider not in (None, "cpu", "CPUExecutionProvider"):
         raise UsageError(f"--provider {provider} is for ONNX Runtime; {Path(path).name} runs on LiteRT",
-                                       "Leave out --provider for .tflite models")
+                         "Leave out --provider for .tflite models")
     from .litert import LiteRtRuntime
 
     return LiteRtRuntime(Path(path), threads=threads)

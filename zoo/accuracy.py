@@ -1,18 +1,16 @@
 """The pipelined accuracy loop, and an eval run from card to stored result.
 
-Worker threads decode, preprocess and encode images (Pillow and numpy release the GIL) while the
-calling thread runs batches through the model (ONNX Runtime and LiteRT release it too). A bounded
-window of futures keeps memory flat on 50,000-image sets. Images that cannot be decoded are counted
-and listed, never fatal.
+Decoder threads decode, preprocess and encode images (Pillow and numpy release the GIL) while
+inference threads run batches through the model (ONNX Runtime and LiteRT release it too); the
+calling thread only hands images on in order. Bounded windows of futures keep memory flat on
+50,000-image sets. Images that cannot be decoded are counted and listed, never fatal.
 """
 from __future__ import annotations
 
 import hashlib
 import math
 import os
-import sys
 import time
-import types
 from collections import deque
 from pathlib import Path
 from typing import Callable
@@ -178,13 +176,13 @@ def evaluate_file(card: dict, model_path: Path, dataset, *, artifact: dict | Non
     model_path = Path(model_path)
     if not model_path.is_file():
         raise UsageError(f"model file {model_path} does not exist", "Give --model an existing .onnx or .tflite file")
-    runtime = open_runtime(model_path, provider=provider, threads=1, spinning=False)
-    if runtime.provider not in (None, "cpu", "CPUExecutionProvider"):
-        # An accelerator: one lane, its host-side threads as asked.
+    if provider not in (None, "cpu", "CPUExecutionProvider"):
+        # An accelerator: one lane; `threads` are the runtime's own.
         runtime = open_runtime(model_path, provider=provider, threads=threads, spinning=False)
         models = [Model.from_card(runtime, card)]
     else:
         # CPU: `threads` lanes of single-threaded runs (default: one per core), see run_accuracy.
+        runtime = open_runtime(model_path, provider=provider, threads=1, spinning=False)
         lanes = threads or os.cpu_count() or 1
         models = [Model.from_card(runtime, card)]
         models += [models[0] if runtime.thread_safe else
@@ -203,7 +201,7 @@ def evaluate_file(card: dict, model_path: Path, dataset, *, artifact: dict | Non
         "runtime": {**runtime.describe(), "threads": (runtime.threads or 1) * metrics["lanes"]},
         "preprocess": preprocessor.describe(), "input": card["input"],
         "dataset": dataset.describe(), "notes": list(dataset.notes),
-        "claims": {c["metric"]: c["value"] for c in card.get("claims", []) if c["metric"] in ("top1", "top5")},
+        "claims": [c for c in card.get("claims", []) if c["metric"] in ("top1", "top5")],
         **metrics,
     }
     if store:
@@ -241,11 +239,11 @@ def evaluate_card(card: dict, data: Path, *, labels: Path | None = None, limit: 
 
 def fetch_model(card: dict, artifact: dict, *, mirrors: list[str] | None = None) -> Path:
     """The verified local model file for `artifact` (its member when the artifact is an archive)."""
-    from . import fetch
+    from . import download
 
     if artifact.get("member"):
-        return Path(fetch.artifact_member(card, artifact, mirrors=mirrors))
-    return Path(fetch.fetch_artifact(card, artifact, mirrors=mirrors))
+        return Path(download.artifact_member(card, artifact, mirrors=mirrors))
+    return Path(download.fetch_artifact(card, artifact, mirrors=mirrors))
 
 
 def evaluate(ref: str, data: Path, *, labels: Path | None = None, limit: int | None = None, batch: int = DEFAULT_BATCH,
@@ -256,9 +254,9 @@ def evaluate(ref: str, data: Path, *, labels: Path | None = None, limit: int | N
 
     Result keys: kind, card_id, artifact {file, path, sha256}, runtime {name, version, provider, threads},
     preprocess, input, dataset {path, layout, n_images, labels_file, unlabelled_entries, fingerprint},
-    notes, claims {top1, top5 as published}, top1, top5 (percent), top1_ci95, top5_ci95, n, unreadable,
-    unreadable_files, images_per_s, wall_s, batch, workers, per_class {wnid: {index, name, n, top1, top5}},
-    and when stored: machine, run_id.
+    notes, claims (the card's published top1/top5 figures), top1, top5 (percent), top1_ci95, top5_ci95,
+    n, unreadable, unreadable_files, images_per_s, wall_s, batch, workers, lanes,
+    per_class {wnid: {index, name, n, top1, top5}}, and when stored: machine, run_id.
     """
     from .registry import load_registry
 
@@ -266,13 +264,3 @@ def evaluate(ref: str, data: Path, *, labels: Path | None = None, limit: int | N
     return evaluate_card(card, Path(data), labels=labels, limit=limit, model_path=model, mirrors=mirrors,
                          batch=batch, workers=workers, provider=provider, threads=threads, store=store,
                          progress=progress)
-
-
-class _CallableModule(types.ModuleType):
-    """`zoo.evaluate(...)` is the public API and `zoo.evaluate` is also this module: calling it calls evaluate()."""
-
-    def __call__(self, *args, **kwargs) -> dict:
-        return evaluate(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

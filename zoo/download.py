@@ -1,4 +1,4 @@
-"""zoo.fetch(refs, ...): download artifacts, mirrors first; streamed, hashed, resumed, retried, verified, cached.
+"""`zoo fetch`: download artifacts, mirrors first; streamed, hashed, resumed, retried, verified, cached.
 
 What is checked, strongest first: the card's sha256, or the sha256 pinned on first use (pins file);
 the card's sha384/sha1; the file-name sha256 prefix (torchvision/timm/MindCV style); size_bytes.
@@ -10,9 +10,7 @@ resume from the bytes already on disk (Range + If-Range), which urllib3 cannot d
 from __future__ import annotations
 
 import json
-import sys
 import time
-import types
 import urllib.request
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -62,9 +60,11 @@ def _pick(card: dict, artifact: dict | str | None) -> dict:
     if not artifacts:
         raise UsageError(f"{card['id']} has no artifacts (architecture only): there is nothing to fetch",
                          "Pick a card that publishes weights; `zoo list` marks them in its artifacts column")
+    name = artifacts[0]["file"] if artifact is None else artifact if isinstance(artifact, str) else artifact["file"]
+    if name in ("", ".", "..") or any(c in name for c in "/\\\0"):  # it becomes a path in the cache
+        raise UsageError(f"{card['id']}: artifact file name {name!r} is not a bare file name", "Fix the card")
     if artifact is None:
         return artifacts[0]
-    name = artifact if isinstance(artifact, str) else artifact["file"]
     for a in artifacts:
         if a["file"] == name:
             return a if isinstance(artifact, str) else artifact
@@ -461,13 +461,3 @@ def fetch(refs: list[str] | str, *, all: bool = False, jobs: int = 4, mirrors: l
         suffix = f" ({len(errors)} of {len(tasks)} artifacts failed)" if len(tasks) > 1 else ""
         raise type(first)(first.message + suffix, first.hint)
     return results
-
-
-class _CallableModule(types.ModuleType):
-    """`zoo.fetch(...)` is the public API and `zoo.fetch` is also this module: calling the module calls fetch()."""
-
-    def __call__(self, *args, **kwargs) -> list[dict]:
-        return fetch(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
