@@ -201,7 +201,8 @@ def server():
 @pytest.fixture
 def coral_dir() -> Path:
     if not all((CORAL / name).is_file() for name in CORAL_SHA256):
-        pytest.skip(f"the coral files are not in {CORAL}")
+        # A failure, not a skip: CI always has ../shared/data, so a missing file is a broken checkout.
+        pytest.fail(f"the coral files are not in {CORAL}: the tests need ../shared/data beside the repository")
     return CORAL
 
 
@@ -227,7 +228,7 @@ SAMPLE = SHARED / "imagenet-sample"
 def sample_dir() -> Path:
     """The 1000 real ImageNet images, one per class (read-only)."""
     if not (SAMPLE / "MANIFEST.tsv").is_file():
-        pytest.skip(f"the ImageNet sample is not in {SAMPLE}")
+        pytest.fail(f"the ImageNet sample is not in {SAMPLE}: the tests need ../shared/data beside the repository")
     return SAMPLE
 
 
