@@ -191,6 +191,11 @@ def compare_(
     if output is OutputFormat.csv:
         sys.stdout.write(shown.to_csv(index=False))
         return
+    # Tables leave out the measured-beside-claimed columns until something has been measured.
+    drop = [c for c in ("top1_measured_pct", "top5_measured_pct", "measured_images") if shown[c].isna().all()]
+    if not shown["basis"].str.startswith("measured").any():
+        drop += [c for c in ("latency_ms_claimed", "fps_claimed", "claimed_device") if c in shown]
+    shown = shown.drop(columns=drop)
     pretty = shown.rename(columns=HEADERS)
     for column in pretty.columns:
         if pretty[column].dtype == "float64":

@@ -73,6 +73,7 @@ def test_compare_latency_table_shows_devices_and_marks_missing():
     assert result.exit_code == 0
     header, first = result.stdout.splitlines()[:2]
     assert "latency (ms)" in header and "device" in header
+    assert "yours" not in header and "claimed on" not in header  # nothing measured yet: no empty columns
     assert first.split()[0] == "1" and "NVIDIA V100" in first
     assert "no latency figure" in result.stderr
     assert result.stdout.splitlines()[-1].split()[0] == "—"
