@@ -728,6 +728,36 @@ def runs_(
     _console().print(table)
 
 
+# ---------------------------------------------------------------- convert
+
+@app.command()
+def convert(
+    ref: str = typer.Argument(..., metavar="ID", help="Card id, NAME@source or alias."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", metavar="PATH",
+                                          help="Also copy the ONNX here (a file, or a directory)."),
+    synthetic: bool = typer.Option(False, "--synthetic-weights", help="The card's architecture with random weights."),
+    artifact: Optional[str] = typer.Option(None, "--artifact", metavar="FILE", help="Which native file (default: the first)."),
+    mirror: Optional[List[str]] = typer.Option(None, "--mirror", help="Mirror for the artifact (also ZOO_MIRROR)."),
+    force: bool = typer.Option(False, "--force", help="Convert again even when a cached ONNX exists."),
+    as_json: bool = typer.Option(False, "--json", help="Print the record as JSON."),
+):
+    """Convert a card's native weights (pth, safetensors, pdparams, MindSpore ckpt) to ONNX through timm; cached."""
+    entry, note = zoo.resolve(ref, registries=_state["registries"])
+    if note:
+        _note(note)
+    mirrors = list(mirror) + settings.mirrors() if mirror else None
+    r = zoo.convert(entry.card, artifact=artifact, output=output, synthetic=synthetic, mirrors=mirrors, force=force)
+    if as_json:
+        _print_json(r)
+        return
+    source = "synthetic weights" if r["synthetic_weights"] else f"{r['source']['file']} ({r['source']['format']})"
+    arch = r["architecture"]
+    typer.echo(f"{r['id']}: {source} -> timm {arch['timm_model']} -> ONNX opset {r['opset']}"
+               f"{'  (cached)' if r['cached'] else ''}")
+    typer.echo(f"  {r['output'] if r.get('output') else r['path']}")
+    typer.echo(f"  sha256 {r['sha256']}  {r['size_bytes']:,} bytes  max |ONNX - timm| {r['max_abs_diff']:.2g}")
+
+
 def main() -> None:
     """Entry point: click's usage errors become one line too (`zoo: error: ... Try 'zoo X --help'.`)."""
     try:

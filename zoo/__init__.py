@@ -11,7 +11,7 @@ from .errors import ZooError
 
 __version__ = "0.1.0"
 __all__ = ["ZooError", "list_cards", "get", "resolve", "compare", "plot", "lint_cards", "build_registry",
-           "card_schema", "fetch", "evaluate", "runs", "bench", "inspect"]
+           "card_schema", "fetch", "convert", "evaluate", "runs", "bench", "inspect"]
 
 
 def _registry(registries: list[Path] | None = None):
@@ -137,6 +137,18 @@ def card_schema() -> dict:
     from .cards import json_schema
 
     return json_schema()
+
+
+def convert(ref: str | dict, **options) -> dict:
+    """A card's native weights as ONNX through timm's MobileNetV2, verified and cached (see zoo.converter.convert_card).
+
+    `ref`: a card reference or a card dict. Options: artifact, output, synthetic, mirrors, force, registries.
+    """
+    from .converter import convert_card
+
+    registries = options.pop("registries", None)
+    card = ref if isinstance(ref, dict) else get(ref, registries=registries)
+    return convert_card(card, **options)
 
 
 def evaluate(ref: str, data: Path, **options) -> dict:

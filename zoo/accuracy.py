@@ -143,7 +143,8 @@ def _metrics(labels: list[int], top5: list, unreadable: list[str], total: int, w
 
 
 def runnable_artifact(card: dict) -> dict:
-    """The card's first artifact that runs on this host (.onnx or .tflite, directly or inside an archive)."""
+    """The card's first artifact that runs on this host (.onnx or .tflite, directly or inside an archive), else its
+    first native weights (converted to ONNX by fetch_model when torch and timm are installed)."""
     from .formats import CONVERTIBLE_FORMATS
 
     artifacts = card.get("artifacts", [])
@@ -154,9 +155,16 @@ def runnable_artifact(card: dict) -> dict:
         raise UnsupportedArtifactError(f"{card['id']} has no artifact (architecture only)",
                                        "Pick a card with weights (`zoo list`)")
     formats = ", ".join(sorted({a["format"] for a in artifacts}))
-    if CONVERTIBLE_FORMATS & {a["format"] for a in artifacts}:
-        raise UnsupportedArtifactError(f"{card['id']} has native weights only ({formats}); converting them to ONNX is not available yet",
-                                       "Pick a card with an .onnx or .tflite artifact (`zoo list --format onnx`)")
+    native = next((a for a in artifacts if a["format"] in CONVERTIBLE_FORMATS), None)
+    if native is not None:
+        from .converter import INSTALL_HINT, available
+
+        if not available():
+            raise UnsupportedArtifactError(f"{card['id']} has native weights only ({formats}); converting them to ONNX "
+                                           "needs torch and timm, which are not installed",
+                                           f"{INSTALL_HINT}, or pick a card with an .onnx or .tflite artifact "
+                                           "(`zoo list --format onnx`)")
+        return native  # fetch_model converts it to ONNX
     runtimes = ", ".join(sorted({a["runtime"] for a in artifacts}))
     raise UnsupportedArtifactError(f"{card['id']}: its artifact ({formats}) runs only on {runtimes}, not on this host")
 
@@ -238,8 +246,15 @@ def evaluate_card(card: dict, data: Path, *, labels: Path | None = None, limit: 
 
 
 def fetch_model(card: dict, artifact: dict, *, mirrors: list[str] | None = None) -> Path:
-    """The verified local model file for `artifact` (its member when the artifact is an archive)."""
+    """The verified local model file for `artifact` (its member when the artifact is an archive; the converted
+    ONNX, cached, when it is native weights)."""
     from . import download
+    from .formats import CONVERTIBLE_FORMATS
+
+    if artifact["format"] in CONVERTIBLE_FORMATS:
+        from .converter import convert_card
+
+        return Path(convert_card(card, artifact=artifact, mirrors=mirrors)["path"])
 
     if artifact.get("member"):
         return Path(download.artifact_member(card, artifact, mirrors=mirrors))

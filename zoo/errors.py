@@ -93,3 +93,10 @@ class TargetError(ZooError, RuntimeError):
 
     exit_code = 8
     default_hint = "Check it with `zoo target check NAME`"
+
+
+class ConversionError(ZooError, ValueError):
+    """Native weights that cannot be turned into ONNX: unreadable, unsafe, or not this architecture."""
+
+    exit_code = 10
+    default_hint = "The file was not converted; check that the card describes it, or report the card"

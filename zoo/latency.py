@@ -132,7 +132,11 @@ def _model_for(card: dict, *, synthetic: bool, target: dict | None, mirrors,
                                        "Add the board with `zoo target add NAME --ssh USER@HOST --runtime rdk-bpu`, "
                                        "then `zoo bench ID --target NAME`")
     artifact = _runnable_with(card, runtime) if runtime else runnable_artifact(card)
-    if target and not artifact["file"].endswith(".onnx") and not str(artifact.get("member", "")).endswith(".onnx"):
+    from .formats import CONVERTIBLE_FORMATS
+
+    onnx_here = (artifact["file"].endswith(".onnx") or str(artifact.get("member", "")).endswith(".onnx")
+                 or artifact["format"] in CONVERTIBLE_FORMATS)  # native weights are converted to ONNX first
+    if target and not onnx_here:
         from .errors import TargetError
 
         raise TargetError(f"{card['id']}: target {target['name']} runs ONNX models; this card's artifact is "
