@@ -8,6 +8,7 @@ import os
 import pickle
 import sys
 from collections import OrderedDict
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -366,3 +367,6 @@ def test_bench_converts_native_weights_on_demand(home):
                        "sha256": convert._sha256(mirror / "tv.pth")}]
     result = zoo.bench(c, iters=3, seconds=0, warmup=1, mirrors=[str(mirror)], store=False)
     assert result["iterations"] == 3 and result["artifact"]["file"] == "tv.pth"
+    # The run belongs to the card's native file; the ONNX it timed is recorded beside it.
+    assert result["artifact"]["sha256"] == c["artifacts"][0]["sha256"]
+    assert result["artifact"]["model_sha256"] == convert._sha256(Path(result["artifact"]["path"]))

@@ -174,6 +174,13 @@ def file_sha256(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
+def run_sha256(model_path: Path) -> str:
+    """The artifact sha256 a run records: the card's native file for a converted ONNX, else the file itself."""
+    from .converter import source_sha256
+
+    return source_sha256(model_path) or file_sha256(model_path)
+
+
 def evaluate_file(card: dict, model_path: Path, dataset, *, artifact: dict | None = None, batch: int = DEFAULT_BATCH,
                   workers: int | None = None, provider: str | None = None, threads: int | None = None,
                   store: bool = True, progress: Callable[[int, int], None] | None = None) -> dict:
@@ -205,7 +212,7 @@ def evaluate_file(card: dict, model_path: Path, dataset, *, artifact: dict | Non
     result = {
         "kind": "eval", "card_id": card["id"],
         "artifact": {"file": (artifact or {}).get("file", model_path.name), "path": str(model_path),
-                     "sha256": file_sha256(model_path)},
+                     "sha256": run_sha256(model_path)},
         "runtime": {**runtime.describe(), "threads": (runtime.threads or 1) * metrics["lanes"]},
         "preprocess": preprocessor.describe(), "input": card["input"],
         "dataset": dataset.describe(), "notes": list(dataset.notes),

@@ -496,6 +496,16 @@ def convert_file(card: dict, source: Path, fmt: str, *, source_sha256: str | Non
     return record
 
 
+def source_sha256(onnx_path: Path) -> str | None:
+    """The sha256 of the native file a cached ONNX was converted from (None: not a conversion, or synthetic)."""
+    onnx_path = Path(onnx_path)
+    record = onnx_path.with_suffix(".json")
+    if converted_dir() not in onnx_path.parents or not record.is_file():
+        return None
+    source = json.loads(record.read_text()).get("source")
+    return source["sha256"] if source else None
+
+
 def convertible_artifact(card: dict, artifact: dict | str | None = None) -> dict:
     """The card's artifact to convert: the one named, else its first in a convertible format."""
     artifacts = card.get("artifacts") or []

@@ -73,12 +73,21 @@ def random_input(runtime, batch: int):
 
 
 def synthetic_model(card: dict) -> Path:
-    """The card's architecture with random weights as ONNX (cached by its options under ZOO_HOME)."""
+    """The card's architecture with random weights as ONNX (cached under ZOO_HOME).
+
+    The plain MobileNetV2 is built with onnx.helper (zoo.synthetic: no torch needed); other layer
+    plans through timm, as `zoo convert --synthetic-weights` does.
+    """
     from .synthetic import save_mobilenet_v2
 
-    if card.get("depth", 1.0) != 1.0:
-        raise UsageError(f"{card['id']}: synthetic weights cover depth multiplier 1.0 only (this card: {card['depth']})",
-                         "Benchmark its published weights instead")
+    if card.get("depth", 1.0) != 1.0 or card["source"] == "paddleclas":
+        # timm's deeper variants and PaddleClas' own layer plan need timm (the convert extra) to build.
+        from .converter import available, convert_card
+
+        if not available():
+            raise UsageError(f"{card['id']}: synthetic weights for this architecture need timm",
+                             'pip install "zoo[convert]", or benchmark its published weights')
+        return Path(convert_card(card, synthetic=True)["path"])
     options = {"width": card["width"], "resolution": card["resolution"], "num_classes": card["num_classes"]}
     key = hashlib.sha256(repr(sorted(options.items())).encode()).hexdigest()[:16]
     path = settings.zoo_home() / "synthetic" / f"mobilenetv2_{key}.onnx"
@@ -86,11 +95,6 @@ def synthetic_model(card: dict) -> Path:
         tmp = save_mobilenet_v2(path.with_suffix(".onnx.tmp"), **options)
         tmp.replace(path)
     return path
-
-
-def _file_sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _runnable_with(card: dict, runtime: str) -> dict:
@@ -178,7 +182,10 @@ def bench_card(card: dict, *, runtime: str | None = None, provider: str | None =
         raise UsageError("--runtime picks a card artifact on this host; leave it out with --synthetic-weights or --target")
     model_path, artifact = _model_for(card, synthetic=synthetic, target=target_config, mirrors=mirrors,
                                       runtime=runtime)
-    sha256 = _file_sha256(model_path)
+    from .accuracy import file_sha256, run_sha256
+
+    sha256 = file_sha256(model_path)  # what is copied to a board is keyed by its own bytes
+    recorded_sha256 = run_sha256(model_path)  # a converted ONNX's run belongs to the card's native file
     if target_config:
         result = _bench_on_target(target_config, model_path, sha256, threads=threads, batch=batch, warmup=warmup,
                                   iters=iters, seconds=seconds)
@@ -189,7 +196,7 @@ def bench_card(card: dict, *, runtime: str | None = None, provider: str | None =
     result.update({
         "kind": "bench", "card_id": card["id"], "synthetic_weights": synthetic,
         "artifact": {"file": artifact["file"] if artifact else model_path.name, "path": str(model_path),
-                     "sha256": sha256},
+                     "sha256": recorded_sha256, "model_sha256": sha256},
         "batch": batch, "warmup": warmup,
         "claims": [c for c in card.get("claims", []) if c["metric"] in ("latency_ms", "fps")],
     })
@@ -200,7 +207,7 @@ def bench_card(card: dict, *, runtime: str | None = None, provider: str | None =
                        "peak_rss_bytes", "synthetic_weights", "warmup", "macs", "params", "size_bytes")
         result["run_id"] = record_run({
             "kind": "bench", "card_id": card["id"], "artifact_file": result["artifact"]["file"],
-            "artifact_sha256": sha256, "runtime": result["runtime"]["name"],
+            "artifact_sha256": recorded_sha256, "runtime": result["runtime"]["name"],
             "runtime_version": result["runtime"]["version"] or "unknown", "provider": result["runtime"]["provider"],
             "threads": result["runtime"]["threads"], "batch": batch, "device": result["device"],
             "machine": result["environment"], "metrics": {k: result.get(k) for k in metric_keys},
