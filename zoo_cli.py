@@ -77,6 +77,11 @@ def _plain_table(headers: list[str], rows: list[list[str]], left: set[int]) -> s
     return "\n".join([line(headers)] + [line(r) for r in rows])
 
 
+def _mirrors(cli: Optional[List[str]]) -> Optional[List[str]]:
+    """--mirror values first, then ZOO_MIRROR's; None lets the library read ZOO_MIRROR itself."""
+    return list(cli) + settings.mirrors() if cli else None
+
+
 def _console():
     from rich.console import Console
 
@@ -294,7 +299,7 @@ def bench(
     where = f"target {target}" if target else "this host"
     _note(f"timing {entry.id}{' (synthetic weights)' if synthetic else ''} on {where} ...")
     result = zoo.bench(entry.card, runtime=runtime, provider=provider, threads=threads, batch=batch, warmup=warmup,
-                       iters=iters, seconds=seconds, synthetic=synthetic, target=target, mirrors=mirror or None)
+                       iters=iters, seconds=seconds, synthetic=synthetic, target=target, mirrors=_mirrors(mirror))
     if as_json:
         _print_json(result)
         return
@@ -319,7 +324,7 @@ def inspect(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ):
     """Inputs, outputs, MACs, parameters and size, counted from the model graph."""
-    info = zoo.inspect(ref, synthetic=synthetic, mirrors=mirror or None, registries=_state["registries"])
+    info = zoo.inspect(ref, synthetic=synthetic, mirrors=_mirrors(mirror), registries=_state["registries"])
     if info.get("resolved_note"):
         _note(info["resolved_note"])
     if as_json:
@@ -461,7 +466,7 @@ def fetch(
     force: bool = typer.Option(False, "--force", help="Download again even when a verified copy is cached."),
 ):
     """Download, verify and cache cards' artifacts; print where each verified file is."""
-    mirrors = list(mirror) + settings.mirrors() if mirror else None
+    mirrors = _mirrors(mirror)
     with _FetchProgress(as_json, quiet) as progress:
         records = zoo.fetch(refs, all=all_, jobs=jobs, mirrors=mirrors, require_hashes=require_hashes, force=force,
                             registries=_state["registries"], progress=progress)
@@ -665,7 +670,7 @@ def eval_(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON (keys in the README)."),
 ):
     """Measure top-1/top-5 of a card's model on your validation images, preprocessed as its source does."""
-    mirrors = list(mirror) + settings.mirrors() if mirror else None
+    mirrors = _mirrors(mirror)
     with _EvalProgress(ref) as progress:
         r = zoo.evaluate(ref, data, labels=labels, limit=limit, batch=batch, workers=workers, provider=provider,
                          threads=threads, model=model, mirrors=mirrors, store=not no_store,
@@ -745,7 +750,7 @@ def convert(
     entry, note = zoo.resolve(ref, registries=_state["registries"])
     if note:
         _note(note)
-    mirrors = list(mirror) + settings.mirrors() if mirror else None
+    mirrors = _mirrors(mirror)
     r = zoo.convert(entry.card, artifact=artifact, output=output, synthetic=synthetic, mirrors=mirrors, force=force)
     if as_json:
         _print_json(r)
