@@ -230,6 +230,14 @@ def _bench_on_host(model_path: Path, *, provider, threads, batch, warmup, iters,
             "runtime": runtime.describe(), "environment": {**env, **runtime.describe(), "batch": batch}}
 
 
+def _target_machine(target: dict, facts: dict) -> dict:
+    """A board as a run records it: what the runner reported, the target's name and address, a fingerprint."""
+    from .store import fingerprint
+
+    machine = {**facts, "target": target["name"], "ssh": target["ssh"]}
+    return {**machine, "fingerprint": fingerprint(machine), "device": target["name"]}
+
+
 def _bench_on_target(target: dict, model_path: Path, sha256: str, *, threads, batch, warmup, iters, seconds) -> dict:
     from . import targets
 
@@ -237,8 +245,7 @@ def _bench_on_target(target: dict, model_path: Path, sha256: str, *, threads, ba
         if batch != 1:
             raise UsageError("hrt_model_exec runs batch 1; leave out --batch")
         perf = targets.run_hrt(target, model_path, sha256, threads=threads or 1, frames=max(iters, 1))
-        machine = {**perf.pop("machine"), "target": target["name"], "ssh": target["ssh"], "device": target["name"]}
-        machine["fingerprint"] = hashlib.sha256(repr(sorted(machine.items())).encode()).hexdigest()[:16]
+        machine = _target_machine(target, perf.pop("machine"))
         runtime = {"name": "rdk-bpu", "version": perf.get("runtime_version"), "provider": "hrt_model_exec",
                    "threads": perf["threads"]}
         # hrt_model_exec reports the mean only: the percentiles are not published by the tool.
@@ -249,8 +256,7 @@ def _bench_on_target(target: dict, model_path: Path, sha256: str, *, threads, ba
                 "tool_output": perf}
     raw = targets.run_onnxruntime(target, model_path, sha256, threads=threads or 0, batch=batch, warmup=warmup,
                                   iters=iters, seconds=seconds)
-    machine = {**raw["machine"], "target": target["name"], "ssh": target["ssh"], "device": target["name"]}
-    machine["fingerprint"] = hashlib.sha256(repr(sorted(machine.items())).encode()).hexdigest()[:16]
+    machine = _target_machine(target, raw["machine"])
     runtime = {"name": "onnxruntime", "version": raw["runtime_version"], "provider": raw["provider"],
                "threads": threads}
     return {**latency_stats(raw["latencies_ms"], batch), "peak_rss_bytes": raw["peak_rss_bytes"],

@@ -66,9 +66,15 @@ def connect(path: Path | None = None) -> sqlite3.Connection:
     return db
 
 
+def fingerprint(facts: dict) -> str:
+    """A short, stable hash of a machine's facts: runs on the same machine share it."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def machine() -> dict:
     """This machine as a run records it: CPU model, cores, OS, Python; `fingerprint` hashes them."""
-    import hashlib
     import os
     import platform
 
@@ -82,7 +88,7 @@ def machine() -> dict:
         pass
     info = {"cpu": cpu, "cores": os.cpu_count(), "arch": platform.machine(), "os": platform.platform(terse=True),
             "python": platform.python_version()}
-    info["fingerprint"] = hashlib.sha256(json.dumps(info, sort_keys=True).encode()).hexdigest()[:16]
+    info["fingerprint"] = fingerprint(info)
     info["device"] = f"{cpu} ({info['cores']} cores)"
     return info
 

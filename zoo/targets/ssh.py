@@ -22,10 +22,10 @@ class Ssh:
     identity: str | None = None
     connect_timeout_s: int = 10
 
-    def _options(self, port_flag: str = "-p") -> list[str]:
+    def _options(self) -> list[str]:
         known_hosts = settings.known_hosts_file()
         known_hosts.parent.mkdir(parents=True, exist_ok=True)
-        options = [port_flag, str(self.port), "-o", "BatchMode=yes", "-o", f"ConnectTimeout={self.connect_timeout_s}",
+        options = ["-p", str(self.port), "-o", "BatchMode=yes", "-o", f"ConnectTimeout={self.connect_timeout_s}",
                    "-o", "StrictHostKeyChecking=accept-new", "-o", f"UserKnownHostsFile={known_hosts}",
                    "-o", "LogLevel=ERROR"]
         if self.identity:
@@ -34,7 +34,7 @@ class Ssh:
 
     def run(self, command: str, *, timeout_s: float = 600, check: bool = True) -> subprocess.CompletedProcess:
         """Run a shell command on the board; TargetError when ssh itself fails (exit 255)."""
-        argv = ["ssh", *self._options("-p"), self.destination, command]
+        argv = ["ssh", *self._options(), self.destination, command]
         proc = self._call(argv, timeout_s)
         if proc.returncode == 255:
             raise self._ssh_error(proc.stderr)
@@ -46,7 +46,7 @@ class Ssh:
 
     def put(self, local: Path, remote: str, *, timeout_s: float = 600) -> None:
         """Copy a file by streaming it into `cat` on the board: needs neither scp nor an SFTP server there."""
-        argv = ["ssh", *self._options("-p"), self.destination, f"cat > {quote(remote)}"]
+        argv = ["ssh", *self._options(), self.destination, f"cat > {quote(remote)}"]
         with open(local, "rb") as source:
             proc = self._call(argv, timeout_s, stdin=source)
         if proc.returncode == 255:
