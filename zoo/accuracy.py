@@ -7,7 +7,6 @@ calling thread only hands images on in order. Bounded windows of futures keep me
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import time
@@ -169,13 +168,9 @@ def runnable_artifact(card: dict) -> dict:
     raise UnsupportedArtifactError(f"{card['id']}: its artifact ({formats}) runs only on {runtimes}, not on this host")
 
 
-def file_sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 def run_sha256(model_path: Path) -> str:
     """The artifact sha256 a run records: the card's native file for a converted ONNX, else the file itself."""
+    from .cache import file_sha256
     from .converter import source_sha256
 
     return source_sha256(model_path) or file_sha256(model_path)

@@ -88,6 +88,10 @@ def hash_file(path: Path, hasher: Hasher | None = None) -> Hasher:
         return hash_file_object(f, hasher or Hasher())
 
 
+def file_sha256(path: Path) -> str:
+    return hash_file(path).hexdigest()
+
+
 # ---------------------------------------------------------------- layout
 
 def blob_path(sha256: str, file: str) -> Path:

@@ -15,7 +15,6 @@ within TOLERANCE. Results are cached under ZOO_HOME/converted by (source sha256,
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import pickle
 import re
@@ -24,6 +23,7 @@ from pathlib import Path
 
 from . import settings
 from .errors import ConversionError, UnsupportedArtifactError, UsageError
+from .cache import file_sha256
 from .formats import CONVERTIBLE_FORMATS
 
 CONVERTER_VERSION = 1   # bump when a change alters the ONNX produced for the same source bytes
@@ -427,9 +427,6 @@ def export(model, resolution: int, path: Path) -> dict:
     return {"max_abs_diff": diff, "opset": opset}
 
 
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _arch_key(arch: dict) -> str:
@@ -454,7 +451,7 @@ def convert_file(card: dict, source: Path, fmt: str, *, source_sha256: str | Non
     if synthetic:
         where = converted_dir() / "synthetic" / f"v{CONVERTER_VERSION}"
     else:
-        source_sha256 = source_sha256 or _sha256(Path(source))
+        source_sha256 = source_sha256 or file_sha256(Path(source))
         where = converted_dir() / source_sha256 / f"v{CONVERTER_VERSION}"
     key = _arch_key(arch)
     onnx_path, record_path = where / f"{key}.onnx", where / f"{key}.json"
@@ -463,7 +460,7 @@ def convert_file(card: dict, source: Path, fmt: str, *, source_sha256: str | Non
         record = None
         if not force and record_path.is_file() and onnx_path.is_file():
             record = json.loads(record_path.read_text())
-            if _sha256(onnx_path) != record.get("sha256"):
+            if file_sha256(onnx_path) != record.get("sha256"):
                 record = None  # a corrupt cached file: convert again
         if record is None:
             torch, timm = _require()
@@ -476,7 +473,7 @@ def convert_file(card: dict, source: Path, fmt: str, *, source_sha256: str | Non
             tmp.replace(onnx_path)
             record = {"id": card["id"], "synthetic_weights": synthetic,
                       "source": None if synthetic else {"file": Path(source).name, "format": fmt, "sha256": source_sha256},
-                      "architecture": arch, "path": str(onnx_path), "sha256": _sha256(onnx_path),
+                      "architecture": arch, "path": str(onnx_path), "sha256": file_sha256(onnx_path),
                       "size_bytes": onnx_path.stat().st_size, "converter_version": CONVERTER_VERSION, **checked,
                       "torch": torch.__version__, "timm": timm.__version__}
             record_path.write_text(json.dumps(record, indent=2))

@@ -182,10 +182,11 @@ def bench_card(card: dict, *, runtime: str | None = None, provider: str | None =
         raise UsageError("--runtime picks a card artifact on this host; leave it out with --synthetic-weights or --target")
     model_path, artifact = _model_for(card, synthetic=synthetic, target=target_config, mirrors=mirrors,
                                       runtime=runtime)
-    from .accuracy import file_sha256, run_sha256
+    from .cache import file_sha256
+    from .converter import source_sha256
 
     sha256 = file_sha256(model_path)  # what is copied to a board is keyed by its own bytes
-    recorded_sha256 = run_sha256(model_path)  # a converted ONNX's run belongs to the card's native file
+    recorded_sha256 = source_sha256(model_path) or sha256  # a converted ONNX's run belongs to the native file
     if target_config:
         result = _bench_on_target(target_config, model_path, sha256, threads=threads, batch=batch, warmup=warmup,
                                   iters=iters, seconds=seconds)
