@@ -141,6 +141,17 @@ def _metrics(labels: list[int], top5: list, unreadable: list[str], total: int, w
     }
 
 
+def model_suffix(artifact: dict) -> str | None:
+    """The suffix of the file a runtime loads from this artifact (.onnx or .tflite, itself or its archive
+    member); None for anything else."""
+    from .formats import CONVERTIBLE_FORMATS
+
+    loaded = artifact.get("member") or artifact["file"]
+    if artifact["format"] in CONVERTIBLE_FORMATS:
+        return ".onnx"  # fetch_model converts native weights to ONNX
+    return next((s for s in RUNNABLE_SUFFIXES if loaded.endswith(s)), None)
+
+
 def runnable_artifact(card: dict) -> dict:
     """The card's first artifact that runs on this host (.onnx or .tflite, directly or inside an archive), else its
     first native weights (converted to ONNX by fetch_model when torch and timm are installed)."""
@@ -148,7 +159,7 @@ def runnable_artifact(card: dict) -> dict:
 
     artifacts = card.get("artifacts", [])
     for artifact in artifacts:
-        if artifact["format"] in ("onnx", "tflite") or str(artifact.get("member", "")).endswith(RUNNABLE_SUFFIXES):
+        if artifact["format"] not in CONVERTIBLE_FORMATS and model_suffix(artifact):
             return artifact
     if not artifacts:
         raise UnsupportedArtifactError(f"{card['id']} has no artifact (architecture only)",

@@ -102,8 +102,10 @@ def _runnable_with(card: dict, runtime: str) -> dict:
     suffix = {"onnxruntime": ".onnx", "litert": ".tflite"}.get(runtime)
     if suffix is None:
         raise UsageError(f"unknown --runtime {runtime!r}", "Use onnxruntime or litert (or --target for a board)")
+    from .accuracy import model_suffix
+
     for artifact in card.get("artifacts", []):
-        if artifact["file"].endswith(suffix) or str(artifact.get("member", "")).endswith(suffix):
+        if model_suffix(artifact) == suffix:
             return artifact
     from .errors import UnsupportedArtifactError
 
@@ -114,7 +116,7 @@ def _runnable_with(card: dict, runtime: str) -> dict:
 def _model_for(card: dict, *, synthetic: bool, target: dict | None, mirrors,
                runtime: str | None = None) -> tuple[Path, dict | None]:
     """The model file to time and the card artifact it came from (None for synthetic weights)."""
-    from .accuracy import fetch_model, runnable_artifact
+    from .accuracy import fetch_model, model_suffix, runnable_artifact
 
     if synthetic:
         if target and target["runtime"] != "onnxruntime":
@@ -136,11 +138,7 @@ def _model_for(card: dict, *, synthetic: bool, target: dict | None, mirrors,
                                        "Add the board with `zoo target add NAME --ssh USER@HOST --runtime rdk-bpu`, "
                                        "then `zoo bench ID --target NAME`")
     artifact = _runnable_with(card, runtime) if runtime else runnable_artifact(card)
-    from .formats import CONVERTIBLE_FORMATS
-
-    onnx_here = (artifact["file"].endswith(".onnx") or str(artifact.get("member", "")).endswith(".onnx")
-                 or artifact["format"] in CONVERTIBLE_FORMATS)  # native weights are converted to ONNX first
-    if target and not onnx_here:
+    if target and model_suffix(artifact) != ".onnx":
         from .errors import TargetError
 
         raise TargetError(f"{card['id']}: target {target['name']} runs ONNX models; this card's artifact is "
