@@ -658,10 +658,11 @@ def eval_(
     labels: Optional[Path] = typer.Option(None, "--labels", metavar="FILE",
                                           help="'FILE IDX' lines (0-based, standard order) or LOC_val_solution.csv."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Evaluate N images (a fixed subset spread over classes)."),
-    batch: int = typer.Option(32, "--batch", min=1, help="Images per inference call (where the model allows)."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Decoding threads (default: all cores)."),
+    batch: Optional[int] = typer.Option(None, "--batch", min=1,
+                                        help="Images per inference call, where the model allows (default: 8 on CPU, 32 on an accelerator)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Threads that each decode a batch, then run it (default: one per core)."),
     provider: Optional[str] = typer.Option(None, "--provider", help="ONNX Runtime execution provider (cpu, cuda, ...)."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Inference threads, each running whole batches (default: one per core)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Inference lanes: batches run at once, each single-threaded on CPU (default: one per core)."),
     model: Optional[Path] = typer.Option(None, "--model", metavar="FILE",
                                          help="Run this local .onnx/.tflite file under the card's conventions."),
     mirror: Optional[List[str]] = typer.Option(None, "--mirror", metavar="URL_OR_DIR",
@@ -692,7 +693,7 @@ def eval_(
                    + (f"   claimed {claim:g} %" if claim is not None else ""))
     threads_note = f", {rt['threads']} threads" if rt["threads"] else ""
     typer.echo(f"  {r['images_per_s']:.1f} images/s; {rt['name']} {rt['version']} ({rt['provider']}{threads_note}), "
-               f"batch {r['batch']}, {r['workers']} decoding threads")
+               f"batch {r['batch']}, {r['workers']} workers")
     typer.echo(f"  artifact {r['artifact']['file']} sha256 {r['artifact']['sha256']}")
     if "run_id" in r:
         typer.echo(f"  stored as run {r['run_id']} (zoo runs)")

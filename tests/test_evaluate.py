@@ -140,12 +140,38 @@ def test_pipeline_keeps_every_image_with_its_label(zoo_home, sample_dir, sample_
     labels.write_text("".join(f"{f.name} {p}\n" for f, p in zip(files, predicted)))
     data = _link_subset(sample_dir, sample_manifest, tmp_path / "data", [f.name for f in files])
     dataset = load_dataset(data, labels)
-    for batch, workers, threads in ((7, 3, 3), (1, 1, 1), (64, 2, None), (4, 2, 5)):
+    for batch, workers, threads in ((7, 3, 3), (1, 1, 1), (64, 2, None), (4, 2, 5), (None, None, None)):
         result = evaluate_file(SYNTHETIC_CARD, model_path, dataset, batch=batch, workers=workers, threads=threads,
                                store=False)
         assert (result["top1"], result["top5"], result["n"]) == (100.0, 100.0, 45), (batch, workers, threads)
-        assert result["runtime"]["name"] == "onnxruntime" and result["batch"] == batch
+        assert result["runtime"]["name"] == "onnxruntime" and result["batch"] == (batch or 8)  # CPU default
         assert result["lanes"] == (threads or os.cpu_count()) and result["runtime"]["threads"] == result["lanes"]
+    assert not store.store_path().exists()
+
+
+def test_a_failing_batch_stops_the_run_at_once_and_stores_nothing(zoo_home, sample_dir, sample_manifest, tmp_path):
+    from zoo.accuracy import run_accuracy
+    from zoo.errors import InvalidCardError
+    from zoo.preprocess import Preprocessor
+    from zoo.runtimes import Model, open_runtime
+
+    data = _link_subset(sample_dir, sample_manifest, tmp_path / "data", sorted(sample_manifest)[:60])
+    model_path = _projection_model(tmp_path / "projection.onnx")
+    card = {**SYNTHETIC_CARD, "num_classes": 1001, "label_offset": 1}  # the file has 1000 outputs
+    decoded = []
+
+    class CountingPreprocessor(Preprocessor):
+        def __call__(self, source, channels_first=False):
+            decoded.append(source)
+            return super().__call__(source, channels_first)
+
+    model = Model.from_card(open_runtime(model_path, threads=1), card)
+    with pytest.raises(InvalidCardError, match="num_classes 1001 on the card, 1000 outputs"):
+        run_accuracy([model, model], CountingPreprocessor(card["preprocess"], 224), load_dataset(data),
+                     batch=1, workers=2)
+    assert 1 <= len(decoded) <= 8  # the batches under way when the error surfaced, not all 60
+    with pytest.raises(InvalidCardError):
+        evaluate_file(card, model_path, load_dataset(data))
     assert not store.store_path().exists()
 
 

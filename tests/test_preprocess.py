@@ -66,3 +66,19 @@ def test_any_pil_mode_becomes_rgb(tmp_path, mode):
     Image.new("RGB", (300, 200), (200, 100, 50)).convert(mode).save(path)
     got = Preprocessor(CORAL, 96).pixels(path)
     assert got.shape == (96, 96, 3) and got.dtype == np.uint8
+
+
+@pytest.mark.parametrize("spec", [TIMM, CORAL], ids=["mean_std", "scale_offset"])
+def test_channels_first_layout_has_the_same_values_and_feeds_nchw_without_a_copy(sample_dir, spec):
+    from zoo.runtimes import Model
+
+    class NchwFloat:  # the facts Model checks about a runtime: an NCHW float32 model file
+        input_shape, input_dtype, input_quant, max_batch = (None, 3, 224, 224), "float32", None, None
+
+    preprocessor, path = Preprocessor(spec, 224), sample_dir / TENCH
+    hwc, planar = preprocessor(path), preprocessor(path, channels_first=True)
+    assert planar.shape == hwc.shape == (224, 224, 3) and planar.dtype == np.float32
+    assert np.array_equal(planar, hwc)  # bit for bit
+    model = Model(NchwFloat(), {"layout": "NCHW", "color": "RGB", "dtype": "float32"}, 224, 1000, 0)
+    assert model.channels_first
+    assert np.shares_memory(model.encode(planar), planar) and not np.shares_memory(model.encode(hwc), hwc)

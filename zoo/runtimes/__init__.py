@@ -87,6 +87,11 @@ class Model:
                    card.get("id", "card"))
 
     @property
+    def channels_first(self) -> bool:
+        """Whether the model takes channels first (NCHW): Preprocessor lays images out for it."""
+        return self.input["layout"] == "NCHW"
+
+    @property
     def batch_limit(self) -> int | None:
         return self.runtime.max_batch
 
@@ -112,7 +117,9 @@ class Model:
             raise self._mismatch(f"{spec['dtype']} input needs quant_scale and quant_zero_point")
 
     def encode(self, image):
-        """The model's input tensor for one preprocessed image (float32 HWC, RGB, normalised). Thread-safe."""
+        """The model's input tensor for one preprocessed image (float32 HWC, RGB, normalised). Thread-safe.
+
+        An image laid out channel by channel (Preprocessor's channels_first) goes to NCHW without a copy."""
         import numpy as np
 
         x = image[..., ::-1] if self.input["color"] == "BGR" else image
