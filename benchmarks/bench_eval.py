@@ -5,7 +5,7 @@
 
 The model is a MobileNetV2 1.0/224 ONNX graph (zoo.synthetic: the canonical architecture, random
 weights; the run time of a convolutional network does not depend on its weights) run under the card's
-conventions (its preprocessing, NCHW float input). Measured, best of --rounds each:
+conventions (its preprocessing, NCHW float input). Measured over --rounds interleaved rounds, best of each:
   naive      the loop a user writes by hand: for each image, Pillow open/convert/resize/crop, numpy
              normalise and transpose, then a default onnxruntime.InferenceSession runs it (batch 1)
   serial     zoo's own per-image calls (its preprocessing, batch 1), one after another: what the
