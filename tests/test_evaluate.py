@@ -141,8 +141,14 @@ def test_pipeline_keeps_every_image_with_its_label(zoo_home, sample_dir, sample_
     data = _link_subset(sample_dir, sample_manifest, tmp_path / "data", [f.name for f in files])
     dataset = load_dataset(data, labels)
     for batch, workers, threads in ((7, 3, 3), (1, 1, 1), (64, 2, None), (4, 2, 5), (None, None, None)):
+        reports = []
         result = evaluate_file(SYNTHETIC_CARD, model_path, dataset, batch=batch, workers=workers, threads=threads,
-                               store=False)
+                               store=False, progress=lambda done, total: reports.append((done, total)))
+        # One report per batch, each counting exactly the images of the batches finished so far.
+        steps = sorted(b - a for a, b in zip([0] + [done for done, _ in reports], [done for done, _ in reports]))
+        size = batch or 8
+        assert steps == sorted([size] * (45 // size) + ([45 % size] if 45 % size else []))
+        assert reports[-1] == (45, 45)
         assert (result["top1"], result["top5"], result["n"]) == (100.0, 100.0, 45), (batch, workers, threads)
         assert result["runtime"]["name"] == "onnxruntime" and result["batch"] == (batch or 8)  # CPU default
         assert result["lanes"] == (threads or os.cpu_count()) and result["runtime"]["threads"] == result["lanes"]

@@ -89,17 +89,17 @@ def run_accuracy(models, preprocessor, dataset, *, batch: int = CPU_BATCH, worke
     started = time.perf_counter()
     pool = ThreadPoolExecutor(workers, thread_name_prefix="zoo-eval")
     try:
-        futures = [pool.submit(run_batch, start) for start in range(0, total, batch)]
+        futures = {pool.submit(run_batch, start): min(batch, total - start) for start in range(0, total, batch)}
         done = 0
         for future in as_completed(futures):
-            done += min(batch, total - done)
             future.result()  # raises a worker's error here, at once
+            done += futures[future]
             if progress:
                 progress(done, total)
     finally:
         pool.shutdown(cancel_futures=True)  # on an error or Ctrl-C, the batches not yet begun never run
     wall = time.perf_counter() - started
-    results = [future.result() for future in futures]  # in dataset order
+    results = [future.result() for future in futures]  # in dataset order (dicts keep insertion order)
     labels = [label for batch_labels, _, _ in results for label in batch_labels]
     top5 = [batch_top5 for _, batch_top5, _ in results]
     unreadable = [name for _, _, names in results for name in names]
