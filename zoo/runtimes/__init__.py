@@ -104,7 +104,7 @@ class Model:
         if spec["color"] == "NV12":
             raise UnsupportedArtifactError(f"{self.where}: NV12 input is for on-board runtimes",
                                            "Evaluate an ONNX or TFLite card instead")
-        want = (3, r, r) if spec["layout"] == "NCHW" else (r, r, 3)
+        want = (3, r, r) if self.channels_first else (r, r, 3)
         if len(shape) != 4 or any(s is not None and s != w for s, w in zip(shape[1:], want)):
             raise self._mismatch(f"{spec['layout']} at {r}x{r} means input shape [N, {', '.join(map(str, want))}], "
                                  f"the file takes {list(shape)}")
@@ -123,7 +123,7 @@ class Model:
         import numpy as np
 
         x = image[..., ::-1] if self.input["color"] == "BGR" else image
-        if self.input["layout"] == "NCHW":
+        if self.channels_first:
             x = x.transpose(2, 0, 1)
         dtype = self.input["dtype"]
         if dtype in INTEGER_RANGE:
