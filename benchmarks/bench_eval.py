@@ -38,11 +38,11 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 import zoo  # noqa: E402
-from zoo.datasets import load_dataset  # noqa: E402
-from zoo.accuracy import CPU_BATCH, evaluate_file  # noqa: E402
-from zoo.preprocess import Preprocessor  # noqa: E402
-from zoo.runtimes import Model, open_runtime  # noqa: E402
-from zoo.synthetic import save_mobilenet_v2  # noqa: E402
+from zoo.measure.datasets import load_dataset  # noqa: E402
+from zoo.measure.accuracy import CPU_BATCH, evaluate_file  # noqa: E402
+from zoo.measure.preprocess import Preprocessor  # noqa: E402
+from zoo.measure.runtimes import Model, open_runtime  # noqa: E402
+from zoo.artifacts.synthetic import save_mobilenet_v2  # noqa: E402
 
 
 def naive_loop(card: dict, model_path: Path, paths: list[Path]) -> list[int]:
@@ -50,7 +50,7 @@ def naive_loop(card: dict, model_path: Path, paths: list[Path]) -> list[int]:
     import onnxruntime as ort
     from PIL import Image
 
-    from zoo.preprocess import INTERPOLATION, central_fraction_box, shorter_side_box
+    from zoo.measure.preprocess import INTERPOLATION, central_fraction_box, shorter_side_box
 
     spec, r = card["preprocess"], card["resolution"]
     session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])

@@ -52,7 +52,7 @@ def main() -> int:
     home = tempfile.mkdtemp(prefix="zoo-bench-")
     os.environ["ZOO_HOME"] = home
     import zoo
-    from zoo.latency import bench_card, synthetic_model
+    from zoo.measure.latency import bench_card, synthetic_model
 
     card = zoo.get(CARD)
     model = str(synthetic_model(card))

@@ -1,4 +1,5 @@
-"""Shared fixtures: an isolated ZOO_HOME, a fault-injecting HTTP server on 127.0.0.1, the coral files, card dicts."""
+"""Shared fixtures: an isolated ZOO_HOME for every test, a fault-injecting HTTP server on 127.0.0.1, the shared
+data (../shared/data beside the repository: coral files, ImageNet sample), card dicts."""
 from __future__ import annotations
 
 import hashlib
@@ -11,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-CORAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "coral"
+# The repository's parent holds shared/ (copied or linked); not resolved, so a symlinked shared/ keeps its path.
+SHARED_DATA = Path(__file__).absolute().parents[2] / "shared" / "data"
 CORAL_SHA256 = {
     "mobilenet_v2_1.0_224_quant.tflite": "7aad0c74c5e3c06e5eb3c827e13304fdd68a83da6087d92ee169c24ff9fd4776",
     "tf2_mobilenet_v2_1.0_224_ptq.tflite": "5d3137241276e79c86d14a74fe43581398ae0e815191d3dba45495b810840e8c",
@@ -172,9 +174,10 @@ class FaultServer:
 
 # ---------------------------------------------------------------- fixtures
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def zoo_home(tmp_path, monkeypatch) -> Path:
-    """A fresh ZOO_HOME, fast retry settings, and no way out of the machine (every proxy is a dead port)."""
+    """Every test: a fresh ZOO_HOME, none of the user's zoo settings, fast retry settings, and no way out of
+    the machine (every proxy is a dead port)."""
     home = tmp_path / "zoo-home"
     monkeypatch.setenv("ZOO_HOME", str(home))
     for name in ("ZOO_OFFLINE", "ZOO_MIRROR", "ZOO_REGISTRY", "ZOO_DEBUG"):
@@ -190,6 +193,14 @@ def zoo_home(tmp_path, monkeypatch) -> Path:
     return home
 
 
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data (read-only). A failure, not a skip, when it is missing: CI always has it."""
+    if not (SHARED_DATA / "README.md").is_file():
+        pytest.fail(f"{SHARED_DATA} is missing: the tests need ../shared/data beside the repository")
+    return SHARED_DATA
+
+
 @pytest.fixture
 def server():
     """A started FaultServer on 127.0.0.1; stopped after the test."""
@@ -198,12 +209,19 @@ def server():
     srv.stop()
 
 
-@pytest.fixture
-def coral_dir() -> Path:
-    if not all((CORAL / name).is_file() for name in CORAL_SHA256):
-        # A failure, not a skip: CI always has ../shared/data, so a missing file is a broken checkout.
-        pytest.fail(f"the coral files are not in {CORAL}: the tests need ../shared/data beside the repository")
-    return CORAL
+@pytest.fixture(scope="session")
+def coral_dir(shared_data) -> Path:
+    """The two real coral TFLite models (and their labels)."""
+    coral = shared_data / "coral"
+    if not all((coral / name).is_file() for name in CORAL_SHA256):
+        pytest.fail(f"the coral files are not in {coral}: the tests need ../shared/data beside the repository")
+    return coral
+
+
+@pytest.fixture(scope="session")
+def coral_sha256() -> dict[str, str]:
+    """The coral files' published sha256s (../shared/data/README.md)."""
+    return dict(CORAL_SHA256)
 
 
 @pytest.fixture
@@ -220,16 +238,13 @@ def make_card():
 
 # ---------------------------------------------------------------- eval fixtures (runtimes, datasets, evaluate)
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-SAMPLE = SHARED / "imagenet-sample"
-
-
 @pytest.fixture(scope="session")
-def sample_dir() -> Path:
+def sample_dir(shared_data) -> Path:
     """The 1000 real ImageNet images, one per class (read-only)."""
-    if not (SAMPLE / "MANIFEST.tsv").is_file():
-        pytest.fail(f"the ImageNet sample is not in {SAMPLE}: the tests need ../shared/data beside the repository")
-    return SAMPLE
+    sample = shared_data / "imagenet-sample"
+    if not (sample / "MANIFEST.tsv").is_file():
+        pytest.fail(f"the ImageNet sample is not in {sample}: the tests need ../shared/data beside the repository")
+    return sample
 
 
 @pytest.fixture(scope="session")
@@ -242,7 +257,7 @@ def sample_manifest(sample_dir) -> dict[str, int]:
 @pytest.fixture(scope="session")
 def synthetic_onnx(tmp_path_factory):
     """make(**options) -> path of a random-weight MobileNetV2 ONNX file (zoo.synthetic), cached per options."""
-    from zoo.synthetic import save_mobilenet_v2
+    from zoo.artifacts.synthetic import save_mobilenet_v2
 
     made: dict = {}
 
@@ -253,11 +268,3 @@ def synthetic_onnx(tmp_path_factory):
         return made[key]
 
     return make
-
-
-@pytest.fixture(autouse=True)
-def _isolated_home(tmp_path_factory, monkeypatch):
-    """Every test gets its own empty ZOO_HOME and none of the user's zoo settings (tests may override)."""
-    monkeypatch.setenv("ZOO_HOME", str(tmp_path_factory.mktemp("home")))
-    for name in ("ZOO_OFFLINE", "ZOO_MIRROR", "ZOO_REGISTRY", "ZOO_DEBUG"):
-        monkeypatch.delenv(name, raising=False)

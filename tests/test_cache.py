@@ -11,9 +11,10 @@ import pytest
 import yaml
 
 import zoo
-from zoo import archives, cache, settings
+from zoo import settings
+from zoo.artifacts import archives, cache
 from zoo.errors import UnsafeArchiveError, UsageError
-from zoo.download import artifact_member, fetch_artifact, unpacked
+from zoo.artifacts.fetch import artifact_member, fetch_artifact, unpacked
 
 pytestmark = pytest.mark.usefixtures("zoo_home")
 
@@ -53,12 +54,12 @@ def member(name: str, kind=tarfile.REGTYPE, linkname: str = "") -> tarfile.TarIn
 # ---------------------------------------------------------------- zoo cache ls | verify | rm | prune
 
 def test_ls_shows_sizes_and_the_cards_that_use_each_file(cached_coral):
-    rows = {r["file"]: r for r in cache.ls()}
+    rows = {r["file"]: r for r in zoo.cache_ls()}
     assert rows[QUANT]["size"] == 3610798 and rows[QUANT]["sha256"] == QUANT_SHA
     # The Axis card publishes the very same file: one cached copy serves both cards.
     assert rows[QUANT]["cards"] == ["axis/mobilenet_v2_1.0_224_quant", "coral/mobilenet_v2_1.0_224_quant"]
     result = run_cli("cache", "ls", "--json")
-    assert result.exit_code == 0 and json.loads(result.stdout) == cache.ls()
+    assert result.exit_code == 0 and json.loads(result.stdout) == zoo.cache_ls()
 
 
 def test_verify_reports_and_removes_a_corrupted_file(cached_coral, coral_dir):
@@ -69,18 +70,18 @@ def test_verify_reports_and_removes_a_corrupted_file(cached_coral, coral_dir):
     result = run_cli("cache", "verify")
     assert result.exit_code == 5
     assert f"CORRUPT (removed)  {path}" in result.stdout and "2 file(s) checked, 1 corrupt" in result.stderr
-    assert not path.exists() and [r["ok"] for r in cache.verify()] == [True]
+    assert not path.exists() and [r["ok"] for r in zoo.cache_verify()] == [True]
     again = zoo.fetch(CORAL_IDS[0], mirrors=[str(coral_dir)])
     assert not again[0]["cached"] and Path(again[0]["path"]) == path  # fetched again, verified
 
 
 def test_rm_by_card_or_sha256_prefix(cached_coral):
-    removed = cache.rm([CORAL_IDS[1]])
+    removed = zoo.cache_rm([CORAL_IDS[1]])
     assert [r["file"] for r in removed] == ["tf2_mobilenet_v2_1.0_224_ptq.tflite"]
-    assert [r["sha256"] for r in cache.rm([QUANT_SHA[:8]])] == [QUANT_SHA]
-    assert cache.ls() == []
+    assert [r["sha256"] for r in zoo.cache_rm([QUANT_SHA[:8]])] == [QUANT_SHA]
+    assert zoo.cache_ls() == []
     with pytest.raises(UsageError, match="nothing in the cache matches"):
-        cache.rm(["abcdef12"])
+        zoo.cache_rm(["abcdef12"])
 
 
 def test_prune_removes_partials_and_files_no_card_uses(cached_coral):
@@ -90,10 +91,10 @@ def test_prune_removes_partials_and_files_no_card_uses(cached_coral):
     part, meta = cache.partial_paths("deadbeef")
     part.write_bytes(b"half")
     meta.write_text("{}")
-    kinds = sorted(r["kind"] for r in cache.prune())
+    kinds = sorted(r["kind"] for r in zoo.cache_prune())
     assert kinds == ["partial", "unused"]
     assert not stray.exists() and not part.exists() and not meta.exists()
-    assert len(cache.ls()) == 2  # the coral files are in use
+    assert len(zoo.cache_ls()) == 2  # the coral files are in use
 
 
 # ---------------------------------------------------------------- safe unpacking

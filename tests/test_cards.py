@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from zoo.cards import Card, json_schema, validate_card
+from zoo.cards.schema import Card, json_schema, validate_card
 from zoo.errors import InvalidCardError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,19 +1,16 @@
 """MACs and parameters counted from ONNX and TFLite graphs, against published figures."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from zoo.complexity import inspect, inspect_file
+import zoo
+from zoo.artifacts.synthetic import save_mobilenet_v2
+from zoo.cards.registry import load_registry
 from zoo.errors import UsageError
-from zoo.registry import load_registry
-from zoo.synthetic import save_mobilenet_v2
-
-CORAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "coral"
+from zoo.measure.complexity import inspect_file
 
 
 def test_canonical_mobilenet_v2_is_within_1_percent_of_the_published_300_8m_macs(tmp_path):
@@ -33,9 +30,9 @@ def test_macs_follow_width_and_resolution_like_the_published_tf_slim_table(tmp_p
     assert abs(inspect_file(path)["macs"] - card["complexity"]["macs"]) <= max(0.01 * card["complexity"]["macs"], 1e6)
 
 
-def test_real_tflite_models_match_the_published_figures():
+def test_real_tflite_models_match_the_published_figures(coral_dir):
     for name in ("mobilenet_v2_1.0_224_quant.tflite", "tf2_mobilenet_v2_1.0_224_ptq.tflite"):
-        info = inspect_file(CORAL / name)
+        info = inspect_file(coral_dir / name)
         assert info["macs"] == pytest.approx(300.8e6, rel=0.01)
         assert info["params"] == pytest.approx(3.489e6, rel=0.005)  # OMZ's figure for the same TF network
         assert info["inputs"][0]["shape"] == [1, 224, 224, 3] and info["inputs"][0]["dtype"] == "uint8"
@@ -69,13 +66,12 @@ def test_grouped_conv_gemm_and_matmul_are_counted_by_their_formulas(tmp_path):
     assert info["params"] == sum(v.size for v in weights.values()) + 1 + 15
 
 
-def test_card_inspect_uses_the_artifact_or_the_architecture(tmp_path, monkeypatch):
-    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("ZOO_MIRROR", str(CORAL))
-    info = inspect("coral/tf2_mobilenet_v2_1.0_224_ptq")
+def test_card_inspect_uses_the_artifact_or_the_architecture(coral_dir, monkeypatch):
+    monkeypatch.setenv("ZOO_MIRROR", str(coral_dir))
+    info = zoo.inspect("coral/tf2_mobilenet_v2_1.0_224_ptq")
     assert info["card_id"] == "coral/tf2_mobilenet_v2_1.0_224_ptq" and info["format"] == "tflite"
     assert info["artifact"] == "tf2_mobilenet_v2_1.0_224_ptq.tflite" and info["size_bytes"] == 4070174
-    arch = inspect("timm/mobilenetv2_075", synthetic=True)
+    arch = zoo.inspect("timm/mobilenetv2_075", synthetic=True)
     assert arch["synthetic_weights"] and arch["macs"] == pytest.approx(arch["claimed"]["macs"], rel=0.06)
 
 

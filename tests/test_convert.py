@@ -15,10 +15,10 @@ import pytest
 from typer.testing import CliRunner
 
 import zoo
-from zoo import converter as convert
+from zoo.artifacts import convert
 from zoo.errors import ConversionError
 from zoo.errors import UnsupportedArtifactError
-from zoo.registry import load_registry
+from zoo.cards.registry import load_registry
 from zoo_cli import app
 
 import onnxruntime as ort  # noqa: E402
@@ -371,7 +371,12 @@ def test_bench_converts_native_weights_on_demand(home):
     write_torchvision(random_timm(c), mirror / "tv.pth")
     c["artifacts"] = [{"file": "tv.pth", "format": "pth", "precision": "fp32", "runtime": "onnxruntime", "urls": [],
                        "sha256": sha256_of(mirror / "tv.pth")}]
-    result = zoo.bench(c, iters=3, seconds=0, warmup=1, mirrors=[str(mirror)], store=False)
+    from zoo.artifacts.choose import choose, local_model
+    from zoo.measure.latency import bench_file
+
+    artifact = choose(c)
+    result = bench_file(c, local_model(c, artifact, mirrors=[str(mirror)]), artifact=artifact, iters=3, seconds=0,
+                        warmup=1)
     assert result["iterations"] == 3 and result["artifact"]["file"] == "tv.pth"
     # The run belongs to the card's native file; the ONNX it timed is recorded beside it.
     assert result["artifact"]["sha256"] == c["artifacts"][0]["sha256"]

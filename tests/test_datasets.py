@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from zoo.datasets import Dataset, load_dataset, read_labels, synsets
+from zoo.measure.datasets import Dataset, load_dataset, read_labels, synsets
 from zoo.errors import DatasetError
 
 SHARED_SYNSETS = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet_synsets.txt"

@@ -16,10 +16,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import zoo
-from zoo import store
-from zoo.datasets import load_dataset
+from zoo.results import store
+from zoo.measure.datasets import load_dataset
 from zoo.errors import DatasetError, DownloadError, UnsupportedArtifactError
-from zoo.accuracy import evaluate_file, wilson_interval
+from zoo.measure.accuracy import evaluate_file, wilson_interval
 from zoo_cli import app
 
 REFERENCE = {  # card id: (top-1 %, top-5 %) of the independent reference run on the 1000-image sample
@@ -50,7 +50,7 @@ def _link_subset(sample_dir: Path, manifest: dict, target: Path, names: list[str
 
 
 @pytest.mark.parametrize("card_id", sorted(REFERENCE))
-def test_coral_reproduces_the_reference_on_the_sample(coral_mirror, sample_dir, card_id):
+def test_coral_reproduces_the_reference_on_the_sample(coral_mirror, sample_dir, card_id, coral_sha256):
     result = zoo.evaluate(card_id, sample_dir)
     top1, top5 = REFERENCE[card_id]
     assert result["n"] == 1000 and result["unreadable"] == 0
@@ -59,15 +59,13 @@ def test_coral_reproduces_the_reference_on_the_sample(coral_mirror, sample_dir, 
     assert low < result["top1"] < high and high - low < 6
     assert len(result["per_class"]) == 1000 and result["images_per_s"] > 0
 
-    from tests.conftest import CORAL_SHA256
-
     (run,) = store.list_runs()
-    assert run["id"] == result["run_id"] and run["card_id"] == card_id and run["kind"] == "eval"
-    assert run["artifact_sha256"] == CORAL_SHA256[CORAL_FILES[card_id]]
-    assert run["runtime"] == "litert" and run["runtime_version"] and run["batch"] == result["batch"]
-    assert run["dataset_fingerprint"] == load_dataset(sample_dir).fingerprint()
-    assert run["preprocess"]["resize"] == "central_fraction_crop" and run["preprocess"]["crop_pct"] == 0.875
-    assert run["metrics"]["top1"] == result["top1"] and run["metrics"]["per_class"] == result["per_class"]
+    assert run.id == result["run_id"] and run.card_id == card_id and run.kind == "eval"
+    assert run.artifact_sha256 == coral_sha256[CORAL_FILES[card_id]]
+    assert run.runtime == "litert" and run.runtime_version and run.batch == result["batch"]
+    assert run.dataset_fingerprint == load_dataset(sample_dir).fingerprint()
+    assert run.preprocess["resize"] == "central_fraction_crop" and run.preprocess["crop_pct"] == 0.875
+    assert run.metrics["top1"] == result["top1"] and run.metrics["per_class"] == result["per_class"]
 
 
 def test_layouts_give_the_same_figures(coral_mirror, sample_dir, sample_manifest, tmp_path):
@@ -143,7 +141,7 @@ def test_pipeline_keeps_every_image_with_its_label(zoo_home, sample_dir, sample_
     for batch, workers, threads in ((7, 3, 3), (1, 1, 1), (64, 2, None), (4, 2, 5), (None, None, None)):
         reports = []
         result = evaluate_file(SYNTHETIC_CARD, model_path, dataset, batch=batch, workers=workers, threads=threads,
-                               store=False, progress=lambda done, total: reports.append((done, total)))
+                               progress=lambda done, total: reports.append((done, total)))
         # One report per batch, each counting exactly the images of the batches finished so far.
         steps = sorted(b - a for a, b in zip([0] + [done for done, _ in reports], [done for done, _ in reports]))
         size = batch or 8
@@ -156,10 +154,10 @@ def test_pipeline_keeps_every_image_with_its_label(zoo_home, sample_dir, sample_
 
 
 def test_a_failing_batch_stops_the_run_at_once_and_stores_nothing(zoo_home, sample_dir, sample_manifest, tmp_path):
-    from zoo.accuracy import run_accuracy
+    from zoo.measure.accuracy import run_accuracy
     from zoo.errors import InvalidCardError
-    from zoo.preprocess import Preprocessor
-    from zoo.runtimes import Model, open_runtime
+    from zoo.measure.preprocess import Preprocessor
+    from zoo.measure.runtimes import Model, open_runtime
 
     data = _link_subset(sample_dir, sample_manifest, tmp_path / "data", sorted(sample_manifest)[:60])
     model_path = _projection_model(tmp_path / "projection.onnx")
@@ -189,7 +187,8 @@ def test_unreadable_images_are_counted_and_listed(zoo_home, synthetic_onnx, samp
     result = evaluate_file(SYNTHETIC_CARD, synthetic_onnx(), load_dataset(data))
     assert result["n"] == 5 and result["unreadable"] == 2
     assert sorted(result["unreadable_files"]) == ["n01440764_garbage.JPEG", "n01443537_cut.JPEG"]
-    assert store.list_runs()[0]["metrics"]["unreadable"] == 2
+    store.record_eval(result)
+    assert store.list_runs()[0].metrics["unreadable"] == 2
 
 
 def test_wilson_interval_inverts_the_score_test():
@@ -223,11 +222,11 @@ def test_bad_input_raises_and_stores_nothing(coral_mirror, sample_dir, tmp_path)
     labels.write_text("ILSVRC2012_val_00000001.JPEG 65\n")
     with pytest.raises(DatasetError, match="none of the 1 names"):
         zoo.evaluate("coral/mobilenet_v2_1.0_224_quant", sample_dir, labels=labels)
-    with pytest.raises(UnsupportedArtifactError, match="runs only on rdk-bpu"):
+    with pytest.raises(UnsupportedArtifactError, match="runs on an RDK BPU only"):
         zoo.evaluate("rdk/mobilenetv2_224x224_nv12-x5", sample_dir)
     # native weights are fetched to be converted to ONNX (test_convert.py; here the network is out of reach),
     # or refused in one line where the convert extra is not installed
-    from zoo.converter import available
+    from zoo.artifacts.convert import available
 
     with pytest.raises(DownloadError if available() else UnsupportedArtifactError,
                        match="could not download mobilenetv2_100_ra-b33bc2c4.pth" if available() else "native weights only"):

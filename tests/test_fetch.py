@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 import zoo
-from zoo import cache, settings
+from zoo import settings
+from zoo.artifacts import cache, pins
 from zoo.errors import DownloadError, HashRequiredError, IntegrityError, OfflineError, UsageError
-from zoo.download import fetch_artifact, fetch_record
+from zoo.artifacts.fetch import fetch_artifact, fetch_record
 
 pytestmark = pytest.mark.usefixtures("zoo_home")
 
@@ -103,7 +104,7 @@ def test_file_name_prefix_is_checked_then_pinned(server, make_card):
     server.files["m.onnx"] = DATA
     card = make_card("m.onnx", [f"{server.url}/m.onnx"], sha256_prefix=SHA[:8])
     assert fetch_record(card)["verified_by"] == "sha256-prefix"
-    assert cache.read_pins()["test/model/m.onnx"]["sha256"] == SHA
+    assert pins.read_pins()["test/model/m.onnx"]["sha256"] == SHA
     assert fetch_record(card)["verified_by"] == "pin"
     wrong = make_card("m.onnx", [f"{server.url}/m.onnx"], card_id="test/wrong", sha256_prefix="deadbeef")
     with pytest.raises(IntegrityError, match="expected sha256 starting deadbeef"):
@@ -119,7 +120,7 @@ def test_trust_on_first_use_pins_and_later_fetches_must_match(server, make_card)
     assert any(e["event"] == "warning" and "trusting it on first use" in e["message"] for e in events)
     pinned = json.loads(settings.pins_file().read_text())["pins"]["test/model/m.onnx"]
     assert pinned["sha256"] == SHA and pinned["size"] == len(DATA)
-    cache.rm([SHA])
+    zoo.cache_rm([SHA])
     server.files["m.onnx"] = DATA[::-1]  # upstream silently replaced the file
     with pytest.raises(IntegrityError, match=r"pinned on first use") as err:
         fetch_record(card)
@@ -170,7 +171,7 @@ def test_drops_that_make_progress_do_not_use_up_retries_but_restarts_do(server, 
     for _ in range(5):  # five drops, more than ZOO_RETRIES=3, each a little further on
         server.fail("m.onnx", "drop", at=50_000)
     assert sha256_of(fetch_artifact(served)) == SHA and server.sent("m.onnx") == len(DATA)
-    cache.rm([SHA])
+    zoo.cache_rm([SHA])
     server.log.clear()
     for _ in range(5):  # a server that ignores Range and drops at the same place never gets anywhere
         server.fail("m.onnx", "drop", at=50_000, norange=True)
@@ -310,7 +311,9 @@ def test_cli_fetch_json_records_and_events(server, coral_dir):
     result = run_cli("fetch", CORAL_ID, "--mirror", server.url, "--json")
     assert result.exit_code == 0, result.output
     (record,) = json.loads(result.stdout)
-    assert set(record) == {"id", "file", "format", "path", "sha256", "size", "source_url", "verified_by", "cached"}
+    assert set(record) == {"id", "file", "format", "path", "sha256", "size", "source_url", "verified_by", "cached",
+                           "resolved"}
+    assert record["resolved"] == {"query": CORAL_ID, "id": CORAL_ID, "note": None}
     events = [json.loads(line)["event"] for line in result.stderr.splitlines()]
     assert events[0] == "start" and events[-1] == "done"
 

@@ -6,19 +6,18 @@ from pathlib import Path
 
 import pytest
 
-from zoo import store
+import zoo
+from zoo.cards.registry import load_registry
 from zoo.errors import UnsupportedArtifactError, UsageError
-from zoo.latency import bench_card, latency_stats
-from zoo.registry import load_registry
-
-CORAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "coral"
+from zoo.measure.latency import latency_stats
+from zoo.results import store
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("ZOO_HOME", str(tmp_path))
-    monkeypatch.setenv("ZOO_MIRROR", str(CORAL))
-    return tmp_path
+def home(zoo_home, coral_dir, monkeypatch):
+    """ZOO_HOME with the coral files as a mirror."""
+    monkeypatch.setenv("ZOO_MIRROR", str(coral_dir))
+    return zoo_home
 
 
 def card(card_id: str) -> dict:
@@ -33,7 +32,7 @@ def test_latency_stats():
 
 
 def test_synthetic_weights_bench_is_measured_and_stored(home):
-    result = bench_card(card("timm/mobilenetv2_075"), synthetic=True, iters=15, seconds=0, warmup=2, batch=2)
+    result = zoo.bench("timm/mobilenetv2_075", synthetic=True, iters=15, seconds=0, warmup=2, batch=2)
     assert result["iterations"] == 15 and result["synthetic_weights"] is True
     assert result["min_ms"] <= result["p50_ms"] <= result["p90_ms"] <= result["p99_ms"] <= result["max_ms"]
     assert result["fps"] == pytest.approx(2000 / result["mean_ms"], rel=1e-3)
@@ -43,13 +42,13 @@ def test_synthetic_weights_bench_is_measured_and_stored(home):
     path = Path(result["artifact"]["path"])
     assert result["artifact"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     [run] = store.list_runs(kind="bench")
-    assert run["card_id"] == "timm/mobilenetv2_075" and run["artifact_sha256"] == result["artifact"]["sha256"]
-    assert run["metrics"]["p50_ms"] == result["p50_ms"] and run["metrics"]["synthetic_weights"] is True
-    assert run["batch"] == 2 and run["runtime"] == "onnxruntime" and run["device"] == result["device"]
+    assert run.card_id == "timm/mobilenetv2_075" and run.artifact_sha256 == result["artifact"]["sha256"]
+    assert run.metrics["p50_ms"] == result["p50_ms"] and run.metrics["synthetic_weights"] is True
+    assert run.batch == 2 and run.runtime == "onnxruntime" and run.device == result["device"]
 
 
 def test_quantized_tflite_card_on_litert(home):
-    result = bench_card(card("coral/mobilenet_v2_1.0_224_quant"), iters=10, seconds=0, warmup=1)
+    result = zoo.bench("coral/mobilenet_v2_1.0_224_quant", iters=10, seconds=0, warmup=1)
     assert result["runtime"]["name"] == "litert" and result["iterations"] == 10
     assert result["artifact"]["sha256"] == "7aad0c74c5e3c06e5eb3c827e13304fdd68a83da6087d92ee169c24ff9fd4776"
     assert any(c["device"].startswith("Axis") for c in card("axis/mobilenet_v2_1.0_224_quant")["claims"])
@@ -62,12 +61,12 @@ def test_quantized_tflite_card_on_litert(home):
 ])
 def test_bad_input_stores_nothing(home, card_id, options, error, words):
     with pytest.raises(error, match=words):
-        bench_card(card(card_id), seconds=0, **{"iters": 3, **options})
+        zoo.bench(card_id, seconds=0, **{"iters": 3, **options})
     assert store.list_runs() == []
 
 
 def test_deeper_architectures_get_synthetic_weights_through_timm(home):
-    result = bench_card(card("timm/mobilenetv2_110d.ra_in1k"), synthetic=True, iters=3, seconds=0, warmup=1)
+    result = zoo.bench("timm/mobilenetv2_110d.ra_in1k", synthetic=True, iters=3, seconds=0, warmup=1)
     # timm's benchmark table says 0.45 GMACs; its profiler counts ~3% above the conv/linear MACs (0.31 G for 1.0/224,
     # whose conv/linear count is 300.8 M), so the graph count lands a few percent below.
     assert result["synthetic_weights"] and result["macs"] == pytest.approx(450e6, rel=0.05)

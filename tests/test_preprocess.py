@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from zoo.preprocess import Preprocessor, central_fraction_box, shorter_side_box
+from zoo.measure.preprocess import Preprocessor, central_fraction_box, shorter_side_box
 
 CORAL = {"resize": "central_fraction_crop", "crop_pct": 0.875, "interpolation": "bilinear",
          "scale": 1 / 127.5, "offset": -1.0}
@@ -70,7 +70,7 @@ def test_any_pil_mode_becomes_rgb(tmp_path, mode):
 
 @pytest.mark.parametrize("spec", [TIMM, CORAL], ids=["mean_std", "scale_offset"])
 def test_channels_first_layout_has_the_same_values_and_feeds_nchw_without_a_copy(sample_dir, spec):
-    from zoo.runtimes import Model
+    from zoo.measure.runtimes import Model
 
     class NchwFloat:  # the facts Model checks about a runtime: an NCHW float32 model file
         input_shape, input_dtype, input_quant, max_batch = (None, 3, 224, 224), "float32", None, None

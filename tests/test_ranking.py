@@ -6,7 +6,7 @@ import math
 import pytest
 
 import zoo
-from zoo.ranking import pareto_front
+from zoo.results.ranking import pareto_front
 from zoo.errors import UsageError
 
 
@@ -85,14 +85,9 @@ def test_unknown_pattern_is_a_clear_error():
         zoo.compare(["mobilnetv2_075"])
 
 
-def test_measured_latency_ranks_where_there_is_one_and_says_so(tmp_path, monkeypatch):
-    from pathlib import Path
-
-    from zoo.latency import bench_card
-
-    monkeypatch.setenv("ZOO_MIRROR", str(Path(__file__).resolve().parents[2] / "shared" / "data" / "coral"))
-    quant = zoo.get("coral/mobilenet_v2_1.0_224_quant")
-    measured = bench_card(quant, iters=5, seconds=0, warmup=1)
+def test_measured_latency_ranks_where_there_is_one_and_says_so(coral_dir, monkeypatch):
+    monkeypatch.setenv("ZOO_MIRROR", str(coral_dir))
+    measured = zoo.bench("coral/mobilenet_v2_1.0_224_quant", iters=5, seconds=0, warmup=1)
     df = zoo.compare(["coral/*", "paddleclas/MobileNetV2"], metric="latency")
     row = df.set_index("id").loc["coral/mobilenet_v2_1.0_224_quant"]
     assert (row["latency_ms"], row["basis"], row["device"]) == (measured["p50_ms"], "measured", measured["device"])
@@ -109,10 +104,9 @@ def test_measured_latency_ranks_where_there_is_one_and_says_so(tmp_path, monkeyp
 
 
 def test_measured_accuracy_is_shown_beside_the_claim_not_ranked(monkeypatch):
-    from zoo import store
+    from zoo.results import store
 
-    store.record_run({"kind": "eval", "card_id": "paddleclas/MobileNetV2_x0_25", "artifact_sha256": "0" * 64,
-                      "runtime": "onnxruntime", "runtime_version": "1", "metrics": {"top1": 99.0, "top5": 100.0}})
+    store.record(_eval_run("paddleclas/MobileNetV2_x0_25", "0" * 64, "onnxruntime", {"top1": 99.0, "top5": 100.0}))
     df = zoo.compare(["paddleclas/*"], metric="accuracy").set_index("id")
     assert df.loc["paddleclas/MobileNetV2_x0_25", "top1_measured_pct"] == 99.0
     assert df.loc["paddleclas/MobileNetV2_x0_25", "rank"] == 7  # still ranked on its claimed 53.21
@@ -127,15 +121,25 @@ def test_plot_draws_claimed_and_measured_points(tmp_path):
 
 
 def test_a_measurement_belongs_to_the_bytes_so_cards_publishing_the_same_file_share_it():
-    from zoo import store
+    from zoo.results import store
 
     quant_sha = "7aad0c74c5e3c06e5eb3c827e13304fdd68a83da6087d92ee169c24ff9fd4776"
-    store.record_run({"kind": "eval", "card_id": "coral/mobilenet_v2_1.0_224_quant", "artifact_sha256": quant_sha,
-                      "runtime": "litert", "runtime_version": "1", "metrics": {"top1": 85.2, "top5": 96.3, "n": 1000}})
+    store.record(_eval_run("coral/mobilenet_v2_1.0_224_quant", quant_sha, "litert",
+                           {"top1": 85.2, "top5": 96.3, "n": 1000}))
     df = zoo.compare(["coral/*", "axis/*"], metric="accuracy").set_index("id")
     assert df.loc["axis/mobilenet_v2_1.0_224_quant", "top1_measured_pct"] == 85.2  # Axis republishes coral's file
     assert df.loc["axis/mobilenet_v2_1.0_224_quant", "measured_images"] == 1000
     assert pd_isna(df.loc["coral/tf2_mobilenet_v2_1.0_224_ptq", "top1_measured_pct"])
+
+
+def _eval_run(card_id: str, sha256: str, runtime: str, metrics: dict):
+    from zoo.measure.machine import host
+    from zoo.results.records import Run
+
+    machine = host()
+    return Run(kind="eval", card_id=card_id, artifact_file=None, artifact_sha256=sha256, runtime=runtime,
+               runtime_version="1", provider=None, threads=None, batch=None, device=machine["device"],
+               machine_fingerprint=machine["fingerprint"], machine=machine, metrics=metrics)
 
 
 def pd_isna(value) -> bool:

@@ -8,7 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from zoo import registry as reg
+from zoo.artifacts.choose import runs_here
+from zoo.cards import directory
+from zoo.cards import index as index_file
+from zoo.cards import registry as reg
 from zoo.errors import CardNotFoundError, InvalidCardError, RegistryError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,7 +25,7 @@ def registry():
 
 def test_embedded_index_is_current_with_cards_dir():
     committed = json.loads((ROOT / "registry" / "index.json").read_text())
-    assert committed == reg.build_index(CARDS), "run `zoo registry build` after editing cards/"
+    assert committed == directory.build_index(CARDS), "run `zoo registry build` after editing cards/"
 
 
 def test_embedded_registry_has_every_card_and_the_main_sources(registry):
@@ -44,13 +47,13 @@ def test_a_tampered_index_is_rejected(tmp_path):
     path = tmp_path / "index.json"
     path.write_text(json.dumps(index))
     with pytest.raises(RegistryError, match="does not match its sha256"):
-        reg.read_index(path, "tampered")
+        index_file.read_index(path, "tampered")
     path.write_text("{not json")
     with pytest.raises(RegistryError, match="not readable JSON"):
-        reg.read_index(path, "broken")
+        index_file.read_index(path, "broken")
     path.write_text(json.dumps({"format": 99, "cards": []}))
     with pytest.raises(RegistryError, match="malformed"):
-        reg.read_index(path, "future")
+        index_file.read_index(path, "future")
 
 
 @pytest.mark.parametrize("ref, expected", [
@@ -71,17 +74,17 @@ def test_alias_spans_sources_and_the_rule_picks_and_explains(registry):
     candidates = registry.find("mobilenetv2_075")
     assert {e.card["source"] for e in candidates} >= {"paddleclas", "mindcv", "timm", "tf-slim", "d-li14"}
     assert all(e.card["width"] == 0.75 and e.card["resolution"] == 224 for e in candidates)
-    entry, note = registry.resolve("mobilenetv2_075")
-    best = max(candidates, key=reg.preference)
+    entry, note = registry.resolve("mobilenetv2_075", runs_here)
+    best = max(candidates, key=lambda e: reg.preference(e, runs_here))
     assert entry.id == best.id
     assert f"picked {entry.id}" in note and "@SOURCE" in note
 
 
 def test_alias_prefers_a_verified_artifact_that_runs_here(registry):
     # Of the 1.0/224 cards, only a few carry a full sha256 for an artifact onnxruntime or LiteRT runs.
-    entry, _ = registry.resolve("mobilenetv2_100")
+    entry, _ = registry.resolve("mobilenetv2_100", runs_here)
     artifacts = entry.card["artifacts"]
-    assert any(a.get("sha256") and reg.runnable_here(a) for a in artifacts)
+    assert any(a.get("sha256") and runs_here(a) for a in artifacts)
 
 
 def test_alias_with_resolution(registry):
@@ -102,7 +105,7 @@ def test_find_with_wildcards_and_filters(registry):
     assert {e.card["source"] for e in registry.find("timm/*")} == {"timm"}
     assert all("075" in reg.alias(e.card) or "075" in e.id for e in registry.find("*075*"))
     ids = [e.id for e in registry.find(source="paddleclas")]
-    assert ids == sorted(ids, key=reg.natural_key) and len(ids) == 7
+    assert ids == sorted(ids, key=directory.natural_key) and len(ids) == 7
     assert ids.index("paddleclas/MobileNetV2_x0_5") < ids.index("paddleclas/MobileNetV2_x1_5")
     assert all(e.card["resolution"] == 96 for e in registry.find(resolution=96))
     assert {e.id for e in registry.find(fmt="tflite", source="coral")} == {
@@ -118,7 +121,7 @@ def test_a_card_directory_adds_and_overrides_cards(tmp_path, monkeypatch):
     registry = reg.load_registry()
     entry, _ = registry.resolve("mine/quant-v2")
     assert entry.registry == str(tmp_path)
-    embedded = reg.Registry(reg.read_index(reg.embedded_index_path(), reg.EMBEDDED))
+    embedded = reg.Registry(index_file.read_index(index_file.embedded_index_path(), index_file.EMBEDDED))
     assert len(registry) == len(embedded) + 1
 
 
@@ -135,7 +138,7 @@ def test_lint_reports_duplicates_and_misnamed_files(tmp_path):
     (tmp_path / "coral").mkdir()
     shutil.copy(src, tmp_path / "coral" / "mobilenet_v2_1.0_224_quant.yaml")
     shutil.copy(src, tmp_path / "coral" / "copy.yaml")
-    cards, problems = reg.lint([tmp_path])
+    cards, problems = directory.lint([tmp_path])
     assert len(cards) == 1
     assert any("copy.yaml: id: file name should be mobilenet_v2_1.0_224_quant.yaml" in p for p in problems)
     assert any("mobilenet_v2_1.0_224_quant.yaml: id:" in p and "also the id of" in p for p in problems)
@@ -143,10 +146,10 @@ def test_lint_reports_duplicates_and_misnamed_files(tmp_path):
 
 def test_build_index_is_deterministic_and_written_atomically(tmp_path):
     out = tmp_path / "registry" / "index.json"
-    index = reg.build_index(CARDS)
-    reg.write_index(index, out)
+    index = directory.build_index(CARDS)
+    index_file.write_index(index, out)
     first = out.read_bytes()
-    reg.write_index(reg.build_index(CARDS), out)
+    index_file.write_index(directory.build_index(CARDS), out)
     assert out.read_bytes() == first
     assert not list(out.parent.glob("*.tmp"))
-    assert [e.id for e in reg.read_index(out, "x")] == [c["id"] for c in index["cards"]]
+    assert [e.id for e in index_file.read_index(out, "x")] == [c["id"] for c in index["cards"]]

@@ -8,9 +8,10 @@ import pytest
 import yaml
 
 import zoo
-from zoo import remote
+from zoo.cards import remote, signing
 from zoo.errors import UsageError
-from zoo.registry import build_index, card_sha256, write_index
+from zoo.cards.directory import build_index
+from zoo.cards.index import card_sha256, write_index
 
 pytestmark = pytest.mark.usefixtures("zoo_home")
 CARDS = Path(__file__).resolve().parents[1] / "cards"
@@ -40,7 +41,7 @@ def acme_cards(tmp_path) -> Path:
 def published(tmp_path, acme_cards, server):
     """acme's index.json and its signature served on loopback; returns (index dict, key file, publish function)."""
     key = tmp_path / "keys" / "acme.key"
-    public = remote.keygen(key)["public_key"]
+    public = signing.keygen(key)["public_key"]
 
     def publish(index: dict | bytes, sign: bool = True) -> None:
         path = tmp_path / "site" / "index.json"
@@ -52,7 +53,7 @@ def published(tmp_path, acme_cards, server):
         server.files["index.json"] = path.read_bytes()
         server.files.pop("index.json.sig", None)
         if sign:
-            server.files["index.json.sig"] = remote.sign_file(path, key).read_bytes()
+            server.files["index.json.sig"] = signing.sign_file(path, key).read_bytes()
 
     index = build_index(acme_cards)
     publish(index)
@@ -119,7 +120,7 @@ def test_an_unsigned_index_is_rejected_when_the_registry_has_a_key(server, publi
 
 
 def test_a_signature_by_another_key_is_rejected(server, published, tmp_path):
-    other = remote.keygen(tmp_path / "other.key")["public_key"]
+    other = signing.keygen(tmp_path / "other.key")["public_key"]
     remote.add("acme", server.url, key=other)
     assert remote.update()[0]["status"] == "rejected"
     assert acme_ids() == []

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from zoo.registry import load_registry
+from zoo.cards.registry import load_registry
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORTED = ROOT.parent / "shared" / "data" / "reported.csv"

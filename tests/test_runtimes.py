@@ -8,7 +8,8 @@ import onnxruntime as ort
 import pytest
 
 from zoo.errors import InvalidCardError, UnsupportedArtifactError, UsageError
-from zoo.runtimes import Model, open_runtime, runtime_name
+from zoo.artifacts.choose import runtime_for_path
+from zoo.measure.runtimes import Model, open_runtime
 
 NCHW_FLOAT = {"layout": "NCHW", "color": "RGB", "dtype": "float32"}
 
@@ -85,7 +86,7 @@ def test_provider_is_chosen_by_short_or_full_name(synthetic_onnx):
 
 def test_files_no_host_runtime_runs(tmp_path):
     with pytest.raises(UnsupportedArtifactError, match="no runtime on this host runs .bin"):
-        runtime_name(Path("mobilenetv2_224x224_nv12.bin"))
+        runtime_for_path(Path("mobilenetv2_224x224_nv12.bin"))
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"not a model")
     with pytest.raises(UnsupportedArtifactError, match="ONNX Runtime cannot load it"):

@@ -7,13 +7,12 @@ from pathlib import Path
 import pytest
 
 import sshd_server
-from zoo import store, targets
+from zoo.measure import targets
+from zoo.results import store
 from zoo.errors import TargetError, UsageError
-from zoo.latency import bench_card
-from zoo.registry import load_registry
-from zoo.targets.hrt import parse_perf
+import zoo
+from zoo.measure.targets.hrt import parse_perf
 
-RDK = Path(__file__).resolve().parents[2] / "shared" / "data" / "rdk"
 
 
 @pytest.fixture(scope="module")
@@ -24,14 +23,10 @@ def sshd(tmp_path_factory):
     proc.wait(timeout=10)
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "home"))
-    return tmp_path
-
-
-def card(card_id: str) -> dict:
-    return load_registry().resolve(card_id)[0].card
+@pytest.fixture(scope="module")
+def rdk_dir(shared_data):
+    """Real `hrt_model_exec perf` output recorded on RDK X5 boards."""
+    return shared_data / "rdk"
 
 
 def add_board(sshd, name="board", runtime="onnxruntime", python=sys.executable):
@@ -39,18 +34,18 @@ def add_board(sshd, name="board", runtime="onnxruntime", python=sys.executable):
                        python=python)
 
 
-def test_recorded_x5_output_parses():
-    perf = parse_perf((RDK / "hrt_model_exec_perf_MobileNetV2.txt").read_text())
+def test_recorded_x5_output_parses(rdk_dir):
+    perf = parse_perf((rdk_dir / "hrt_model_exec_perf_MobileNetV2.txt").read_text())
     assert (perf["threads"], perf["mean_ms"], perf["fps"]) == (4, 3.420286, 1152.067096)
     assert (perf["frames"], perf["min_ms"], perf["max_ms"]) == (200, 2.476, 3.921)
     assert perf["runtime_version"] == "1.23.5_(3.15.47"
-    other = parse_perf((RDK / "hrt_model_exec_perf_ConvNeXt_atto.txt").read_text())
+    other = parse_perf((rdk_dir / "hrt_model_exec_perf_ConvNeXt_atto.txt").read_text())
     assert (other["threads"], other["mean_ms"], other["fps"]) == (4, 5.397686, 732.104618)
     with pytest.raises(TargetError, match="printed no"):
         parse_perf("hrt_model_exec: error while loading model\n")
 
 
-def test_add_ls_rm_and_bad_input(home, sshd):
+def test_add_ls_rm_and_bad_input(zoo_home, sshd):
     add_board(sshd)
     assert [t["name"] for t in targets.ls()] == ["board"]
     with pytest.raises(UsageError, match="exists"):
@@ -67,7 +62,7 @@ def test_add_ls_rm_and_bad_input(home, sshd):
         targets.rm("board")
 
 
-def test_check_finds_the_runtime_or_says_what_is_missing(home, sshd):
+def test_check_finds_the_runtime_or_says_what_is_missing(zoo_home, sshd):
     add_board(sshd)
     info = targets.check("board")
     assert info["reachable"] and info["runtime_version"] and info["os"].startswith("Linux")
@@ -79,55 +74,55 @@ def test_check_finds_the_runtime_or_says_what_is_missing(home, sshd):
         targets.check("rdk")
 
 
-def test_onnxruntime_runner_on_the_board_is_stored_under_the_target(home, sshd):
+def test_onnxruntime_runner_on_the_board_is_stored_under_the_target(zoo_home, sshd):
     add_board(sshd)
-    result = bench_card(card("timm/mobilenetv2_050.lamb_in1k"), synthetic=True, target="board", iters=12,
+    result = zoo.bench("timm/mobilenetv2_050.lamb_in1k", synthetic=True, target="board", iters=12,
                         seconds=0, warmup=1)
     assert result["device"] == "board" and result["iterations"] == 12
     assert result["min_ms"] <= result["p50_ms"] <= result["max_ms"]
     assert result["environment"]["target"] == "board" and result["runtime"]["name"] == "onnxruntime"
     [run] = store.list_runs(kind="bench")
-    assert run["device"] == "board" and run["metrics"]["p50_ms"] == result["p50_ms"]
+    assert run.device == "board" and run.metrics["p50_ms"] == result["p50_ms"]
     # The model was copied once, under its sha256; a second run reuses it.
     ssh = targets.transport(targets.get("board"))
     remote = f"{targets.REMOTE_DIR}/{result['artifact']['sha256']}/{Path(result['artifact']['path']).name}"
     before = ssh.run(f"stat -c %Y.%i {remote}").stdout
-    bench_card(card("timm/mobilenetv2_050.lamb_in1k"), synthetic=True, target="board", iters=3, seconds=0, warmup=0)
+    zoo.bench("timm/mobilenetv2_050.lamb_in1k", synthetic=True, target="board", iters=3, seconds=0, warmup=0)
     assert ssh.run(f"stat -c %Y.%i {remote}").stdout == before
 
 
-def test_rdk_board_runs_hrt_model_exec(home, sshd, monkeypatch):
+def test_rdk_board_runs_hrt_model_exec(zoo_home, sshd, monkeypatch, rdk_dir):
     fake = sshd.fake_bin / "hrt_model_exec"
-    fake.write_text(f"#!/bin/sh\ncat {RDK / 'hrt_model_exec_perf_MobileNetV2.txt'}\n")
+    fake.write_text(f"#!/bin/sh\ncat {rdk_dir / 'hrt_model_exec_perf_MobileNetV2.txt'}\n")
     fake.chmod(0o755)
-    mirror = home / "mirror"
-    mirror.mkdir()
+    mirror = zoo_home / "mirror"
+    mirror.mkdir(parents=True)
     (mirror / "mobilenetv2_224x224_nv12.bin").write_bytes(b"stand-in for the X5 .bin: the board is simulated")
     monkeypatch.setenv("ZOO_MIRROR", str(mirror))
     add_board(sshd, name="x5", runtime="rdk-bpu")
     try:
         with pytest.warns(UserWarning, match="trusting it on first use"):  # the card publishes no hash
-            result = bench_card(card("rdk/mobilenetv2_224x224_nv12-x5"), target="x5", threads=4)
+            result = zoo.bench("rdk/mobilenetv2_224x224_nv12-x5", target="x5", threads=4)
     finally:
         fake.unlink()
     assert (result["runtime"]["threads"], result["mean_ms"], result["fps"]) == (4, 3.420286, 1152.067096)
     assert result["device"] == "x5" and result["p50_ms"] is None
     [run] = store.list_runs(kind="bench")
-    assert run["runtime"] == "rdk-bpu" and run["metrics"]["mean_ms"] == 3.420286
+    assert run.runtime == "rdk-bpu" and run.metrics["mean_ms"] == 3.420286
 
 
-def test_a_model_the_target_cannot_run(home, sshd, monkeypatch):
-    monkeypatch.setenv("ZOO_MIRROR", str(RDK.parent / "coral"))
+def test_a_model_the_target_cannot_run(zoo_home, sshd, monkeypatch, rdk_dir):
+    monkeypatch.setenv("ZOO_MIRROR", str(rdk_dir.parent / "coral"))
     add_board(sshd)
     with pytest.raises(TargetError, match="runs ONNX models"):
-        bench_card(card("coral/mobilenet_v2_1.0_224_quant"), target="board", iters=1)
+        zoo.bench("coral/mobilenet_v2_1.0_224_quant", target="board", iters=1)
     add_board(sshd, name="rdk", runtime="rdk-bpu")
     with pytest.raises(TargetError, match="no artifact for the RDK BPU"):
-        bench_card(card("coral/mobilenet_v2_1.0_224_quant"), target="rdk", iters=1)
+        zoo.bench("coral/mobilenet_v2_1.0_224_quant", target="rdk", iters=1)
     assert store.list_runs() == []
 
 
-def test_unreachable_and_refused_logins_are_one_clear_error(home, sshd, tmp_path):
+def test_unreachable_and_refused_logins_are_one_clear_error(zoo_home, sshd, tmp_path):
     sshd_server_closed = sshd_server._free_port()
     targets.add("gone", sshd.destination, runtime="onnxruntime", port=sshd_server_closed,
                 identity=str(sshd.client_key))
@@ -139,5 +134,5 @@ def test_unreachable_and_refused_logins_are_one_clear_error(home, sshd, tmp_path
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)], check=True)
     targets.add("locked", sshd.destination, runtime="onnxruntime", port=sshd.port, identity=str(stranger))
     with pytest.raises(TargetError, match="authentication failed"):
-        bench_card(card("timm/mobilenetv2_050.lamb_in1k"), synthetic=True, target="locked", iters=1)
+        zoo.bench("timm/mobilenetv2_050.lamb_in1k", synthetic=True, target="locked", iters=1)
     assert store.list_runs() == []

@@ -1,39 +1,42 @@
 """zoo: a registry of validated MobileNetV2 model cards, and the tools to compare them.
 
-The public Python API mirrors the CLI. Heavy modules are imported inside the
-functions that need them, so `import zoo` stays cheap.
+The public Python API mirrors the CLI, and it is where the stages meet: every function takes a card
+reference, resolves it (cards), gets its local model file (artifacts), measures (measure) and records
+(results); each stage only ever imports the stages before it. A result that came from a reference
+carries `resolved: {query, id, note}`, the note saying which card an ambiguous reference picked.
+Heavy modules are imported inside the functions that need them, so `import zoo` stays cheap.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import ZooError
+from zoo._version import __version__
+from zoo.errors import ZooError
 
-__version__ = "0.1.0"
-__all__ = ["ZooError", "list_cards", "get", "resolve", "compare", "plot", "lint_cards", "build_registry",
-           "card_schema", "fetch", "convert", "evaluate", "runs", "bench", "inspect"]
+__all__ = ["ZooError", "__version__", "list_cards", "get", "resolve", "show", "compare", "plot", "lint_cards",
+           "build_registry", "card_schema", "fetch", "convert", "evaluate", "runs", "bench", "inspect",
+           "cache_ls", "cache_verify", "cache_rm", "cache_prune"]
 
 
 def _registry(registries: list[Path] | None = None):
-    from .registry import load_registry
+    from zoo.cards.registry import load_registry
 
     return load_registry(registries)
 
 
-def list_cards(pattern: str | None = None, *, source: str | None = None, width: float | None = None,
-               resolution: int | None = None, fmt: str | None = None, sort: str = "id",
-               registries: list[Path] | None = None) -> list[dict]:
-    """Summaries of the matching cards (the records `zoo list --json` prints)."""
-    from .summary import sort_summaries, summarize
-
-    entries = _registry(registries).find(pattern, source=source, width=width, resolution=resolution, fmt=fmt,
-                                         copy_cards=False)  # summarize() builds new records
-    return sort_summaries([summarize(e) for e in entries], sort)
-
-
 def resolve(ref: str, *, registries: list[Path] | None = None):
-    """(Entry, note) for an id, `NAME@source`, alias or upstream name; note says why when several matched."""
-    return _registry(registries).resolve(ref)
+    """(Entry, note) for an id, `NAME@source`, alias or upstream name; note says why when several matched.
+
+    The alias rule prefers cards this host can run (zoo.artifacts.choose.runs_here)."""
+    from zoo.artifacts.choose import runs_here
+
+    return _registry(registries).resolve(ref, runs_here)
+
+
+def _resolved(ref: str, registries) -> tuple[dict, dict]:
+    """(card, the `resolved` record every result from a reference carries)."""
+    entry, note = resolve(ref, registries=registries)
+    return entry.card, {"query": ref, "id": entry.id, "note": note}
 
 
 def get(ref: str, *, registries: list[Path] | None = None) -> dict:
@@ -41,24 +44,252 @@ def get(ref: str, *, registries: list[Path] | None = None) -> dict:
     return resolve(ref, registries=registries)[0].card
 
 
-def fetch(refs: list[str] | str, **options) -> list[dict]:
-    """Download, verify and cache cards' artifacts; one record per file (see zoo.download.fetch)."""
-    from .download import fetch as fetch_
+def show(ref: str, *, registries: list[Path] | None = None) -> dict:
+    """One whole card with where it came from: {card, registry, alias, resolved}."""
+    from zoo.cards.registry import alias
 
-    return fetch_(refs, **options)
+    entry, note = resolve(ref, registries=registries)
+    return {"card": entry.card, "registry": entry.registry, "alias": alias(entry.card),
+            "resolved": {"query": ref, "id": entry.id, "note": note}}
+
+
+def list_cards(pattern: str | None = None, *, source: str | None = None, width: float | None = None,
+               resolution: int | None = None, fmt: str | None = None, sort: str = "id",
+               registries: list[Path] | None = None) -> list[dict]:
+    """Summaries of the matching cards (the records `zoo list --json` prints)."""
+    from zoo.cards.summary import sort_summaries, summarize
+
+    entries = _registry(registries).find(pattern, source=source, width=width, resolution=resolution, fmt=fmt,
+                                         copy_cards=False)  # summarize() builds new records
+    return sort_summaries([summarize(e) for e in entries], sort)
+
+
+def lint_cards(paths: list[Path]) -> tuple[list[dict], list[str]]:
+    """Validate card files: (valid cards, one problem per line naming file and field)."""
+    from zoo.cards.directory import lint
+
+    return lint(paths)
+
+
+def build_registry(cards_dir: Path, out: Path, *, sign: Path | None = None) -> dict:
+    """Validate cards_dir and write its index (every card plus its sha256) to `out`; with `sign` (a private
+    key file), also `out`.sig. Signed first, then both files replaced: a failed signature changes nothing.
+
+    Returns {path, cards, signature}."""
+    from zoo.cards.directory import build_index
+    from zoo.cards.index import index_bytes
+    from zoo.files import write_bytes_atomic
+
+    index = build_index(cards_dir)
+    data = index_bytes(index)
+    signature = None
+    if sign is not None:
+        from zoo.cards.signing import sign_bytes
+
+        signature_bytes = sign_bytes(data, Path(sign))
+        signature = write_bytes_atomic(Path(out).with_name(Path(out).name + ".sig"), signature_bytes)
+    write_bytes_atomic(Path(out), data)
+    return {"path": str(out), "cards": len(index["cards"]), "signature": str(signature) if signature else None}
+
+
+def card_schema() -> dict:
+    """The card's JSON Schema."""
+    from zoo.cards.schema import json_schema
+
+    return json_schema()
+
+
+# ---------------------------------------------------------------- artifacts
+
+def fetch(refs: list[str] | str, *, all_artifacts: bool = False, jobs: int = 4, mirrors: list[str] | None = None,
+          require_hashes: bool = False, force: bool = False, registries: list[Path] | None = None,
+          progress=None) -> list[dict]:
+    """Download, verify and cache cards' artifacts; one record per file (see zoo.artifacts.fetch.fetch_cards).
+
+    Mirrors: these, then ZOO_MIRROR's. Each record also carries `resolved`."""
+    from zoo.artifacts.fetch import fetch_cards
+    from zoo.artifacts.http import emit
+
+    refs = [refs] if isinstance(refs, str) else list(refs)
+    cards, resolved = [], {}
+    for ref in refs:
+        card, how = _resolved(ref, registries)
+        if how["note"]:
+            emit(progress, {"event": "note", "message": how["note"]})
+        cards.append(card)
+        resolved.setdefault(card["id"], how)
+    records = fetch_cards(cards, all_artifacts=all_artifacts, jobs=jobs, mirrors=mirrors,
+                          require_hashes=require_hashes, force=force, progress=progress)
+    return [{**r, "resolved": resolved[r["id"]]} for r in records]
+
+
+def convert(ref: str, **options) -> dict:
+    """A card's native weights as ONNX, verified and cached (see zoo.artifacts.convert.convert_card).
+
+    Options: artifact, output, synthetic, mirrors, force, registries."""
+    from zoo.artifacts.convert import convert_card
+
+    card, how = _resolved(ref, options.pop("registries", None))
+    return {**convert_card(card, **options), "resolved": how}
+
+
+def _card_users(registries) -> dict[str, list[str]]:
+    """sha256 -> ids of the cards whose artifacts are those bytes (by the card's sha256 or a pin)."""
+    from zoo.artifacts.pins import known_sha256, read_pins
+
+    pinned, users = read_pins(), {}
+    for entry in _registry(registries).entries():
+        for artifact in entry.card.get("artifacts", []):
+            sha, _ = known_sha256(entry.id, artifact, pinned)
+            if sha:
+                users.setdefault(sha, []).append(entry.id)
+    return users
+
+
+def cache_ls(*, registries: list[Path] | None = None) -> list[dict]:
+    """Every cached file: sha256, file, path, size, cards (which use it), unpacked."""
+    from zoo.artifacts import cache
+
+    return cache.ls(_card_users(registries))
+
+
+def cache_verify() -> list[dict]:
+    """Re-hash every cached file; corrupt ones are removed. Records: sha256, file, path, ok, actual, removed."""
+    from zoo.artifacts import cache
+
+    return cache.verify()
+
+
+def cache_rm(targets: list[str], *, registries: list[Path] | None = None) -> list[dict]:
+    """Remove cached files by sha256 (6+ hex digits) or by card reference. Records: sha256, file, path, size."""
+    from zoo.artifacts import cache
+    from zoo.artifacts.pins import known_sha256, read_pins
+
+    wanted = {}
+    for target in targets:
+        if cache.is_sha_prefix(target):
+            wanted[target] = {target.lower()}
+        else:
+            card = get(target, registries=registries)
+            pinned = read_pins()
+            wanted[target] = {s for a in card.get("artifacts", []) if (s := known_sha256(card["id"], a, pinned)[0])}
+    return cache.rm(wanted)
+
+
+def cache_prune(*, registries: list[Path] | None = None) -> list[dict]:
+    """Remove partial downloads, orphaned unpacked trees and files no card uses. Records: kind, path, size."""
+    from zoo.artifacts import cache
+
+    return cache.prune(_card_users(registries))
+
+
+# ---------------------------------------------------------------- measure and record
+
+def evaluate(ref: str, data: Path, *, labels: Path | None = None, limit: int | None = None, batch: int | None = None,
+             workers: int | None = None, provider: str | None = None, threads: int | None = None,
+             model: Path | None = None, mirrors: list[str] | None = None, store: bool = True,
+             registries: list[Path] | None = None, progress=None) -> dict:
+    """Top-1/top-5 of a card's first runnable artifact (or the local file `model`) on the images in `data`,
+    preprocessed as its source does; stored as a run unless store=False.
+
+    Result keys: those of zoo.measure.accuracy.evaluate_file, `resolved`, and `run_id` when stored."""
+    from zoo.artifacts.choose import choose, local_model
+    from zoo.measure.accuracy import evaluate_file, load_data
+
+    card, how = _resolved(ref, registries)
+    dataset = load_data(data, labels, limit)  # fail fast on bad data, before any download
+    artifact = None
+    if model is None:
+        artifact = choose(card)
+        model = local_model(card, artifact, mirrors=mirrors)
+    result = evaluate_file(card, Path(model), dataset, artifact=artifact, batch=batch, workers=workers,
+                           provider=provider, threads=threads, progress=progress)
+    result["resolved"] = how
+    if store:
+        from zoo.results.store import record_eval
+
+        result["run_id"] = record_eval(result)
+    return result
+
+
+def bench(ref: str, *, runtime: str | None = None, provider: str | None = None, threads: int | None = None,
+          batch: int = 1, warmup: int | None = None, iters: int | None = None, seconds: float | None = None,
+          synthetic: bool = False, target: str | None = None, mirrors: list[str] | None = None, store: bool = True,
+          registries: list[Path] | None = None) -> dict:
+    """Latency of a card's model on this host or a target board (see zoo.measure.latency.bench_file).
+
+    runtime: which host runtime's artifact to time (onnxruntime, litert); synthetic: the card's architecture
+    with random weights; target: a configured board's name. Stored as a run unless store=False."""
+    from zoo.artifacts.choose import choose, local_model, synthetic_model
+    from zoo.errors import UsageError
+    from zoo.measure import latency, targets
+
+    card, how = _resolved(ref, registries)
+    if runtime and (synthetic or target):
+        raise UsageError("--runtime picks a card artifact on this host; leave it out with --synthetic-weights or --target")
+    target_config = targets.get(target) if target else None
+    if synthetic:
+        if target_config and target_config["runtime"] != "onnxruntime":
+            raise UsageError("--synthetic-weights builds an ONNX model; this target runs " + target_config["runtime"])
+        artifact, model_path = None, synthetic_model(card)
+    else:
+        artifact = choose(card, runtime=runtime, target=target_config)
+        model_path = local_model(card, artifact, mirrors=mirrors)
+    result = latency.bench_file(card, model_path, artifact=artifact, synthetic=synthetic, target=target_config,
+                                provider=provider, threads=threads, batch=batch,
+                                warmup=latency.DEFAULT_WARMUP if warmup is None else warmup,
+                                iters=iters, seconds=seconds)
+    result["resolved"] = how
+    if store:
+        from zoo.results.store import record_bench
+
+        result["run_id"] = record_bench(result)
+    return result
+
+
+def inspect(ref: str, *, synthetic: bool = False, mirrors: list[str] | None = None,
+            registries: list[Path] | None = None) -> dict:
+    """Inputs, outputs, MACs, params and size of a model file, or of a card's runnable artifact (or, synthetic,
+    its architecture), with the card's own figures beside them (see zoo.measure.complexity)."""
+    from zoo.artifacts.choose import choose, local_model, synthetic_model
+    from zoo.measure.complexity import inspect_file
+
+    if Path(ref).is_file():
+        return inspect_file(Path(ref))
+    card, how = _resolved(ref, registries)
+    artifact = None if synthetic else choose(card)
+    path = synthetic_model(card) if synthetic else local_model(card, artifact, mirrors=mirrors)
+    info = inspect_file(path)
+    info.update(card_id=card["id"], resolved=how, synthetic_weights=synthetic,
+                artifact=artifact["file"] if artifact else None,
+                claimed={"params": card.get("complexity", {}).get("params"),
+                         "macs": card.get("complexity", {}).get("macs")})
+    return info
+
+
+# ---------------------------------------------------------------- results
+
+def runs(*, kind: str | None = None, card: str | None = None, limit: int | None = None) -> list:
+    """Stored eval and bench runs, newest first, as zoo.results.records.Run (`zoo runs --json` prints
+    their to_dict())."""
+    from zoo.results.store import list_runs
+
+    return list_runs(kind=kind, card_id=card, limit=limit)
 
 
 def compare(patterns: list[str] | None = None, metric: str = "accuracy", *, device: str | None = None,
             top: int | None = None, pareto: bool = False, measured: bool = True,
             registries: list[Path] | None = None):
-    """A pandas DataFrame ranking the matching cards on `metric`, claims beside measurements (see zoo.ranking).
+    """A pandas DataFrame ranking the matching cards on `metric`, claims beside measurements (see
+    zoo.results.ranking; which runs it uses: zoo.results.selection).
 
     device: None ranks latency/fps on this host's measurements, else on claims; "host" or a target name
     ranks on measurements there only; other text keeps claims and runs whose device contains it.
     measured=False ignores the results store.
     """
-    from .errors import CardNotFoundError, UsageError
-    from .ranking import compare as rank
+    from zoo.errors import CardNotFoundError, UsageError
+    from zoo.results.ranking import compare as rank
+    from zoo.results.selection import Selection, select
 
     if device and metric not in ("latency", "fps"):
         raise UsageError("--device applies to latency and fps only", "Use --metric latency or --metric fps with --device")
@@ -72,111 +303,19 @@ def compare(patterns: list[str] | None = None, metric: str = "accuracy", *, devi
             entries += [e for e in matched if not (e.id in seen or seen.add(e.id))]
     else:
         entries = registry.entries()
-    evals, benches, use_claims, claim_device = {}, {}, True, device
+    selection = Selection(claim_device=device)
     if measured:
-        from . import store, targets
+        from zoo.measure import machine, targets
+        from zoo.results.store import list_runs
 
-        host = store.machine()
-        runs = store.list_runs(kind="bench")
-        if device is None or device.lower() == "host":
-            runs = [r for r in runs if r["machine_fingerprint"] == host["fingerprint"] and r["device"] == host["device"]]
-            use_claims, claim_device = device is None, None
-        elif device in {t["name"] for t in targets.ls()}:
-            runs = [r for r in runs if r["device"] == device]
-            use_claims, claim_device = False, None
-        else:
-            runs = [r for r in runs if device.lower() in r["device"].lower()]
-        benches, evals = _latest_by_card(entries, runs), _latest_by_card(entries, store.list_runs(kind="eval"))
-    return rank(entries, metric, claim_device=claim_device, use_claims=use_claims, top=top, pareto=pareto,
-                evals=evals, benches=benches)
-
-
-def _latest_by_card(entries, runs: list[dict]) -> dict[str, dict]:
-    """Each card's newest run (runs come newest first); a card with none borrows the newest run of a
-    file it publishes with a full sha256, since a measurement belongs to the bytes (Axis republishes coral's)."""
-    latest, by_sha = {}, {}
-    for run in runs:
-        latest.setdefault(run["card_id"], run)
-        if not (run.get("metrics") or {}).get("synthetic_weights"):
-            by_sha.setdefault(run["artifact_sha256"], run)
-    for entry in entries:
-        if entry.id not in latest:
-            for artifact in entry.card.get("artifacts", []):
-                if artifact.get("sha256") in by_sha:
-                    latest[entry.id] = by_sha[artifact["sha256"]]
-                    break
-    return latest
+        selection = select(entries, list_runs(), device=device, host=machine.host(),
+                           target_names={t["name"] for t in targets.ls()})
+    return rank(entries, metric, selection=selection, top=top, pareto=pareto)
 
 
 def plot(df, metric: str, path: Path) -> Path:
-    """Draw a `compare` table as accuracy against `metric` in a PNG (see zoo.ranking.plot)."""
-    from .ranking import plot as draw
+    """Draw a `compare` table as accuracy against `metric` in a PNG (see zoo.results.plots)."""
+    from zoo.results.plots import plot as draw
 
     draw(df, metric, path)
     return Path(path)
-
-
-def lint_cards(paths: list[Path]) -> tuple[list[dict], list[str]]:
-    """Validate card files: (valid cards, one problem per line naming file and field)."""
-    from .registry import lint
-
-    return lint(paths)
-
-
-def build_registry(cards_dir: Path, out: Path) -> dict:
-    """Validate cards_dir and write its index (every card plus its sha256) to `out`."""
-    from .registry import build_index, write_index
-
-    index = build_index(cards_dir)
-    write_index(index, out)
-    return index
-
-
-def card_schema() -> dict:
-    """The card's JSON Schema."""
-    from .cards import json_schema
-
-    return json_schema()
-
-
-def convert(ref: str | dict, **options) -> dict:
-    """A card's native weights as ONNX through timm's MobileNetV2, verified and cached (see zoo.converter.convert_card).
-
-    `ref`: a card reference or a card dict. Options: artifact, output, synthetic, mirrors, force, registries.
-    """
-    from .converter import convert_card
-
-    registries = options.pop("registries", None)
-    card = ref if isinstance(ref, dict) else get(ref, registries=registries)
-    return convert_card(card, **options)
-
-
-def evaluate(ref: str, data: Path, **options) -> dict:
-    """Top-1/top-5 of a card's model on a local validation set, as its source preprocesses; stored as a run.
-
-    Options and result keys: zoo.accuracy.evaluate.
-    """
-    from .accuracy import evaluate as evaluate_
-
-    return evaluate_(ref, data, **options)
-
-
-def runs(*, kind: str | None = None, card: str | None = None, limit: int | None = None) -> list[dict]:
-    """Stored eval and bench runs, newest first (the records `zoo runs --json` prints)."""
-    from .store import list_runs
-
-    return list_runs(kind=kind, card_id=card, limit=limit)
-
-
-def bench(card: dict, **options) -> dict:
-    """Latency of a card's model on this host or a target board (see zoo.latency.bench_card); the run is stored."""
-    from .latency import bench_card
-
-    return bench_card(card, **options)
-
-
-def inspect(ref: str, **options) -> dict:
-    """Inputs, outputs, MACs, params and size of a model file or a card's model (see zoo.complexity.inspect)."""
-    from .complexity import inspect as count
-
-    return count(ref, **options)

@@ -123,3 +123,13 @@ def targets_file() -> Path:
 def known_hosts_file() -> Path:
     """zoo's own SSH known_hosts: a board's host key is pinned on first contact."""
     return zoo_home() / "known_hosts"
+
+
+def converted_dir() -> Path:
+    """ONNX files converted from native weights, by source sha256 and converter version."""
+    return zoo_home() / "converted"
+
+
+def synthetic_dir() -> Path:
+    """Architectures built with random weights (`--synthetic-weights`)."""
+    return zoo_home() / "synthetic"

@@ -1,0 +1,146 @@
+"""The content-addressed cache under ZOO_HOME and `zoo cache ls|verify|rm|prune`.
+
+Layout (all under settings.cache_dir(), i.e. ZOO_HOME/cache):
+
+    sha256/<sha256>/<file>     verified bytes; the directory is named by their sha256, the file keeps
+                               its published name because some runtimes and humans look at the suffix
+    unpacked/<sha256>/         an archive's safely unpacked tree (made only after the archive verified)
+    partial/<key>.part         a download in progress; <key>.json beside it holds the URL, ETag and
+                               Last-Modified that make a Range resume safe
+    locks/<key>.lock           one file lock per artifact, so concurrent fetches download once
+
+Which cards use which bytes is the registry's knowledge: callers pass it in as `users`
+({sha256: [card ids]}), so the cache never reads the registry.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+from zoo import settings
+from zoo.artifacts.hashes import hash_file
+from zoo.errors import UsageError
+
+
+def blob_path(sha256: str, file: str) -> Path:
+    return settings.cache_dir() / "sha256" / sha256 / file
+
+
+def unpacked_dir(sha256: str) -> Path:
+    return settings.cache_dir() / "unpacked" / sha256
+
+
+def partial_paths(key: str) -> tuple[Path, Path]:
+    """(part file, its resume metadata) for an artifact key."""
+    base = settings.cache_dir() / "partial"
+    return base / f"{key}.part", base / f"{key}.json"
+
+
+def lock_path(key: str) -> Path:
+    return settings.cache_dir() / "locks" / f"{key}.lock"
+
+
+def artifact_key(card_id: str, file: str) -> str:
+    """A stable, file-system-safe name for one card's artifact."""
+    return hashlib.sha256(f"{card_id}/{file}".encode()).hexdigest()[:32]
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def install(part: Path, sha256: str, file: str) -> Path:
+    """Move verified bytes into the cache atomically: fsync, rename, fsync the directory."""
+    with open(part, "rb+") as f:
+        os.fsync(f.fileno())
+    target = blob_path(sha256, file)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(part, target)
+    fsync_dir(target.parent)
+    return target
+
+
+def remove_blob(sha256: str) -> None:
+    shutil.rmtree(settings.cache_dir() / "sha256" / sha256, ignore_errors=True)
+    shutil.rmtree(unpacked_dir(sha256), ignore_errors=True)
+
+
+def blobs() -> list[tuple[str, Path]]:
+    """(sha256, path) of every cached file."""
+    root = settings.cache_dir() / "sha256"
+    if not root.is_dir():
+        return []
+    return [(d.name, f) for d in sorted(root.iterdir()) if d.is_dir() for f in sorted(d.iterdir()) if f.is_file()]
+
+
+# ---------------------------------------------------------------- zoo cache ls | verify | rm | prune
+
+def ls(users: dict[str, list[str]]) -> list[dict]:
+    """Every cached file: sha256, file, path, size, the cards that use it, and whether it is unpacked."""
+    return [{"sha256": sha, "file": path.name, "path": str(path), "size": path.stat().st_size,
+             "cards": sorted(set(users.get(sha, []))), "unpacked": unpacked_dir(sha).is_dir()}
+            for sha, path in blobs()]
+
+
+def verify() -> list[dict]:
+    """Re-hash every cached file; remove the corrupt ones (and their unpacked trees)."""
+    report = []
+    for sha, path in blobs():
+        actual = hash_file(path).hexdigest()
+        ok = actual == sha
+        if not ok:
+            remove_blob(sha)
+        report.append({"sha256": sha, "file": path.name, "path": str(path), "ok": ok,
+                       "actual": actual, "removed": not ok})
+    return report
+
+
+def is_sha_prefix(text: str) -> bool:
+    return len(text) >= 6 and all(c in "0123456789abcdef" for c in text.lower())
+
+
+def rm(targets: dict[str, set[str]]) -> list[dict]:
+    """Remove cached files. `targets`: {what the user named: the sha256s (or prefixes of 6+ hex digits) it
+    stands for}; a name that matches nothing cached is an error and nothing is removed."""
+    cached = blobs()
+    removed: dict[str, Path] = {}
+    for target, shas in targets.items():
+        hits = [(s, p) for s, p in cached if any(s.startswith(x.lower()) for x in shas)]
+        if not hits:
+            raise UsageError(f"nothing in the cache matches {target!r}", "Run `zoo cache ls` to see what is cached")
+        removed.update(hits)
+    out = [{"sha256": s, "file": p.name, "path": str(p), "size": p.stat().st_size} for s, p in removed.items()]
+    for sha in removed:
+        remove_blob(sha)
+    return out
+
+
+def prune(users: dict[str, list[str]]) -> list[dict]:
+    """Remove partial downloads, orphaned unpacked trees, and cached files no card uses."""
+    root = settings.cache_dir()
+    out = []
+    for sha, path in blobs():
+        if sha not in users:
+            out.append({"kind": "unused", "path": str(path), "size": path.stat().st_size})
+            remove_blob(sha)
+    for directory in sorted((root / "unpacked").glob("*")):
+        if not (root / "sha256" / directory.name).is_dir():
+            out.append({"kind": "orphaned-unpacked", "path": str(directory), "size": None})
+            shutil.rmtree(directory, ignore_errors=True)
+    from filelock import FileLock, Timeout
+
+    for part in sorted((root / "partial").glob("*.part")):
+        try:  # a partial file whose lock is held belongs to a download in progress
+            with FileLock(str(lock_path(part.stem)), timeout=0):
+                out.append({"kind": "partial", "path": str(part), "size": part.stat().st_size})
+                part.unlink(missing_ok=True)
+                part.with_suffix(".json").unlink(missing_ok=True)
+        except Timeout:
+            continue
+    return out

@@ -1,0 +1,73 @@
+"""Card directories: find the YAML card files, parse and validate each, and lint a whole tree."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from zoo.cards.index import make_index
+from zoo.errors import InvalidCardError
+
+
+def natural_key(text: str) -> list:
+    """Sort 'x0_5' before 'x1_5' and '96' before '128'."""
+    import re
+
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", text)]
+
+
+def card_files(paths: list[Path]) -> list[Path]:
+    """Every *.yaml / *.yml file under the given files and directories, sorted."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise InvalidCardError(f"{path}: no such file or directory", "Give a card file or a directory of cards")
+    return found
+
+
+def read_card_file(path: Path) -> dict:
+    """Parse and validate one YAML card; returns the normalised card dict."""
+    import yaml
+
+    from zoo.cards.schema import validate_card
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise InvalidCardError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidCardError(f"{path}: cannot read ({exc})") from None
+    card = validate_card(data, str(path))
+    return card.model_dump(mode="json", exclude_none=True)
+
+
+def lint(paths: list[Path]) -> tuple[list[dict], list[str]]:
+    """Validate card files; returns (cards, one line per problem naming file and field)."""
+    cards, problems, seen = [], [], {}
+    for path in card_files(paths):
+        try:
+            card = read_card_file(path)
+        except InvalidCardError as exc:
+            problems += getattr(exc, "lines", [exc.message])
+            continue
+        if card["id"] in seen:
+            problems.append(f"{path}: id: {card['id']!r} is also the id of {seen[card['id']]}")
+            continue
+        if path.parent.name == card["source"] and path.stem != card["id"].split("/", 1)[1]:
+            problems.append(f"{path}: id: file name should be {card['id'].split('/', 1)[1]}.yaml to match the id")
+        seen[card["id"]] = path
+        cards.append(card)
+    return cards, problems
+
+
+def build_index(cards_dir: Path) -> dict:
+    """Validate every card under cards_dir and return the index (sorted by id, no timestamps)."""
+    cards, problems = lint([cards_dir])
+    if problems:
+        raise InvalidCardError(f"{len(problems)} problem(s) in {cards_dir}: " + "; ".join(problems[:5]))
+    cards.sort(key=lambda c: natural_key(c["id"]))
+    return make_index(cards)

@@ -1,0 +1,96 @@
+"""ed25519 keys and signatures for registry indexes.
+
+A signature is ed25519 over a file's exact bytes, base64 on one line, written beside it as FILE.sig.
+A private key file is PKCS8 PEM (mode 0600); the public key is the base64 of its 32 raw bytes,
+written beside it as KEYFILE.pub. cryptography is imported only to sign, verify or make keys, so
+`zoo list` stays fast.
+"""
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+
+from zoo.errors import SignatureError, UsageError
+
+
+def keygen(keyfile: Path) -> dict:
+    """Write a new ed25519 private key (PEM, 0600) to keyfile and its public key to keyfile.pub."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    public_file = keyfile.with_name(keyfile.name + ".pub")
+    for path in (keyfile, public_file):
+        if path.exists():
+            raise UsageError(f"{path} already exists", "Choose another KEYFILE; zoo never overwrites a key")
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    keyfile.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(keyfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+    public = base64.b64encode(raw).decode()
+    public_file.write_text(public + "\n")
+    return {"private_key": str(keyfile), "public_key_file": str(public_file), "public_key": public}
+
+
+def sign_file(path: Path, keyfile: Path) -> Path:
+    """Sign a file's exact bytes; writes path + '.sig' (atomically) and returns it."""
+    from zoo.files import write_bytes_atomic
+
+    sig = path.with_name(path.name + ".sig")
+    write_bytes_atomic(sig, sign_bytes(path.read_bytes(), keyfile))
+    return sig
+
+
+def sign_bytes(data: bytes, keyfile: Path) -> bytes:
+    """The signature line (base64 + newline) of `data` made with the private key in `keyfile`."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    try:
+        key = serialization.load_pem_private_key(keyfile.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as exc:
+        raise UsageError(f"cannot read the private key {keyfile} ({exc})",
+                         "Make one with `zoo registry keygen KEYFILE`") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise UsageError(f"{keyfile} is not an ed25519 private key", "Make one with `zoo registry keygen KEYFILE`")
+    return (base64.b64encode(key.sign(data)).decode() + "\n").encode()
+
+
+def public_key(value: str) -> str:
+    """Normalise --key (base64 text, a .pub file, or a PEM public key file) to base64 of the raw 32 bytes."""
+    text = value.strip()
+    path = Path(text).expanduser()
+    if len(text) < 4096 and path.is_file():
+        text = path.read_text().strip()
+    if text.startswith("-----BEGIN"):
+        from cryptography.hazmat.primitives import serialization
+
+        try:
+            key = serialization.load_pem_public_key(text.encode())
+            raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        except (ValueError, TypeError) as exc:
+            raise UsageError(f"--key: not an ed25519 public key ({exc})") from None
+        return base64.b64encode(raw).decode()
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise UsageError(f"--key: {value!r} is neither a key file nor the base64 of a 32-byte ed25519 public key",
+                         "Pass the KEYFILE.pub that `zoo registry keygen` wrote, or its contents")
+    return text
+
+
+def verify_signature(data: bytes, signature: bytes, key_b64: str, where: str) -> None:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    try:
+        sig = base64.b64decode(signature.strip(), validate=True)
+        Ed25519PublicKey.from_public_bytes(base64.b64decode(key_b64)).verify(sig, data)
+    except (InvalidSignature, ValueError):
+        raise SignatureError(f"registry index {where}: the ed25519 signature does not match its key") from None

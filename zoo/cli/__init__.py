@@ -1,0 +1,37 @@
+"""The `zoo` command: parse options, call the library, render a table or JSON. No logic lives here.
+
+One module per command group (cards, registry, artifacts, measure, targets, results), all adding to
+the one Typer app in app.py; render.py holds tables, JSON and progress. Results go to stdout, notes
+and errors to stderr. Every `--json` prints exactly what the library returned. Errors are one line
+and an exit code; tracebacks only with --debug.
+"""
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from zoo.cli import artifacts, cards, measure, registry, results, targets  # noqa: F401  (they add their commands)
+from zoo.cli.app import app
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    """Entry point: click's usage errors become one line too (`zoo: error: ... Try 'zoo X --help'.`)."""
+    try:
+        code = app(prog_name="zoo", standalone_mode=False)
+    except Exception as exc:  # click's exception classes live in typer's vendored click: match by shape
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            exc.show()
+            sys.exit(0)
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
+            ctx = getattr(exc, "ctx", None)
+            hint = f" Try '{ctx.command_path} --help'." if ctx is not None else ""
+            typer.echo(f"zoo: error: {exc.format_message()}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        if type(exc).__name__ == "Abort":
+            typer.echo("zoo: aborted", err=True)
+            sys.exit(130)
+        raise
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,55 @@
+"""The Typer app, its global options and the one-line error rule; command modules add their commands to it."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+import typer.core
+
+from zoo import settings
+from zoo._version import __version__
+from zoo.errors import ZooError
+
+state: dict = {"registries": [], "debug": False}
+
+
+class _Group(typer.core.TyperGroup):
+    """Turns a ZooError into one line on stderr and the error's exit code."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except ZooError as error:
+            if state["debug"]:
+                raise
+            typer.echo(f"zoo: error: {error.one_line()}", err=True)
+            raise typer.Exit(error.exit_code) from None
+
+
+app = typer.Typer(cls=_Group, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  rich_markup_mode=None, help="Compare every published MobileNetV2 on one footing.")
+
+
+def _version(value: bool):
+    if value:
+        typer.echo(f"zoo {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    registry: Optional[List[Path]] = typer.Option(None, "--registry", metavar="DIR",
+                                                   help="Add a directory of cards (repeatable; also ZOO_REGISTRY)."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors (also ZOO_DEBUG=1)."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+):
+    state["registries"] = list(registry or [])
+    state["debug"] = debug or settings.debug()
+
+
+def sub_app(name: str, help: str) -> typer.Typer:
+    """A command group (`zoo NAME ...`) added to the app."""
+    group = typer.Typer(no_args_is_help=True, help=help)
+    app.add_typer(group, name=name)
+    return group

@@ -1,0 +1,136 @@
+"""`zoo fetch`, `zoo convert`, `zoo cache ls|verify|rm|prune`: artifacts and the cache."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+import zoo
+from zoo import settings
+from zoo.cli.app import app, state, sub_app
+from zoo.cli.render import FetchProgress, note, plain_table, print_json, print_resolved
+from zoo.errors import IntegrityError
+
+cache_app = sub_app("cache", "Inspect, verify and clean the download cache.")
+
+_VERIFIED_BY = {"sha256": "the card's sha256", "pin": "the sha256 pinned on first use", "sha384": "the card's sha384",
+                "sha1": "the card's sha1", "sha256-prefix": "the file name's sha256 prefix, now pinned",
+                "tofu": "nothing: no hash on the card, trusted on first use and pinned"}
+
+
+@app.command()
+def fetch(
+    refs: List[str] = typer.Argument(..., metavar="ID...", help="Cards to fetch (id, alias or NAME@source)."),
+    all_: bool = typer.Option(False, "--all", help="Every artifact of each card, not only its first."),
+    jobs: int = typer.Option(4, "-j", "--jobs", min=1, help="Downloads at a time."),
+    mirror: Optional[List[str]] = typer.Option(None, "--mirror", metavar="URL_OR_DIR",
+                                               help="Try this base URL or directory first (repeatable; also ZOO_MIRROR)."),
+    require_hashes: bool = typer.Option(False, "--require-hashes",
+                                        help="Refuse artifacts without a full sha256 on the card or pinned."),
+    as_json: bool = typer.Option(False, "--json", help="Print the records as JSON; progress events as JSON lines on stderr."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the paths (a member's path for archives)."),
+    force: bool = typer.Option(False, "--force", help="Download again even when a verified copy is cached."),
+):
+    """Download, verify and cache cards' artifacts; print where each verified file is."""
+    with FetchProgress(as_json, quiet) as progress:
+        records = zoo.fetch(refs, all_artifacts=all_, jobs=jobs, mirrors=mirror, require_hashes=require_hashes,
+                            force=force, registries=state["registries"], progress=progress)
+    if as_json:
+        print_json(records)
+        return
+    for r in records:
+        if quiet:
+            typer.echo(r.get("member_path") or r["path"])
+            continue
+        how = "from the cache, " if r["cached"] else ""
+        typer.echo(f"{r['id']}  {r['file']}  {r['size']} bytes  sha256 {r['sha256']}  "
+                   f"({how}verified by {_VERIFIED_BY.get(r['verified_by'], r['verified_by'])})")
+        for key in ("path", "unpacked", "member_path"):
+            if r.get(key):
+                typer.echo(f"  {key}: {r[key]}")
+
+
+@cache_app.command("ls")
+def cache_ls(as_json: bool = typer.Option(False, "--json", help="Print the records as JSON.")):
+    """List cached files with their sizes and the cards that use them."""
+    rows = zoo.cache_ls(registries=state["registries"])
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        note(f"the cache is empty ({settings.cache_dir()})")
+        return
+    typer.echo(plain_table(["sha256", "size", "file", "cards"],
+                            [[r["sha256"][:16], str(r["size"]), r["file"] + (" (unpacked)" if r["unpacked"] else ""),
+                              ", ".join(r["cards"]) or "(no card)"] for r in rows], {0, 2, 3}))
+    note(f"{len(rows)} file(s), {sum(r['size'] for r in rows)} bytes in {settings.cache_dir()}")
+
+
+@cache_app.command("verify")
+def cache_verify(as_json: bool = typer.Option(False, "--json", help="Print the records as JSON.")):
+    """Re-hash every cached file; remove corrupt ones (exit 5 if any)."""
+    rows = zoo.cache_verify()
+    if as_json:
+        print_json(rows)
+    else:
+        for r in rows:
+            typer.echo(f"{'ok' if r['ok'] else 'CORRUPT (removed)'}  {r['path']}"
+                       + ("" if r["ok"] else f"  sha256 is {r['actual']}"))
+        note(f"{len(rows)} file(s) checked, {sum(not r['ok'] for r in rows)} corrupt")
+    if not all(r["ok"] for r in rows):
+        raise typer.Exit(IntegrityError.exit_code)
+
+
+@cache_app.command("rm")
+def cache_rm(
+    targets: List[str] = typer.Argument(..., metavar="SHA256_OR_ID...", help="A sha256 (6+ hex digits) or a card."),
+    as_json: bool = typer.Option(False, "--json", help="Print the removed files as JSON."),
+):
+    """Remove cached files (and their unpacked trees)."""
+    rows = zoo.cache_rm(targets, registries=state["registries"])
+    if as_json:
+        print_json(rows)
+    else:
+        for r in rows:
+            typer.echo(f"removed {r['path']} ({r['size']} bytes)")
+
+
+@cache_app.command("prune")
+def cache_prune(as_json: bool = typer.Option(False, "--json", help="Print the removed paths as JSON.")):
+    """Remove partial downloads, orphaned unpacked trees and files that no card uses."""
+    rows = zoo.cache_prune(registries=state["registries"])
+    if as_json:
+        print_json(rows)
+    else:
+        for r in rows:
+            typer.echo(f"removed {r['kind']}  {r['path']}")
+        note(f"{len(rows)} item(s) removed")
+
+
+@app.command()
+def convert(
+    ref: str = typer.Argument(..., metavar="ID", help="Card id, NAME@source or alias."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", metavar="PATH",
+                                          help="Also copy the ONNX here (a file, or a directory)."),
+    synthetic: bool = typer.Option(False, "--synthetic-weights", help="The card's architecture with random weights."),
+    artifact: Optional[str] = typer.Option(None, "--artifact", metavar="FILE", help="Which native file (default: the first)."),
+    mirror: Optional[List[str]] = typer.Option(None, "--mirror", help="Mirror for the artifact (also ZOO_MIRROR)."),
+    force: bool = typer.Option(False, "--force", help="Convert again even when a cached ONNX exists."),
+    as_json: bool = typer.Option(False, "--json", help="Print the record as JSON."),
+):
+    """Convert a card's native weights (pth, safetensors, pdparams, MindSpore ckpt) to ONNX through timm; cached."""
+    r = zoo.convert(ref, artifact=artifact, output=output, synthetic=synthetic, mirrors=mirror, force=force,
+                    registries=state["registries"])
+    print_resolved(r)
+    if as_json:
+        print_json(r)
+        return
+    source = "synthetic weights" if r["synthetic_weights"] else f"{r['source']['file']} ({r['source']['format']})"
+    arch = r["architecture"]
+    typer.echo(f"{r['id']}: {source} -> timm {arch['timm_model']} -> ONNX opset {r['opset']}"
+               f"{'  (cached)' if r['cached'] else ''}")
+    typer.echo(f"  {r['output'] if r.get('output') else r['path']}")
+    typer.echo(f"  sha256 {r['sha256']}  {r['size_bytes']:,} bytes  max |ONNX - timm| {r['max_abs_diff']:.2g}")
+
+

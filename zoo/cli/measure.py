@@ -1,0 +1,125 @@
+"""`zoo eval`, `zoo bench`, `zoo inspect`: measurements on this host or a target board."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+import zoo
+from zoo.cli.app import app, state
+from zoo.cli.render import EvalProgress, fmt, note, print_json, print_resolved
+
+
+@app.command()
+def bench(
+    ref: str = typer.Argument(..., metavar="ID", help="Card id, NAME@source or alias."),
+    runtime_name: Optional[str] = typer.Option(None, "--runtime", help="onnxruntime or litert: which artifact to time."),
+    provider: Optional[str] = typer.Option(None, "--provider", help="ONNX Runtime execution provider (cpu, cuda, ...)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Intra-op threads (default: the runtime's)."),
+    batch: int = typer.Option(1, "--batch", min=1, help="Images per call."),
+    warmup: int = typer.Option(10, "--warmup", min=0, help="Uncounted calls first."),
+    iters: Optional[int] = typer.Option(None, "--iters", min=1, help="Timed calls (default: >= 100 and >= 3 s)."),
+    seconds: Optional[float] = typer.Option(None, "--seconds", min=0, help="Timed duration instead of --iters."),
+    synthetic: bool = typer.Option(False, "--synthetic-weights", help="Time the card's architecture, random weights."),
+    target: Optional[str] = typer.Option(None, "--target", help="Run on this target board (`zoo target add`)."),
+    mirror: Optional[List[str]] = typer.Option(None, "--mirror", help="Mirror for the artifact (also ZOO_MIRROR)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+):
+    """Measure latency on this host or a target board; the run is stored."""
+    where = f"target {target}" if target else "this host"
+    note(f"timing {ref}{' (synthetic weights)' if synthetic else ''} on {where} ...")
+    result = zoo.bench(ref, runtime=runtime_name, provider=provider, threads=threads, batch=batch, warmup=warmup,
+                       iters=iters, seconds=seconds, synthetic=synthetic, target=target, mirrors=mirror,
+                       registries=state["registries"])
+    print_resolved(result)
+    if as_json:
+        print_json(result)
+        return
+    rt = result["runtime"]
+    typer.echo(f"{result['card_id']} on {result['device']} ({rt['name']} {rt['version']}, {rt['provider']}, "
+               f"threads {rt['threads'] or 'default'}, batch {result['batch']}, {result['iterations']} calls)")
+    typer.echo("  " + "  ".join(f"{k.removesuffix('_ms')} {fmt(result[k], 3)} ms"
+                                for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "min_ms", "max_ms")
+                                if result.get(k) is not None)
+               + f"  fps {fmt(result['fps'], 1)}")
+    for claim in result["claims"]:
+        unit = "ms" if claim["metric"] == "latency_ms" else "img/s"
+        typer.echo(f"  claimed {claim['metric']} {claim['value']:g} {unit} on {claim['device']}")
+    note(f"stored as run {result.get('run_id')}")
+
+
+@app.command()
+def inspect(
+    ref: str = typer.Argument(..., metavar="ID|PATH", help="A card (its runnable artifact) or a .onnx/.tflite file."),
+    synthetic: bool = typer.Option(False, "--synthetic-weights", help="Count the card's architecture."),
+    mirror: Optional[List[str]] = typer.Option(None, "--mirror", help="Mirror for the artifact (also ZOO_MIRROR)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+):
+    """Inputs, outputs, MACs, parameters and size, counted from the model graph."""
+    info = zoo.inspect(ref, synthetic=synthetic, mirrors=mirror, registries=state["registries"])
+    print_resolved(info)
+    if as_json:
+        print_json(info)
+        return
+    typer.echo(f"{info.get('card_id') or info['path']}  ({info['format']}, {info['size_bytes']:,} bytes)")
+    for kind in ("inputs", "outputs"):
+        for tensor in info[kind]:
+            typer.echo(f"  {kind[:-1]:6} {tensor['name']}  {tensor['shape']}  {tensor['dtype']}")
+    typer.echo(f"  MACs {info['macs'] / 1e6:.2f} M   params {info['params'] / 1e6:.3f} M")
+    claimed = info.get("claimed") or {}
+    if claimed.get("macs") or claimed.get("params"):
+        typer.echo(f"  card: MACs {fmt(claimed['macs'] and claimed['macs'] / 1e6)} M   "
+                   f"params {fmt(claimed['params'] and claimed['params'] / 1e6, 3)} M")
+    if info["uncounted_nodes"]:
+        note(f"{len(info['uncounted_nodes'])} node(s) had unknown shapes and were not counted")
+
+
+@app.command("eval")
+def eval_(
+    ref: str = typer.Argument(..., metavar="ID", help="Card id, alias or NAME@source."),
+    data: Path = typer.Option(..., "--data", metavar="DIR", help="Validation images (layouts in the README)."),
+    labels: Optional[Path] = typer.Option(None, "--labels", metavar="FILE",
+                                          help="'FILE IDX' lines (0-based, standard order) or LOC_val_solution.csv."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Evaluate N images (a fixed subset spread over classes)."),
+    batch: Optional[int] = typer.Option(None, "--batch", min=1,
+                                        help="Images per inference call, where the model allows (default: 8 on CPU, 32 on an accelerator)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Threads that each decode a batch, then run it (default: one per core)."),
+    provider: Optional[str] = typer.Option(None, "--provider", help="ONNX Runtime execution provider (cpu, cuda, ...)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Inference lanes: batches run at once, each single-threaded on CPU (default: one per core)."),
+    model: Optional[Path] = typer.Option(None, "--model", metavar="FILE",
+                                         help="Run this local .onnx/.tflite file under the card's conventions."),
+    mirror: Optional[List[str]] = typer.Option(None, "--mirror", metavar="URL_OR_DIR",
+                                               help="Try this base URL or directory first (also ZOO_MIRROR)."),
+    no_store: bool = typer.Option(False, "--no-store", help="Do not record the run in the results store."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON (keys in the README)."),
+):
+    """Measure top-1/top-5 of a card's model on your validation images, preprocessed as its source does."""
+    with EvalProgress(ref) as progress:
+        r = zoo.evaluate(ref, data, labels=labels, limit=limit, batch=batch, workers=workers, provider=provider,
+                         threads=threads, model=model, mirrors=mirror, store=not no_store,
+                         registries=state["registries"], progress=progress)
+    print_resolved(r)
+    for line in r["notes"]:
+        note(f"note: {line}")
+    if r["unreadable"]:
+        note(f"{r['unreadable']} unreadable image(s), not counted: " + ", ".join(r["unreadable_files"][:20])
+              + (" ..." if r["unreadable"] > 20 else ""))
+    if as_json:
+        print_json(r)
+        return
+    ds, rt = r["dataset"], r["runtime"]
+    typer.echo(f"{r['card_id']} on {ds['path']} ({ds['layout']}, {r['n']} images)")
+    for metric in ("top1", "top5"):
+        low, high = r[f"{metric}_ci95"]
+        claim = next((c["value"] for c in r["claims"] if c["metric"] == metric), None)
+        typer.echo(f"  {metric[:3]}-{metric[3]}  {r[metric]:6.2f} %  (95% CI {low:.2f}–{high:.2f})"
+                   + (f"   claimed {claim:g} %" if claim is not None else ""))
+    threads_note = f", {rt['threads']} threads" if rt["threads"] else ""
+    typer.echo(f"  {r['images_per_s']:.1f} images/s; {rt['name']} {rt['version']} ({rt['provider']}{threads_note}), "
+               f"batch {r['batch']}, {r['workers']} workers")
+    typer.echo(f"  artifact {r['artifact']['file']} sha256 {r['artifact']['sha256']}")
+    if "run_id" in r:
+        typer.echo(f"  stored as run {r['run_id']} (zoo runs)")
+
+

@@ -1,0 +1,120 @@
+"""Rendering for the CLI: JSON, plain and rich tables, notes, progress displays. Results go to stdout;
+notes, progress and errors to stderr."""
+from __future__ import annotations
+
+import json
+import sys
+
+import typer
+
+
+def print_json(data) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def note(text: str) -> None:
+    typer.echo(text, err=True)
+
+
+def print_resolved(result: dict) -> None:
+    """The alias rule's note (which card an ambiguous reference picked), the same way for every command."""
+    resolved = result.get("resolved") if isinstance(result, dict) else None
+    if resolved and resolved.get("note"):
+        note(resolved["note"])
+
+
+def plain_table(headers: list[str], rows: list[list[str]], left: set[int]) -> str:
+    # Hand-rolled on purpose: rich or tabulate would add 50-70 ms to `zoo list`, whose budget is 150 ms.
+    widths = [max(len(str(x)) for x in column) for column in zip(headers, *rows)]
+
+    def line(cells):
+        return "  ".join(str(c).ljust(w) if i in left else str(c).rjust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    return "\n".join([line(headers)] + [line(r) for r in rows])
+
+
+
+def console():
+    from rich.console import Console
+
+    # Piped output is read by scripts and pagers: never truncate it to 80 columns.
+    return Console() if sys.stdout.isatty() else Console(width=400, soft_wrap=True)
+
+
+def fmt(value, digits: int = 2) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+
+class EvalProgress:
+    """A rich progress bar on stderr while a terminal watches; silent otherwise."""
+
+    def __init__(self, label: str):
+        self.label, self.bar, self.task = label, None, None
+
+    def __enter__(self):
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar:
+            self.bar.stop()
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar:
+            if self.task is None:
+                self.task = self.bar.add_task(self.label, total=total)
+            self.bar.update(self.task, completed=done)
+
+
+
+class FetchProgress:
+    """Renders fetch events on stderr: rich bars on a terminal, JSON lines with --json, else plain notes."""
+
+    def __init__(self, as_json: bool, quiet: bool):
+        import threading
+
+        self.mode = "json" if as_json else "quiet" if quiet else "bars" if sys.stderr.isatty() else "notes"
+        self.lock, self.bars, self.tasks = threading.Lock(), None, {}
+
+    def __enter__(self):
+        if self.mode == "bars":
+            from rich.console import Console
+            from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
+                                       TransferSpeedColumn)
+
+            self.bars = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                                 TransferSpeedColumn(), TimeRemainingColumn(), console=Console(stderr=True))
+            self.bars.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.bars:
+            self.bars.stop()
+
+    def __call__(self, event: dict) -> None:
+        kind = event["event"]
+        with self.lock:
+            if self.mode == "json":
+                sys.stderr.write(json.dumps(event, default=str) + "\n")
+                sys.stderr.flush()
+            elif self.bars and kind in ("start", "progress"):
+                task = self.tasks.get(event["file"])
+                if task is None:
+                    task = self.tasks[event["file"]] = self.bars.add_task(event["file"], total=event["total"])
+                done = event.get("bytes", event.get("offset", 0))
+                self.bars.update(task, completed=done, total=event["total"])
+            elif kind in ("retry", "failed", "warning", "note", "waiting") and self.mode != "quiet":
+                text = event.get("message") or (event["reason"] if kind == "failed" else f"{event['url']}: {event['reason']}")
+                if kind == "retry":
+                    text += f"; retrying in {event['wait_s']:g} s"
+                (self.bars.console.print if self.bars else note)(f"{kind}: {event.get('file', '')} {text}".strip())

@@ -1,0 +1,146 @@
+"""Latency of a card's model on this host or on a target board, with the environment that produced it.
+
+What the timer covers: one runtime call on a batch already in memory (ONNX Runtime's
+`session.run`, LiteRT's set-tensor/invoke/get-tensor); no decoding or preprocessing. Warm-up
+calls are run first and not counted. The run lasts at least `iters` calls and at least
+`seconds`. Latency figures are per batch, in milliseconds; fps = batch / mean latency.
+"""
+from __future__ import annotations
+
+import platform
+import resource
+import time
+from pathlib import Path
+
+from zoo.errors import UsageError
+from zoo.measure import machine
+
+DEFAULT_WARMUP = 10
+DEFAULT_ITERS = 100
+DEFAULT_SECONDS = 3.0
+
+
+def latency_stats(latencies_ms: list[float], batch: int) -> dict:
+    """p50/p90/p99/mean/std/min/max of per-batch latencies (ms), and throughput in images/s."""
+    import numpy as np
+
+    values = np.asarray(latencies_ms, dtype=np.float64)
+    p50, p90, p99 = np.percentile(values, [50, 90, 99])
+    mean = float(values.mean())
+    return {"p50_ms": round(float(p50), 4), "p90_ms": round(float(p90), 4), "p99_ms": round(float(p99), 4),
+            "mean_ms": round(mean, 4), "std_ms": round(float(values.std(ddof=1)) if len(values) > 1 else 0.0, 4),
+            "min_ms": round(float(values.min()), 4), "max_ms": round(float(values.max()), 4),
+            "fps": round(batch * 1000.0 / mean, 2), "iterations": int(len(values))}
+
+
+def time_runtime(runtime, batch_tensor, *, warmup: int, iters: int, seconds: float) -> list[float]:
+    """Per-call latencies in ms of runtime.run(batch_tensor), after `warmup` uncounted calls."""
+    run = runtime.run
+    for _ in range(warmup):
+        run(batch_tensor)
+    latencies, deadline = [], time.perf_counter() + seconds
+    perf_counter = time.perf_counter
+    while len(latencies) < iters or perf_counter() < deadline:
+        start = perf_counter()
+        run(batch_tensor)
+        latencies.append((perf_counter() - start) * 1000.0)
+    return latencies
+
+
+def random_input(runtime, batch: int):
+    """A fixed-seed tensor of the model's input shape and dtype (batch in the first dimension)."""
+    import numpy as np
+
+    shape = [batch] + [d if d else 1 for d in runtime.input_shape[1:]]
+    rng = np.random.default_rng(0)
+    if runtime.input_dtype in ("uint8", "int8"):
+        info = np.iinfo(runtime.input_dtype)
+        return rng.integers(info.min, info.max + 1, size=shape, dtype=runtime.input_dtype)
+    return rng.random(shape, dtype=np.float32).astype(runtime.input_dtype)
+
+
+def _counted(model_path: Path) -> dict:
+    """MACs and params counted from the graph, and the file size, recorded with each run."""
+    from zoo.measure.complexity import inspect_file
+
+    try:
+        info = inspect_file(model_path)
+    except UsageError:  # a format zoo cannot read (an RDK .bin): size only
+        return {"macs": None, "params": None, "size_bytes": model_path.stat().st_size}
+    return {"macs": info["macs"], "params": info["params"], "size_bytes": info["size_bytes"]}
+
+
+def bench_file(card: dict, model_path: Path, *, artifact: dict | None = None, synthetic: bool = False,
+               target: dict | None = None, provider: str | None = None, threads: int | None = None, batch: int = 1,
+               warmup: int = DEFAULT_WARMUP, iters: int | None = None, seconds: float | None = None) -> dict:
+    """Time one model file of `card` on this host, or on `target` (a target's configuration).
+
+    The run lasts `iters` calls or `seconds`, whichever is given (both: whichever ends later);
+    neither: at least DEFAULT_ITERS calls and DEFAULT_SECONDS seconds.
+    """
+    from zoo.artifacts.choose import run_sha256
+    from zoo.artifacts.hashes import file_sha256
+
+    if iters is None and seconds is None:
+        iters, seconds = DEFAULT_ITERS, DEFAULT_SECONDS
+    iters, seconds = (1 if iters is None else iters), (0.0 if seconds is None else seconds)
+    if batch < 1 or warmup < 0 or iters < 1 or seconds < 0:
+        raise UsageError("--batch and --iters must be at least 1, --warmup and --seconds at least 0")
+    model_sha256 = file_sha256(model_path)  # what is copied to a board is keyed by its own bytes
+    if target:
+        result = _bench_on_target(target, model_path, model_sha256, threads=threads, batch=batch, warmup=warmup,
+                                  iters=iters, seconds=seconds)
+    else:
+        result = _bench_on_host(model_path, provider=provider, threads=threads, batch=batch, warmup=warmup,
+                                iters=iters, seconds=seconds)
+    result.update(_counted(model_path))
+    result.update({
+        "kind": "bench", "card_id": card["id"], "synthetic_weights": synthetic,
+        "artifact": {"file": artifact["file"] if artifact else model_path.name, "path": str(model_path),
+                     "sha256": run_sha256(model_path, model_sha256),
+                     "model_sha256": model_sha256},
+        "batch": batch, "warmup": warmup,
+        "claims": [c for c in card.get("claims", []) if c["metric"] in ("latency_ms", "fps")],
+    })
+    return result
+
+
+def _bench_on_host(model_path: Path, *, provider, threads, batch, warmup, iters, seconds) -> dict:
+    from zoo.measure.runtimes import open_runtime
+
+    runtime = open_runtime(model_path, provider=provider, threads=threads)
+    if runtime.max_batch is not None and batch != runtime.max_batch:
+        raise UsageError(f"{model_path.name} takes batch {runtime.max_batch} only, not {batch}",
+                         f"Use --batch {runtime.max_batch}")
+    tensor = random_input(runtime, batch)
+    latencies = time_runtime(runtime, tensor, warmup=warmup, iters=iters, seconds=seconds)
+    env = machine.host()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if platform.system() == "Darwin" else 1024)
+    return {**latency_stats(latencies, batch), "peak_rss_bytes": peak, "device": env["device"], "target": None,
+            "runtime": runtime.describe(), "environment": {**env, **runtime.describe(), "batch": batch}}
+
+
+def _bench_on_target(target: dict, model_path: Path, sha256: str, *, threads, batch, warmup, iters, seconds) -> dict:
+    from zoo.measure import targets
+
+    if target["runtime"] == "rdk-bpu":
+        if batch != 1:
+            raise UsageError("hrt_model_exec runs batch 1; leave out --batch")
+        perf = targets.run_hrt(target, model_path, sha256, threads=threads or 1, frames=max(iters, 1))
+        board = machine.board(target["name"], target["ssh"], perf.pop("machine"))
+        runtime_info = {"name": "rdk-bpu", "version": perf.get("runtime_version"), "provider": "hrt_model_exec",
+                        "threads": perf["threads"]}
+        # hrt_model_exec reports the mean only: the percentiles are not published by the tool.
+        return {"p50_ms": None, "p90_ms": None, "p99_ms": None, "mean_ms": perf["mean_ms"], "std_ms": None,
+                "min_ms": perf.get("min_ms"), "max_ms": perf.get("max_ms"), "fps": perf["fps"],
+                "iterations": perf["frames"], "peak_rss_bytes": None, "device": target["name"],
+                "target": target["name"], "runtime": runtime_info, "environment": {**board, **runtime_info, "batch": 1},
+                "tool_output": perf}
+    raw = targets.run_onnxruntime(target, model_path, sha256, threads=threads or 0, batch=batch, warmup=warmup,
+                                  iters=iters, seconds=seconds)
+    board = machine.board(target["name"], target["ssh"], raw["machine"])
+    runtime_info = {"name": "onnxruntime", "version": raw["runtime_version"], "provider": raw["provider"],
+                    "threads": threads}
+    return {**latency_stats(raw["latencies_ms"], batch), "peak_rss_bytes": raw["peak_rss_bytes"],
+            "device": target["name"], "target": target["name"], "runtime": runtime_info,
+            "environment": {**board, **runtime_info, "batch": batch}}

@@ -1,0 +1,146 @@
+"""One small interface over the runtimes that run a model file on this host.
+
+A `Runtime` runs raw tensors (onnxruntime.py, litert.py). A `Model` puts a card's conventions
+around it: it encodes a preprocessed image into the tensor the model takes (layout, float or
+quantized integers with the card's scale and zero point), and turns raw outputs into 1000 class
+scores (dequantized, background column dropped when the card says `label_offset: 1`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from zoo.errors import InvalidCardError, UnsupportedArtifactError, UsageError
+
+INTEGER_RANGE = {"uint8": (0, 255), "int8": (-128, 127)}
+
+
+class Runtime:
+    """Runs batches of raw input tensors; subclasses fill in the attributes below."""
+
+    name: str = ""
+    version: str = ""
+    provider: str | None = None
+    threads: int | None = None
+    input_shape: tuple = ()              # None for a dynamic dimension
+    input_dtype: str = ""
+    input_quant: tuple[float, int] | None = None   # (scale, zero point) the model file declares
+    output_quant: tuple[float, int] | None = None
+    max_batch: int | None = None         # None: any batch size
+    thread_safe: bool = False            # whether several threads may call run() at once
+
+    def run(self, batch):
+        """The model's first output for a batch of input tensors."""
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        return {"name": self.name, "version": self.version, "provider": self.provider, "threads": self.threads}
+
+
+def open_runtime(path: Path, *, provider: str | None = None, threads: int | None = None,
+                 spinning: bool = True) -> Runtime:
+    """A Runtime for the model file, by the runtime table's rule (zoo.artifacts.choose): ONNX Runtime for
+    .onnx, LiteRT for .tflite.
+
+    `spinning=False` stops ONNX Runtime's idle threads from busy-waiting, which leaves the
+    cores to decoder threads running beside it.
+    """
+    import importlib
+
+    from zoo.artifacts.choose import runtime_for_path
+
+    spec = runtime_for_path(path)
+    module, name = spec.loader.split(":")
+    loader = getattr(importlib.import_module(module), name)
+    if spec.name == "onnxruntime":
+        return loader(Path(path), provider=provider, threads=threads, spinning=spinning)
+    if provider not in (None, "cpu", "CPUExecutionProvider"):
+        raise UsageError(f"--provider {provider} is for ONNX Runtime; {Path(path).name} runs on {spec.label}",
+                         "Leave out --provider for .tflite models")
+    return loader(Path(path), threads=threads)
+
+
+@dataclass
+class Model:
+    """A Runtime plus the card's input spec, class count and label offset."""
+
+    runtime: Runtime
+    input: dict           # the card's `input` section
+    resolution: int
+    num_classes: int
+    label_offset: int
+    where: str = "card"
+
+    def __post_init__(self):
+        self._check_input()
+
+    @classmethod
+    def from_card(cls, runtime: Runtime, card: dict) -> "Model":
+        return cls(runtime, card["input"], card["resolution"], card["num_classes"], card["label_offset"],
+                   card.get("id", "card"))
+
+    @property
+    def channels_first(self) -> bool:
+        """Whether the model takes channels first (NCHW): Preprocessor lays images out for it."""
+        return self.input["layout"] == "NCHW"
+
+    @property
+    def batch_limit(self) -> int | None:
+        return self.runtime.max_batch
+
+    def _mismatch(self, what: str) -> InvalidCardError:
+        return InvalidCardError(f"{self.where}: the model file disagrees with the card's input spec: {what}",
+                                "Report the card (its input section), or evaluate with a card that fits the file")
+
+    def _check_input(self) -> None:
+        spec, shape, r = self.input, self.runtime.input_shape, self.resolution
+        if spec["color"] == "NV12":
+            raise UnsupportedArtifactError(f"{self.where}: NV12 input is for on-board runtimes",
+                                           "Evaluate an ONNX or TFLite card instead")
+        want = (3, r, r) if self.channels_first else (r, r, 3)
+        if len(shape) != 4 or any(s is not None and s != w for s, w in zip(shape[1:], want)):
+            raise self._mismatch(f"{spec['layout']} at {r}x{r} means input shape [N, {', '.join(map(str, want))}], "
+                                 f"the file takes {list(shape)}")
+        if spec["dtype"] != self.runtime.input_dtype:
+            raise self._mismatch(f"input dtype {spec['dtype']} on the card, {self.runtime.input_dtype} in the file")
+        declared, card = self.runtime.input_quant, _card_quant(spec)
+        if declared and card and (abs(declared[0] - card[0]) > 1e-6 * declared[0] or declared[1] != card[1]):
+            raise self._mismatch(f"input scale/zero point {card} on the card, {declared} in the file")
+        if spec["dtype"] in INTEGER_RANGE and not (card or declared):
+            raise self._mismatch(f"{spec['dtype']} input needs quant_scale and quant_zero_point")
+
+    def encode(self, image):
+        """The model's input tensor for one preprocessed image (float32 HWC, RGB, normalised). Thread-safe.
+
+        An image laid out channel by channel (Preprocessor's channels_first) goes to NCHW without a copy."""
+        import numpy as np
+
+        x = image[..., ::-1] if self.input["color"] == "BGR" else image
+        if self.channels_first:
+            x = x.transpose(2, 0, 1)
+        dtype = self.input["dtype"]
+        if dtype in INTEGER_RANGE:
+            scale, zero_point = _card_quant(self.input) or self.runtime.input_quant
+            low, high = INTEGER_RANGE[dtype]
+            q = np.rint(x * np.float32(1.0 / scale)) + np.float32(zero_point)
+            return np.clip(q, low, high).astype(dtype)
+        return np.ascontiguousarray(x, dtype=dtype)
+
+    def scores(self, batch):
+        """Class scores (N, 1000) in the standard class order for a batch of encoded inputs."""
+        import numpy as np
+
+        out = self.runtime.run(batch)
+        out = out.reshape(out.shape[0], -1)
+        if out.shape[1] != self.num_classes:
+            raise self._mismatch(f"num_classes {self.num_classes} on the card, {out.shape[1]} outputs in the file")
+        if self.runtime.output_quant:
+            scale, zero_point = self.runtime.output_quant
+            out = (out.astype(np.float32) - zero_point) * scale
+        return out[:, self.label_offset:self.label_offset + 1000]
+
+
+def _card_quant(spec: dict) -> tuple[float, int] | None:
+    if spec.get("quant_scale") is None:
+        return None
+    return float(spec["quant_scale"]), int(spec["quant_zero_point"])

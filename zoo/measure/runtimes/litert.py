@@ -1,0 +1,56 @@
+"""LiteRT (the TFLite interpreter, package ai-edge-litert) for .tflite models, batch 1.
+
+The interpreter is not thread-safe: one instance runs in one thread. Its XNNPACK delegate
+cannot reshape most quantized graphs, so batches are run image by image.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from zoo.errors import UnsupportedArtifactError
+from zoo.measure.runtimes import Runtime
+
+
+class LiteRtRuntime(Runtime):
+    name = "litert"
+    provider = "cpu"
+
+    def __init__(self, path: Path, *, threads: int | None = None):
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError:
+            raise UnsupportedArtifactError(f"{path.name} needs LiteRT, which is not installed",
+                                           "Install it with: pip install 'zoo[litert]'") from None
+        from importlib.metadata import version
+
+        self.threads = threads or os.cpu_count() or 1
+        try:
+            self.interpreter = Interpreter(model_path=str(path), num_threads=self.threads)
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise UnsupportedArtifactError(f"{path.name}: LiteRT cannot load it ({str(exc).splitlines()[0][:200]})",
+                                           "Check the file (zoo fetch --force re-downloads it) or report the card") from None
+        self.version = version("ai-edge-litert")
+        inp, out = self.interpreter.get_input_details()[0], self.interpreter.get_output_details()[0]
+        self.input_index, self.output_index = inp["index"], out["index"]
+        self.input_shape = tuple(int(d) if d > 0 else None for d in inp["shape_signature"])
+        self.input_dtype = inp["dtype"].__name__
+        self.input_quant = _quant(inp)
+        self.output_quant = _quant(out)
+        self.max_batch = None  # run() takes any batch, one image at a time
+
+    def run(self, batch):
+        import numpy as np
+
+        outputs = []
+        for x in batch:
+            self.interpreter.set_tensor(self.input_index, x[None])
+            self.interpreter.invoke()
+            outputs.append(self.interpreter.get_tensor(self.output_index)[0].copy())
+        return np.stack(outputs)
+
+
+def _quant(detail: dict) -> tuple[float, int] | None:
+    scale, zero_point = detail["quantization"]
+    return (float(scale), int(zero_point)) if scale else None

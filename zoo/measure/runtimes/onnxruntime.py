@@ -1,0 +1,56 @@
+"""ONNX Runtime: any installed execution provider, dynamic or fixed batch."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from zoo.errors import UnsupportedArtifactError, UsageError
+from zoo.measure.runtimes import Runtime
+
+DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uint8)": "uint8", "tensor(int8)": "int8"}
+
+
+def resolve_provider(requested: str | None) -> str:
+    """The full provider name for 'cpu', 'cuda', 'CUDAExecutionProvider', ...; UsageError if not installed."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if requested is None:
+        return "CPUExecutionProvider"
+    wanted = requested.lower().removesuffix("executionprovider")
+    for name in available:
+        if name.lower().removesuffix("executionprovider") == wanted:
+            return name
+    raise UsageError(f"execution provider {requested!r} is not available in this onnxruntime",
+                     f"Installed: {', '.join(available)}; install the matching onnxruntime package for others")
+
+
+class OnnxRuntime(Runtime):
+    name = "onnxruntime"
+    thread_safe = True  # InferenceSession.run may be called from several threads at once
+
+    def __init__(self, path: Path, *, provider: str | None = None, threads: int | None = None, spinning: bool = True):
+        import onnxruntime as ort
+
+        self.provider = resolve_provider(provider)
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        if not spinning:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        providers = [self.provider] + (["CPUExecutionProvider"] if self.provider != "CPUExecutionProvider" else [])
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own unrelated exception classes
+            raise UnsupportedArtifactError(f"{path.name}: ONNX Runtime cannot load it ({str(exc).splitlines()[0][:200]})",
+                                           "Check the file (zoo fetch --force re-downloads it) or report the card") from None
+        self.provider = self.session.get_providers()[0]
+        self.version = ort.__version__
+        self.threads = threads
+        meta = self.session.get_inputs()[0]
+        self.input_name = meta.name
+        self.input_shape = tuple(d if isinstance(d, int) and d > 0 else None for d in meta.shape)
+        self.input_dtype = DTYPES.get(meta.type, meta.type)
+        self.max_batch = self.input_shape[0] if self.input_shape else None
+
+    def run(self, batch):
+        return self.session.run(None, {self.input_name: batch})[0]

@@ -1,0 +1,1 @@
+"""Stage 4, results: the typed run record, the SQLite store, which runs a comparison uses, ranking and plots."""

@@ -1,0 +1,103 @@
+"""The SQLite results store under ZOO_HOME: every eval and bench run (a records.Run), with what produced it.
+
+One table of runs: the card, the artifact's sha256, the runtime and its version, provider, threads,
+batch, the preprocessing, the dataset fingerprint (eval), the machine and its fingerprint, the zoo
+version and a UTC timestamp; the measured figures live in `metrics` (JSON), so bench runs (latency)
+and eval runs (accuracy) share the table. The schema grows by numbered, append-only migrations
+tracked in PRAGMA user_version.
+"""
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+from zoo import settings
+from zoo.errors import UsageError
+from zoo.results.records import KINDS, Run
+
+MIGRATIONS = (
+    """
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL CHECK (kind IN ('eval', 'bench')),
+        card_id TEXT NOT NULL,
+        artifact_file TEXT,
+        artifact_sha256 TEXT NOT NULL,
+        runtime TEXT NOT NULL,
+        runtime_version TEXT NOT NULL,
+        provider TEXT,
+        threads INTEGER,
+        batch INTEGER,
+        preprocess TEXT,
+        dataset_fingerprint TEXT,
+        dataset TEXT,
+        device TEXT NOT NULL,
+        machine_fingerprint TEXT NOT NULL,
+        machine TEXT NOT NULL,
+        zoo_version TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        metrics TEXT NOT NULL
+    );
+    CREATE INDEX runs_card ON runs (card_id, kind, created_at);
+    """,
+)
+
+
+def store_path() -> Path:
+    return settings.results_store()
+
+
+def connect(path: Path | None = None) -> sqlite3.Connection:
+    """Open (creating and migrating as needed) the store; callers close it."""
+    path = Path(path) if path else store_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, timeout=30)
+    db.row_factory = sqlite3.Row
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        with db:
+            db.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+    return db
+
+
+def record(run: Run, path: Path | None = None) -> int:
+    """Append one run in one transaction; returns its id."""
+    row = run.to_row()
+    with closing(connect(path)) as db, db:
+        cursor = db.execute(f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                            list(row.values()))
+        run.id = cursor.lastrowid
+        return run.id
+
+
+def record_eval(result: dict, path: Path | None = None) -> int:
+    """Store an eval result (zoo.measure.accuracy.evaluate_file); returns the run id."""
+    return record(Run.from_eval(result), path)
+
+
+def record_bench(result: dict, path: Path | None = None) -> int:
+    """Store a bench result (zoo.measure.latency.bench_file); returns the run id."""
+    return record(Run.from_bench(result), path)
+
+
+def list_runs(*, kind: str | None = None, card_id: str | None = None, limit: int | None = None,
+              path: Path | None = None) -> list[Run]:
+    """Stored runs, newest first. An absent store has no runs (and is not created)."""
+    if kind is not None and kind not in KINDS:
+        raise UsageError(f"--kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    path = Path(path) if path else store_path()
+    if not path.exists():
+        return []
+    where, args = [], []
+    if kind:
+        where.append("kind = ?")
+        args.append(kind)
+    if card_id:
+        where.append("card_id = ?")
+        args.append(card_id)
+    sql = "SELECT * FROM runs" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY id DESC"
+    if limit:
+        sql += f" LIMIT {int(limit)}"
+    with closing(connect(path)) as db:
+        return [Run.from_row(r) for r in db.execute(sql, args)]
