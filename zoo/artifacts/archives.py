@@ -16,7 +16,7 @@ from pathlib import Path
 
 from zoo import settings
 from zoo.artifacts import cache
-from zoo.errors import UnsafeArchiveError
+from zoo.errors import IntegrityError, UnsafeArchiveError
 
 
 def _inside(name: str) -> bool:
@@ -73,7 +73,6 @@ def member_path(root: Path, member: str) -> Path:
     """The path of a member inside an unpacked tree; it must be a regular file within root."""
     path = (root / member).resolve()
     if not path.is_relative_to(root.resolve()) or not path.is_file():
-        from zoo.errors import IntegrityError
 
         raise IntegrityError(f"{member!r} is not a file in the unpacked archive {root}",
                              "The card's `member` does not match the archive; report the card")

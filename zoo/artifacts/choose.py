@@ -13,6 +13,10 @@ from importlib.util import find_spec
 from pathlib import Path
 
 from zoo import settings
+from zoo.artifacts import fetch
+from zoo.artifacts.convert import INSTALL_HINT, available, convert_card, source_sha256
+from zoo.artifacts.hashes import file_sha256
+from zoo.artifacts.synthetic import save_mobilenet_v2
 from zoo.cards.formats import CONVERTIBLE_FORMATS
 from zoo.errors import TargetError, UnsupportedArtifactError, UsageError
 
@@ -71,7 +75,6 @@ def runs_here(artifact: dict) -> bool:
     if spec is None or not spec.installed():
         return False
     if artifact["format"] in CONVERTIBLE_FORMATS:
-        from zoo.artifacts.convert import available
 
         return available()
     return True
@@ -102,7 +105,6 @@ def choose(card: dict, runtime: str | None = None, target: dict | None = None) -
     formats = ", ".join(sorted({a["format"] for a in artifacts}))
     native = next((a for a in artifacts if a["format"] in CONVERTIBLE_FORMATS), None)
     if native is not None:
-        from zoo.artifacts.convert import INSTALL_HINT, available
 
         if not available():
             raise UnsupportedArtifactError(f"{card['id']} has native weights only ({formats}); converting them to ONNX "
@@ -136,10 +138,8 @@ def _for_target(card: dict, target: dict) -> dict:
 def local_model(card: dict, artifact: dict, *, mirrors: list[str] | None = None, progress=None) -> Path:
     """The verified local model file of `artifact`: the file itself, its member when it is an archive
     (unpacked after it verified), or the ONNX converted from native weights (cached)."""
-    from zoo.artifacts import fetch
 
     if artifact["format"] in CONVERTIBLE_FORMATS:
-        from zoo.artifacts.convert import convert_card
 
         return Path(convert_card(card, artifact=artifact, mirrors=mirrors, progress=progress)["path"])
     return fetch.artifact_member(card, artifact, mirrors=mirrors, progress=progress)
@@ -154,11 +154,8 @@ def synthetic_model(card: dict) -> Path:
     import os
     import tempfile
 
-    from zoo.artifacts.synthetic import save_mobilenet_v2
-
     if card.get("depth", 1.0) != 1.0 or card["source"] == "paddleclas":
         # timm's deeper variants and PaddleClas' own layer plan need timm (the convert extra) to build.
-        from zoo.artifacts.convert import available, convert_card
 
         if not available():
             raise UsageError(f"{card['id']}: synthetic weights for this architecture need timm",
@@ -182,7 +179,5 @@ def synthetic_model(card: dict) -> Path:
 def run_sha256(model_path: Path, model_sha256: str | None = None) -> str:
     """The artifact sha256 a run records: the card's native file for a converted ONNX, else the file itself
     (`model_sha256` when the caller hashed it already)."""
-    from zoo.artifacts.convert import source_sha256
-    from zoo.artifacts.hashes import file_sha256
 
     return source_sha256(model_path) or model_sha256 or file_sha256(model_path)

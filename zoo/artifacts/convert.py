@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zoo import settings
+from zoo.artifacts.fetch import fetch_record
 from zoo.artifacts.hashes import file_sha256
 from zoo.cards.formats import CONVERTIBLE_FORMATS
 from zoo.errors import ConversionError, UnsupportedArtifactError, UsageError
@@ -530,7 +531,6 @@ def convert_card(card: dict, *, artifact: dict | str | None = None, output: Path
         return convert_file(card, None, None, synthetic=True, output=output, force=force)
     chosen = convertible_artifact(card, artifact)
     _require()  # fail before downloading when the converter cannot run
-    from zoo.artifacts.fetch import fetch_record
 
     fetched = fetch_record(card, chosen, mirrors=mirrors, progress=progress)
     return convert_file(card, Path(fetched["path"]), chosen["format"], source_sha256=fetched["sha256"],

@@ -19,7 +19,14 @@ from zoo.artifacts.archives import member_path, unpack_cached
 from zoo.artifacts.hashes import Expected, hash_file, verify
 from zoo.artifacts.http import Download, Skip, emit
 from zoo.cards.formats import ARCHIVE_FORMATS
-from zoo.errors import DownloadError, HashRequiredError, IntegrityError, OfflineError, UsageError, ZooError
+from zoo.errors import (
+    DownloadError,
+    HashRequiredError,
+    IntegrityError,
+    OfflineError,
+    UsageError,
+    ZooError,
+)
 
 
 def artifact_named(card: dict, artifact: dict | str | None) -> dict:

@@ -13,7 +13,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from zoo import settings
-from zoo.artifacts.hashes import CHUNK, BackgroundHasher, Expected, Hasher, hash_file_object
+from zoo.artifacts.hashes import (
+    CHUNK,
+    BackgroundHasher,
+    Expected,
+    Hasher,
+    hash_file_object,
+)
 from zoo.errors import DownloadError, IntegrityError
 
 PROGRESS_EVERY_S = 0.1

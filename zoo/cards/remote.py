@@ -21,8 +21,9 @@ from urllib.parse import urlsplit
 
 from zoo import settings
 from zoo.cards.index import EMBEDDED, entries_from_index, read_index
+from zoo.cards.schema import _url
 from zoo.cards.signing import public_key, verify_signature
-from zoo.errors import RegistryError, SignatureError, UsageError
+from zoo.errors import RegistryError, SignatureError, UsageError, ZooError
 from zoo.files import write_bytes_atomic, write_json_atomic
 
 NAME_PATTERN = r"[a-z0-9][a-z0-9_-]{0,63}"
@@ -52,8 +53,6 @@ def index_url(url: str) -> str:
 
 def add(name: str, url: str, key: str | None = None) -> dict:
     """Register a remote registry (re-adding replaces it and forgets its cached copy)."""
-    from zoo.cards.schema import _url
-
     if not re.fullmatch(NAME_PATTERN, name) or name == EMBEDDED:
         raise UsageError(f"registry name {name!r} is not allowed",
                          "Use lowercase letters, digits, '-' and '_' (not 'embedded')")
@@ -138,8 +137,6 @@ def update(names: list[str] | None = None) -> list[dict]:
     now in use), message. A rejected or failed update leaves the last good copy in use.
     """
     import requests
-
-    from zoo.errors import ZooError
 
     config = remotes()
     unknown = [n for n in names or [] if n not in config]

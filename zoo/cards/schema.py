@@ -11,9 +11,23 @@ import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
-from zoo.cards.formats import ARCHIVE_FORMATS, ARTIFACT_FORMATS, METRIC_UNITS, PRECISIONS, RUNTIMES
+from zoo.cards.formats import (
+    ARCHIVE_FORMATS,
+    ARTIFACT_FORMATS,
+    METRIC_UNITS,
+    PRECISIONS,
+    RUNTIMES,
+)
+from zoo.errors import InvalidCardError
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9-]*/[A-Za-z0-9][A-Za-z0-9._-]*$"
 SOURCE_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
@@ -277,8 +291,6 @@ def validation_messages(error: ValidationError, where: str) -> list[str]:
 
 def validate_card(data: Any, where: str) -> Card:
     """Validate one card's data, or raise InvalidCardError naming the file and field."""
-    from zoo.errors import InvalidCardError
-
     if not isinstance(data, dict):
         raise InvalidCardError(f"{where}: a card must be a mapping, got {type(data).__name__}")
     try:

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from zoo.errors import SignatureError, UsageError
+from zoo.files import write_bytes_atomic
 
 
 def keygen(keyfile: Path) -> dict:
@@ -38,8 +39,6 @@ def keygen(keyfile: Path) -> dict:
 
 def sign_file(path: Path, keyfile: Path) -> Path:
     """Sign a file's exact bytes; writes path + '.sig' (atomically) and returns it."""
-    from zoo.files import write_bytes_atomic
-
     sig = path.with_name(path.name + ".sig")
     write_bytes_atomic(sig, sign_bytes(path.read_bytes(), keyfile))
     return sig

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from zoo.cards.index import Entry
 from zoo.cards.registry import alias, headline
+from zoo.errors import UsageError
 
 
 def _round(value: float | None, digits: int) -> float | None:
@@ -51,7 +52,6 @@ SORT_KEYS = ("id", "source", "width", "resolution", "params_m", "macs_m", "top1"
 def sort_summaries(rows: list[dict], key: str) -> list[dict]:
     """Sort list records; accuracy sorts best first, missing values always last."""
     if key not in SORT_KEYS:
-        from zoo.errors import UsageError
 
         raise UsageError(f"cannot sort by {key!r}", f"Use one of: {', '.join(SORT_KEYS)}")
     if key == "id":

@@ -14,7 +14,12 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from zoo.artifacts.choose import run_sha256
 from zoo.errors import DatasetError, UsageError
+from zoo.measure.datasets import load_dataset, synsets
+from zoo.measure.machine import host
+from zoo.measure.preprocess import Preprocessor
+from zoo.measure.runtimes import Model, open_runtime
 
 # Images per inference call when --batch is not given. On CPU a MobileNetV2 batch of 8 keeps its
 # activations in cache (32 ran 8-10% slower per image here); accelerators want big batches.
@@ -50,9 +55,9 @@ def run_accuracy(models, preprocessor, dataset, *, batch: int = CPU_BATCH, worke
     waits for its slowest thread; and with as many workers as cores, no thread waits for a core.
     """
     import queue
+    from concurrent.futures import ThreadPoolExecutor, as_completed
 
     import numpy as np
-    from concurrent.futures import ThreadPoolExecutor, as_completed
 
     models = list(models) if isinstance(models, (list, tuple)) else [models]
     if batch < 1:
@@ -108,8 +113,6 @@ def run_accuracy(models, preprocessor, dataset, *, batch: int = CPU_BATCH, worke
 def _metrics(labels: list[int], top5: list, unreadable: list[str], total: int, wall: float) -> dict:
     import numpy as np
 
-    from zoo.measure.datasets import synsets
-
     n = len(labels)
     truth = np.asarray(labels, dtype=np.int64)
     predicted = np.concatenate(top5) if top5 else np.zeros((0, 5), np.int64)
@@ -141,10 +144,6 @@ def evaluate_file(card: dict, model_path: Path, dataset, *, artifact: dict | Non
     preprocess, input, dataset {path, layout, n_images, labels_file, unlabelled_entries, fingerprint},
     notes, claims (the card's published top1/top5 figures), machine, and the keys of run_accuracy.
     """
-    from zoo.artifacts.choose import run_sha256
-    from zoo.measure.machine import host
-    from zoo.measure.preprocess import Preprocessor
-    from zoo.measure.runtimes import Model, open_runtime
 
     model_path = Path(model_path)
     if not model_path.is_file():
@@ -182,8 +181,6 @@ def evaluate_file(card: dict, model_path: Path, dataset, *, artifact: dict | Non
 
 def load_data(data: Path, labels: Path | None = None, limit: int | None = None):
     """The validation set (failing fast on bad input), cut to a fixed subset of `limit` images."""
-    from zoo.measure.datasets import load_dataset
-
     if limit is not None and limit < 1:
         raise UsageError(f"--limit must be at least 1, got {limit}")
     return load_dataset(Path(data), labels).subset(limit)

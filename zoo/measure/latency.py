@@ -12,8 +12,12 @@ import resource
 import time
 from pathlib import Path
 
+from zoo.artifacts.choose import run_sha256
+from zoo.artifacts.hashes import file_sha256
 from zoo.errors import UsageError
-from zoo.measure import machine
+from zoo.measure import machine, targets
+from zoo.measure.complexity import inspect_file
+from zoo.measure.runtimes import open_runtime
 
 DEFAULT_WARMUP = 10
 DEFAULT_ITERS = 100
@@ -61,8 +65,6 @@ def random_input(runtime, batch: int):
 
 def _counted(model_path: Path) -> dict:
     """MACs and params counted from the graph, and the file size, recorded with each run."""
-    from zoo.measure.complexity import inspect_file
-
     try:
         info = inspect_file(model_path)
     except UsageError:  # a format zoo cannot read (an RDK .bin): size only
@@ -78,8 +80,6 @@ def bench_file(card: dict, model_path: Path, *, artifact: dict | None = None, sy
     The run lasts `iters` calls or `seconds`, whichever is given (both: whichever ends later);
     neither: at least DEFAULT_ITERS calls and DEFAULT_SECONDS seconds.
     """
-    from zoo.artifacts.choose import run_sha256
-    from zoo.artifacts.hashes import file_sha256
 
     if iters is None and seconds is None:
         iters, seconds = DEFAULT_ITERS, DEFAULT_SECONDS
@@ -106,8 +106,6 @@ def bench_file(card: dict, model_path: Path, *, artifact: dict | None = None, sy
 
 
 def _bench_on_host(model_path: Path, *, provider, threads, batch, warmup, iters, seconds) -> dict:
-    from zoo.measure.runtimes import open_runtime
-
     runtime = open_runtime(model_path, provider=provider, threads=threads)
     if runtime.max_batch is not None and batch != runtime.max_batch:
         raise UsageError(f"{model_path.name} takes batch {runtime.max_batch} only, not {batch}",
@@ -121,8 +119,6 @@ def _bench_on_host(model_path: Path, *, provider, threads, batch, warmup, iters,
 
 
 def _bench_on_target(target: dict, model_path: Path, sha256: str, *, threads, batch, warmup, iters, seconds) -> dict:
-    from zoo.measure import targets
-
     if target["runtime"] == "rdk-bpu":
         if batch != 1:
             raise UsageError("hrt_model_exec runs batch 1; leave out --batch")

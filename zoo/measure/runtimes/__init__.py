@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from zoo.artifacts.choose import runtime_for_path
 from zoo.errors import InvalidCardError, UnsupportedArtifactError, UsageError
 
 INTEGER_RANGE = {"uint8": (0, 255), "int8": (-128, 127)}
@@ -46,8 +47,6 @@ def open_runtime(path: Path, *, provider: str | None = None, threads: int | None
     cores to decoder threads running beside it.
     """
     import importlib
-
-    from zoo.artifacts.choose import runtime_for_path
 
     spec = runtime_for_path(path)
     module, name = spec.loader.split(":")

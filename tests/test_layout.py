@@ -1,0 +1,88 @@
+"""The architecture as a checked fact: zoo's import graph (function-local imports included) has no cycle, and
+no stage imports a later one (base → cards → artifacts → measure → results → the facade → the CLI)."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "zoo"
+STAGES = ["base", "cards", "artifacts", "measure", "results", "facade", "cli"]
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _modules() -> dict[str, Path]:
+    return {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def _imports(name: str, path: Path, known: set[str]) -> set[str]:
+    """zoo modules imported anywhere in the file (top level or inside functions)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.split(".")[0] == "zoo"}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1] + ([base] if base else []))
+            if base.split(".")[0] != "zoo":
+                continue
+            for alias in node.names:
+                sub = f"{base}.{alias.name}"
+                found.add(sub if sub in known else base)
+    return {m for m in found if m in known and m != name}
+
+
+def stage(module: str) -> str:
+    if module == "zoo":
+        return "facade"
+    part = module.split(".")[1]
+    return part if part in STAGES else "base"
+
+
+@pytest.fixture(scope="module")
+def graph() -> dict[str, set[str]]:
+    modules = _modules()
+    return {name: _imports(name, path, set(modules)) for name, path in modules.items()}
+
+
+def test_no_stage_imports_a_later_one(graph):
+    upward = [f"{m} -> {d}" for m, deps in graph.items() for d in deps
+              if STAGES.index(stage(d)) > STAGES.index(stage(m))]
+    assert upward == []
+
+
+def test_the_import_graph_has_no_cycle(graph):
+    state: dict[str, int] = {}
+    cycles = []
+
+    def visit(node, trail):
+        state[node] = 1
+        for dep in sorted(graph[node]):
+            if state.get(dep) == 1:
+                cycles.append(" -> ".join(trail[trail.index(dep):] + [dep]) if dep in trail else f"{node} -> {dep}")
+            elif dep not in state:
+                visit(dep, trail + [dep])
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    assert cycles == []
+
+
+def test_the_checker_sees_function_local_and_relative_imports(tmp_path):
+    # The graph must not miss what it exists to catch: a local import inside a function, and a relative one.
+    source = "def f():\n    from zoo.results import store\n\nfrom .index import Entry\n"
+    path = tmp_path / "zoo" / "cards" / "example.py"
+    path.parent.mkdir(parents=True)
+    path.write_text(source)
+    found = _imports("zoo.cards.example", path, {"zoo.results.store", "zoo.cards.index"})
+    assert found == {"zoo.results.store", "zoo.cards.index"}
+    assert STAGES.index(stage("zoo.results.store")) > STAGES.index(stage("zoo.cards.example"))
