@@ -3,7 +3,7 @@
     python benchmarks/bench_eval.py [--data ../shared/data/imagenet-sample] [--card timm/mobilenetv2_100.ra_in1k]
                                     [--batch 8] [--rounds 2]
 
-The model is a MobileNetV2 1.0/224 ONNX graph (zoo.synthetic: the canonical architecture, random
+The model is a MobileNetV2 1.0/224 ONNX graph (zoo.artifacts.synthetic: the canonical architecture, random
 weights; the run time of a convolutional network does not depend on its weights) run under the card's
 conventions (its preprocessing, NCHW float input). Measured over --rounds interleaved rounds, best of each:
   naive      the loop a user writes by hand: for each image, Pillow open/convert/resize/crop, numpy
@@ -13,7 +13,7 @@ conventions (its preprocessing, NCHW float input). Measured over --rounds interl
   inference  pre-decoded tensors in batches, no decoding: both one run at a time on ONNX Runtime's
              own threads, and one single-threaded run per core at once (as zoo eval does); the faster counts
   decoding   decode + preprocess + encode on a pool of one thread per core, no inference
-  eval       zoo.accuracy.evaluate_file (store off): workers that each decode a batch, then run it
+  eval       zoo.measure.accuracy.evaluate_file (nothing stored): workers that each decode a batch, then run it
   floor      the CPU work per image, each part on one core (decoding in one thread, inference in one
              single-threaded session), divided by the cores: no schedule on this host can beat it
 Targets (issue 4): naive / eval >= 1.5; eval / max(inference, decoding) <= 1.15.
@@ -114,7 +114,7 @@ def main() -> None:
             return list(pool.map(lanes_model.scores, batches))
 
     def pipelined():
-        assert evaluate_file(card, model_path, dataset, batch=args.batch, store=False)["n"] == n
+        assert evaluate_file(card, model_path, dataset, batch=args.batch)["n"] == n
 
     naive_top1, serial_top1 = naive_loop(card, model_path, paths), serial()  # warm-up runs, and the check
     agree = sum(a == b for a, b in zip(naive_top1, serial_top1)) / n

@@ -61,7 +61,7 @@ def card_for(url: str, sha: str, size: int) -> dict:
 
 
 def throughput(work: Path, source: Path, sha: str, size: int, rounds: int) -> None:
-    from zoo import cache, download
+    from zoo.artifacts import cache, fetch
 
     server = subprocess.Popen([sys.executable, "-c", SERVE.format(tests=str(ROOT / "tests"), path=str(source))],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -74,7 +74,7 @@ def throughput(work: Path, source: Path, sha: str, size: int, rounds: int) -> No
 
         def zoo() -> float:
             cache.remove_blob(sha)
-            return timed(lambda: download.fetch_artifact(card))
+            return timed(lambda: fetch.fetch_artifact(card))
 
         zoo(), curl()  # warm-up: imports, the server's page cache
         curl_s, zoo_s = [], []
@@ -94,7 +94,7 @@ def throughput(work: Path, source: Path, sha: str, size: int, rounds: int) -> No
 
 
 def resumed(source: Path, sha: str, size: int) -> None:
-    from zoo import cache, download
+    from zoo.artifacts import cache, fetch
 
     server = FaultServer().start()  # in process: the test needs its fault queue and byte counts
     try:
@@ -102,7 +102,7 @@ def resumed(source: Path, sha: str, size: int) -> None:
         card = card_for(f"{server.url}/model.bin", sha, size)
         cache.remove_blob(sha)
         server.fail("model.bin", "drop", at=size // 2)
-        path = download.fetch_artifact(card)
+        path = fetch.fetch_artifact(card)
         again = server.sent("model.bin") - size
         assert hashlib.sha256(path.read_bytes()).hexdigest() == sha
         print(f"interrupted at {size // 2} bytes: {len(server.log)} requests, "

@@ -52,14 +52,13 @@ def main() -> int:
     home = tempfile.mkdtemp(prefix="zoo-bench-")
     os.environ["ZOO_HOME"] = home
     import zoo
-    from zoo.measure.latency import bench_card, synthetic_model
+    from zoo.artifacts.choose import synthetic_model
 
-    card = zoo.get(CARD)
-    model = str(synthetic_model(card))
+    model = str(synthetic_model(zoo.get(CARD)))
     zoo_p50s, bare_p50s = [], []
     for round_ in range(args.rounds):  # interleaved, order alternating, so that drift hits both alike
-        runs = [lambda: zoo_p50s.append(bench_card(card, synthetic=True, threads=args.threads, iters=args.iters,
-                                                   seconds=0, warmup=20, store=False)["p50_ms"]),
+        runs = [lambda: zoo_p50s.append(zoo.bench(CARD, synthetic=True, threads=args.threads, iters=args.iters,
+                                                  seconds=0, warmup=20, store=False)["p50_ms"]),
                 lambda: bare_p50s.append(bare_p50(model, args.threads, args.iters, 20))]
         for run in runs if round_ % 2 == 0 else runs[::-1]:
             run()

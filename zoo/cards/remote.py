@@ -21,8 +21,8 @@ from urllib.parse import urlsplit
 
 from zoo import settings
 from zoo.cards.index import EMBEDDED, entries_from_index, read_index
-from zoo.cards.schema import _url
 from zoo.cards.signing import public_key, verify_signature
+from zoo.cards.urls import check_url
 from zoo.errors import RegistryError, SignatureError, UsageError, ZooError
 from zoo.files import write_bytes_atomic, write_json_atomic
 
@@ -57,7 +57,7 @@ def add(name: str, url: str, key: str | None = None) -> dict:
         raise UsageError(f"registry name {name!r} is not allowed",
                          "Use lowercase letters, digits, '-' and '_' (not 'embedded')")
     try:
-        _url(url)
+        check_url(url)
     except ValueError as exc:
         raise UsageError(f"registry URL {exc}") from None
     conf = {"url": url, "key": public_key(key) if key else None}

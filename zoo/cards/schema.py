@@ -6,7 +6,6 @@ the source's own FLOPs figure and its convention are kept beside them.
 """
 from __future__ import annotations
 
-import ipaddress
 import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -27,6 +26,7 @@ from zoo.cards.formats import (
     PRECISIONS,
     RUNTIMES,
 )
+from zoo.cards.urls import check_url
 from zoo.errors import InvalidCardError
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9-]*/[A-Za-z0-9][A-Za-z0-9._-]*$"
@@ -64,26 +64,6 @@ def _member_path(value: str) -> str:
     return value
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme == "https" and parts.hostname:
-        return value
-    if parts.scheme == "http" and parts.hostname and _is_loopback(parts.hostname):
-        return value  # loopback mirrors (tests, a local cache server)
-    if parts.scheme == "file" and parts.path:
-        return value  # a mirror directory
-    raise ValueError(f"must be an https URL (http only on loopback, or file://), got {value!r}")
-
-
 def _reference(value: str) -> str:
     # torchvision publishes its figures in the wheel itself: "pypi:torchvision==0.29.2 (wheel) <path>".
     if re.fullmatch(r"pypi:[A-Za-z0-9_.-]+==\S+.*", value):
@@ -98,7 +78,7 @@ Sha256 = Annotated[str, AfterValidator(_hex(64))]
 Sha256Prefix = Annotated[str, AfterValidator(_hex((6, 63)))]
 FileName = Annotated[str, AfterValidator(_file_name)]
 MemberPath = Annotated[str, AfterValidator(_member_path)]
-Url = Annotated[str, AfterValidator(_url)]
+Url = Annotated[str, AfterValidator(check_url)]
 Reference = Annotated[str, AfterValidator(_reference)]
 OTHER_HASH_LENGTHS = {"sha1": 40, "sha384": 96}
 

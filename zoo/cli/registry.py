@@ -7,7 +7,6 @@ from typing import List, Optional
 import typer
 
 import zoo
-from zoo.cards import remote, signing
 from zoo.cli.app import sub_app
 from zoo.cli.render import note, plain_table, print_json
 from zoo.errors import RegistryError
@@ -41,6 +40,8 @@ def registry_add(
     as_json: bool = typer.Option(False, "--json", help="Print the record as JSON."),
 ):
     """Add (or replace) a remote registry; then run `zoo registry update`."""
+    from zoo.cards import remote  # here, not at the top: `zoo list` starts faster
+
     record = remote.add(name, url, key)
     if as_json:
         print_json(record)
@@ -55,6 +56,8 @@ def registry_update(
     as_json: bool = typer.Option(False, "--json", help="Print the records as JSON."),
 ):
     """Download remote indexes that changed; keep a new one only if it verifies (exit 4 if any did not)."""
+    from zoo.cards import remote  # here, not at the top: `zoo list` starts faster
+
     rows = remote.update(names)
     if as_json:
         print_json(rows)
@@ -70,6 +73,8 @@ def registry_update(
 @registry_app.command("ls")
 def registry_ls(as_json: bool = typer.Option(False, "--json", help="Print the records as JSON.")):
     """List remote registries."""
+    from zoo.cards import remote  # here, not at the top: `zoo list` starts faster
+
     rows = remote.ls()
     if as_json:
         print_json(rows)
@@ -88,6 +93,8 @@ def registry_keygen(
     as_json: bool = typer.Option(False, "--json", help="Print the record as JSON."),
 ):
     """Make an ed25519 key pair for signing a registry index."""
+    from zoo.cards import signing  # here, not at the top: `zoo list` starts faster
+
     record = signing.keygen(keyfile)
     if as_json:
         print_json(record)

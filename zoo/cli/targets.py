@@ -7,7 +7,6 @@ import typer
 
 from zoo.cli.app import sub_app
 from zoo.cli.render import note, plain_table, print_json
-from zoo.measure import targets
 
 target_app = sub_app("target", "Target boards reached over SSH, for `zoo bench --target`.")
 
@@ -23,6 +22,8 @@ def target_add(
     as_json: bool = typer.Option(False, "--json", help="Print the target as JSON."),
 ):
     """Add a target board."""
+    from zoo.measure import targets  # here, not at the top: `zoo list` never pays for ssh/subprocess
+
     target = targets.add(name, ssh, runtime=runtime, port=port, identity=identity, python=python)
     print_json(target) if as_json else typer.echo(f"added target {name} ({ssh}:{port}, {runtime}); "
                                                    f"try `zoo target check {name}`")
@@ -31,6 +32,8 @@ def target_add(
 @target_app.command("ls")
 def target_ls(as_json: bool = typer.Option(False, "--json", help="Print the targets as JSON.")):
     """List target boards."""
+    from zoo.measure import targets  # here, not at the top: `zoo list` never pays for ssh/subprocess
+
     rows = targets.ls()
     if as_json:
         print_json(rows)
@@ -45,6 +48,8 @@ def target_ls(as_json: bool = typer.Option(False, "--json", help="Print the targ
 @target_app.command("rm")
 def target_rm(name: str = typer.Argument(...), as_json: bool = typer.Option(False, "--json")):
     """Remove a target board."""
+    from zoo.measure import targets  # here, not at the top: `zoo list` never pays for ssh/subprocess
+
     removed = targets.rm(name)
     print_json(removed) if as_json else typer.echo(f"removed target {name}")
 
@@ -52,6 +57,8 @@ def target_rm(name: str = typer.Argument(...), as_json: bool = typer.Option(Fals
 @target_app.command("check")
 def target_check(name: str = typer.Argument(...), as_json: bool = typer.Option(False, "--json")):
     """Log in to a target and find its runtime."""
+    from zoo.measure import targets  # here, not at the top: `zoo list` never pays for ssh/subprocess
+
     info = targets.check(name)
     if as_json:
         print_json(info)

@@ -1,0 +1,27 @@
+"""Which URLs a card or a registry may name (kept free of pydantic: `zoo list` imports it)."""
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress  # here, not at the top: only a card with an http URL needs it, and `zoo list` imports this
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_url(value: str) -> str:
+    """The value when it is a URL zoo may fetch from; ValueError naming the rule otherwise."""
+    parts = urlsplit(value)
+    if parts.scheme == "https" and parts.hostname:
+        return value
+    if parts.scheme == "http" and parts.hostname and _is_loopback(parts.hostname):
+        return value  # loopback mirrors (tests, a local cache server)
+    if parts.scheme == "file" and parts.path:
+        return value  # a mirror directory
+    raise ValueError(f"must be an https URL (http only on loopback, or file://), got {value!r}")
