@@ -167,8 +167,8 @@ def test_bench_json_keys_and_stored(tmp_path):
     assert any(r.get("id") == out["run_id"] or r.get("run_id") == out["run_id"] for r in runs)
 
 
-def test_inspect_json_keys():
-    coral = ROOT.parent / "shared" / "data" / "coral" / "mobilenet_v2_1.0_224_quant.tflite"
+def test_inspect_json_keys(coral_dir):
+    coral = coral_dir / "mobilenet_v2_1.0_224_quant.tflite"
     out = json.loads(zoo("inspect", str(coral), "--json").stdout)
     assert {"macs", "params", "size_bytes", "inputs", "outputs"} <= set(out)
     assert out["size_bytes"] == 3610798

@@ -9,7 +9,6 @@ import pytest
 from zoo.measure.datasets import Dataset, load_dataset, read_labels, synsets
 from zoo.errors import DatasetError
 
-SHARED_SYNSETS = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet_synsets.txt"
 
 
 def _link(src: Path, dst: Path) -> None:
@@ -21,8 +20,8 @@ def _by_name(dataset: Dataset) -> dict[str, int]:
     return {Path(relative).name: label for relative, label in dataset.items}
 
 
-def test_shipped_synsets_are_the_reference_list():
-    lines = SHARED_SYNSETS.read_text().splitlines()
+def test_shipped_synsets_are_the_reference_list(shared_data):
+    lines = (shared_data / "imagenet_synsets.txt").read_text().splitlines()
     assert [f"{wnid} {name}" for wnid, name in synsets()] == lines
     assert synsets()[0][0] == "n01440764" and len(synsets()) == 1000
 

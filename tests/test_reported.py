@@ -2,14 +2,11 @@
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 import pytest
 
 from zoo.cards.registry import load_registry
 
-ROOT = Path(__file__).resolve().parents[1]
-REPORTED = ROOT.parent / "shared" / "data" / "reported.csv"
 # reported.csv source -> card source
 SOURCES = {
     "timm": "timm", "timm-benchmark": "timm", "d-li14/mobilenetv2.pytorch": "d-li14", "mindcv": "mindcv",
@@ -21,8 +18,8 @@ FIGURES = ("top1", "top5", "latency_ms", "fps")
 
 
 @pytest.fixture(scope="module")
-def rows() -> list[dict]:
-    return list(csv.DictReader(REPORTED.open(encoding="utf-8")))
+def rows(shared_data) -> list[dict]:
+    return list(csv.DictReader((shared_data / "reported.csv").open(encoding="utf-8")))
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +95,8 @@ def test_figures_for_an_artifact_name_that_artifact(cards):
     assert top1 == {"mobilenet_v2_075-755932c4-910v2.ckpt": 69.73, "mobilenet_v2_075-bd7bd4c4.ckpt": 69.98}
 
 
-def test_coral_cards_carry_the_published_sha256(cards):
-    readme = (REPORTED.parent / "README.md").read_text()
+def test_coral_cards_carry_the_published_sha256(cards, shared_data):
+    readme = (shared_data / "README.md").read_text()
     for card in cards:
         if card["source"] == "coral":
             artifact = card["artifacts"][0]

@@ -31,7 +31,7 @@ def read_card_file(path: Path) -> dict:
     """Parse and validate one YAML card; returns the normalised card dict."""
     import yaml
 
-    from zoo.cards.schema import validate_card
+    from zoo.cards.schema import validate_card  # here, not at the top: pydantic costs `zoo list` 100+ ms
 
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
