@@ -49,7 +49,7 @@ def test_a_tampered_index_is_rejected(tmp_path):
     with pytest.raises(RegistryError, match="does not match its sha256"):
         index_file.read_index(path, "tampered")
     path.write_text("{not json")
-    with pytest.raises(RegistryError, match="not readable JSON"):
+    with pytest.raises(RegistryError, match="not valid JSON"):
         index_file.read_index(path, "broken")
     path.write_text(json.dumps({"format": 99, "cards": []}))
     with pytest.raises(RegistryError, match="malformed"):

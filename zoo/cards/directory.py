@@ -64,10 +64,10 @@ def lint(paths: list[Path]) -> tuple[list[dict], list[str]]:
     return cards, problems
 
 
-def build_index(cards_dir: Path) -> dict:
-    """Validate every card under cards_dir and return the index (sorted by id, no timestamps)."""
+def build_index(cards_dir: Path, version: int | None = None, expires=None) -> dict:
+    """Validate every card under cards_dir and return the index (sorted by id; see make_index)."""
     cards, problems = lint([cards_dir])
     if problems:
         raise InvalidCardError(f"{len(problems)} problem(s) in {cards_dir}: " + "; ".join(problems[:5]))
     cards.sort(key=lambda c: natural_key(c["id"]))
-    return make_index(cards)
+    return make_index(cards, version, expires)
