@@ -80,7 +80,7 @@ def build_registry(cards_dir: Path, out: Path, *, sign: Path | None = None, vers
     the signature covers them; a signed index gets defaults (version: the UTC time in seconds, expiry: 365
     days), an unsigned one has neither unless asked, so the same cards give the same bytes.
 
-    Returns {path, cards, signature, version, expires}."""
+    Returns {path, cards, signature, version, expires, warnings} (warnings: e.g. a key file others can read)."""
     from datetime import datetime, timedelta, timezone
 
     from zoo.cards.directory import build_index
@@ -102,17 +102,18 @@ def build_registry(cards_dir: Path, out: Path, *, sign: Path | None = None, vers
         raise UsageError(f"--out {out} is a directory", "Give the index file's path, e.g. registry/index.json")
     index = build_index(cards_dir, version=version, expires=expires)
     data = index_bytes(index)
-    signature = None
+    signature, warnings = None, []
     if sign is not None:
-        from zoo.cards.signing import sign_bytes
+        from zoo.cards.signing import key_warning, sign_bytes
 
         signature_bytes = sign_bytes(data, Path(sign))
+        warnings += [w for w in [key_warning(Path(sign))] if w]
         signature = write_bytes_atomic(out.with_name(out.name + ".sig"), signature_bytes)
     write_bytes_atomic(out, data)
     if sign is None:  # a signature of the previous bytes would only mislead
         out.with_name(out.name + ".sig").unlink(missing_ok=True)
     return {"path": str(out), "cards": len(index["cards"]), "signature": str(signature) if signature else None,
-            "version": index.get("version"), "expires": index.get("expires")}
+            "version": index.get("version"), "expires": index.get("expires"), "warnings": warnings}
 
 
 def card_schema() -> dict:

@@ -58,6 +58,9 @@ def fsync_dir(path: Path) -> None:
 def install(part: Path, sha256: str, file: str) -> Path:
     """Move verified bytes into the cache atomically: fsync, rename, fsync the directory."""
     with open(part, "rb+") as f:
+        # At most rw-r--r--, and no more than the umask allowed when the file was made: the cache never
+        # widens access, even if the bytes came from a file only its owner could read.
+        os.fchmod(f.fileno(), os.fstat(f.fileno()).st_mode & 0o644)
         os.fsync(f.fileno())
     target = blob_path(sha256, file)
     target.parent.mkdir(parents=True, exist_ok=True)

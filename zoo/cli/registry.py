@@ -27,10 +27,12 @@ def registry_build(
     expires: Optional[float] = typer.Option(None, "--expires", metavar="DAYS",
                                             help="Days until clients warn that the index is stale "
                                                  "(default with --sign: 365)."),
-    as_json: bool = typer.Option(False, "--json", help="Print {path, cards, signature, version, expires} as JSON."),
+    as_json: bool = typer.Option(False, "--json", help="Print {path, cards, signature, version, expires, warnings} as JSON."),
 ):
     """Write registry/index.json (every card plus its sha256) from cards/."""
     built = zoo.build_registry(cards, out, sign=sign, version=version, expires_days=expires)
+    for warning in built["warnings"]:
+        note(warning)
     if as_json:
         print_json(built)
     else:
