@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import json
 import os
 import re
 import tarfile
@@ -20,7 +21,7 @@ import yaml
 import zoo
 from zoo import settings
 from zoo.artifacts import archives, cache
-from zoo.artifacts.fetch import artifact_member, fetch_artifact, unpacked
+from zoo.artifacts.fetch import artifact_member, fetch_artifact, fetch_cards, unpacked
 from zoo.errors import UnsafeArchiveError
 
 MAX_MEMBERS = archives.MAX_MEMBERS
@@ -286,7 +287,9 @@ def paddle_tar(path: Path, prefix: str = "", modes=(0o644, 0o755), compression: 
 
 
 def tree_of(root: Path) -> dict[str, bytes | None]:
-    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None) for p in root.rglob("*")}
+    """The unpacked members (without the record of their hashes)."""
+    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None) for p in root.rglob("*")
+            if p.name != cache.MEMBERS_FILE}
 
 
 @pytest.mark.parametrize("prefix, compression", [("", ""), ("./", "gz"), ("", "bz2"), ("./", "xz")])
@@ -376,3 +379,41 @@ def test_an_unsafe_archive_is_cached_verified_but_never_unpacked(server, make_ca
         artifact_member(card)
     unpack_root = settings.cache_dir() / "unpacked"
     assert list(unpack_root.iterdir()) == []  # no half-unpacked tree, no temporary directory
+
+
+# ---------------------------------------------------------------- members' hashes, recorded and checked
+
+def test_members_hashes_are_recorded_and_the_name_is_reserved(tmp_path):
+    target = archives.unpack(paddle_tar(tmp_path / "p.tgz"), tmp_path / "tree", 10**7)
+    recorded = json.loads((target / cache.MEMBERS_FILE).read_text())["members"]
+    assert recorded == {name: hashlib.sha256(data).hexdigest() for name, data in PADDLE.items()}
+    assert cache.tree_problem(target) is None
+    archive = make_tar(tmp_path / "r.tgz", [(entry("./" + cache.MEMBERS_FILE), b'{"members": {}}')])
+    with pytest.raises(UnsafeArchiveError, match="member hashes"):
+        archives.unpack(archive, tmp_path / "other", 10**6)
+
+
+@pytest.fixture
+def fetched_archive(server, make_card, tmp_path):
+    archive = paddle_tar(tmp_path / "MobileNetV2_infer.tar")
+    server.files[archive.name] = archive.read_bytes()
+    card = make_card(archive.name, [f"{server.url}/{archive.name}"], format="paddle-inference-tar",
+                     member="MobileNetV2_infer/inference.pdmodel", sha256=hashlib.sha256(archive.read_bytes()).hexdigest())
+    return card
+
+
+def test_a_replaced_member_is_caught_by_use_fetch_and_cache_verify(fetched_archive):
+    member = artifact_member(fetched_archive)
+    member.write_bytes(b"swapped model")  # same name, other bytes, after the archive verified
+    assert artifact_member(fetched_archive).read_bytes() == b"pdmodel bytes"  # unpacked again from the archive
+    member.write_bytes(b"swapped model")
+    (record,) = fetch_cards([fetched_archive])
+    assert Path(record["member_path"]).read_bytes() == b"pdmodel bytes"
+    extra = member.parent / "extra.bin"
+    extra.write_bytes(b"x")
+    member.write_bytes(b"swapped model")
+    rows = [r for r in zoo.cache_verify() if r["kind"] == "unpacked"]
+    assert [(r["ok"], r["removed"]) for r in rows] == [(False, True)]
+    assert rows[0]["file"] in ("MobileNetV2_infer/extra.bin", "MobileNetV2_infer/inference.pdmodel")
+    assert not member.exists() and artifact_member(fetched_archive).read_bytes() == b"pdmodel bytes"
+    assert [r["ok"] for r in zoo.cache_verify()] == [True, True]

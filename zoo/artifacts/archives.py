@@ -13,13 +13,16 @@ nothing to work with.
 The archive is read as a stream and decompressed here, on demand and counted, so a bomb costs
 at most the unpacked-size cap (plus a bounded allowance for tar headers) before it is refused.
 The tree is built in a temporary directory beside the target and renamed into place, so a
-reader never sees half of it.
+reader never sees half of it. Each member's sha256 is recorded as it is written, in the tree's
+cache.MEMBERS_FILE, so a member changed later is caught (cache.tree_problem) before it is used.
 """
 from __future__ import annotations
 
 import bz2
 import errno
 import gzip
+import hashlib
+import json
 import lzma
 import os
 import re
@@ -78,12 +81,16 @@ def member_path(root: Path, member: str) -> Path:
 def unpack_cached(blob: Path) -> Path:
     """The unpacked tree of a verified archive in the cache (cache/sha256/<sha>/<file> -> cache/unpacked/<sha>/).
 
-    The step after verification: only bytes that passed their hash ever get here."""
+    The step after verification: only bytes that passed their hash ever get here. An existing tree is
+    used only if every member still has the sha256 recorded when it was unpacked; else it is unpacked again."""
     from filelock import FileLock
 
     sha = Path(blob).parent.name  # cache.blob_path files verified bytes under their sha256
+    target = cache.unpacked_dir(sha)
     with FileLock(str(cache.lock_path(f"unpack-{sha}"))):
-        return unpack(Path(blob), cache.unpacked_dir(sha), settings.max_unpack_bytes())
+        if target.is_dir() and cache.tree_problem(target):  # a member changed since it was unpacked
+            shutil.rmtree(target)
+        return unpack(Path(blob), target, settings.max_unpack_bytes())
 
 
 def _extract(archive: Path, root: Path, max_bytes: int) -> None:
@@ -100,7 +107,7 @@ def _extract(archive: Path, root: Path, max_bytes: int) -> None:
             stream = _Counted(decompressed, max_bytes + MAX_HEADER_BYTES, too_big)
             with tarfile.open(fileobj=stream, mode="r|") as tar:
                 seen: set[str] = set()
-                written = 0
+                written, hashes = 0, {}
                 for count, info in enumerate(tar, 1):
                     if count > MAX_MEMBERS:
                         raise UnsafeArchiveError(f"{name} has more than {MAX_MEMBERS} members")
@@ -113,17 +120,24 @@ def _extract(archive: Path, root: Path, max_bytes: int) -> None:
                     key = "/".join(parts)
                     if key in seen:
                         raise UnsafeArchiveError(f"{where} appears more than once")
+                    if key == cache.MEMBERS_FILE:
+                        raise UnsafeArchiveError(f"{where} uses the name zoo keeps its member hashes under")
                     seen.add(key)
                     if info.isdir():
                         os.close(_open_dir(root_fd, parts, where))
                     elif info.isreg() and info.sparse is None:
                         if written + info.size > max_bytes:  # refuse on the header, before reading data
                             raise too_big
-                        written += _write_file(tar.extractfile(info), root_fd, parts, where,
-                                               max_bytes - written, too_big)
+                        size, hashes[key] = _write_file(tar.extractfile(info), root_fd, parts, where,
+                                                        max_bytes - written, too_big)
+                        written += size
                     else:
                         raise UnsafeArchiveError(
                             f"{where} is {_kind(info)}; only regular files and directories are allowed")
+        record = json.dumps({"format": 1, "members": hashes}, indent=1, sort_keys=True).encode()
+        fd = os.open(cache.MEMBERS_FILE, FILE_FLAGS, 0o644, dir_fd=root_fd)
+        with open(fd, "wb", closefd=True) as out:
+            out.write(record)
     except (_Unreadable, tarfile.TarError, EOFError) as exc:
         # Read-side OSErrors arrive here as _Unreadable; a raw OSError is a write error under
         # root (disk full, permissions), which is not the archive's fault and propagates as is.
@@ -205,8 +219,8 @@ def _open_dir(root_fd: int, parts: list[str], where: str) -> int:
         raise
 
 
-def _write_file(src, root_fd: int, parts: list[str], where: str, budget: int, too_big) -> int:
-    """Copy one member into a new file (0o644 less umask); returns the bytes written."""
+def _write_file(src, root_fd: int, parts: list[str], where: str, budget: int, too_big) -> tuple[int, str]:
+    """Copy one member into a new file (0o644 less umask); returns (bytes written, their sha256)."""
     parent = _open_dir(root_fd, parts[:-1], where)
     try:
         fd = os.open(parts[-1], FILE_FLAGS, 0o644, dir_fd=parent)
@@ -214,14 +228,15 @@ def _write_file(src, root_fd: int, parts: list[str], where: str, budget: int, to
         raise UnsafeArchiveError(f"{where} clashes with an earlier member") from None
     finally:
         os.close(parent)
-    written = 0
+    written, digest = 0, hashlib.sha256()
     with open(fd, "wb", closefd=True) as out:
         while chunk := src.read(CHUNK):
             written += len(chunk)
             if written > budget:  # the header lied or padded; stop at the cap regardless
                 raise too_big
             out.write(chunk)
-    return written
+            digest.update(chunk)
+    return written, digest.hexdigest()
 
 
 def _kind(info: tarfile.TarInfo) -> str:
