@@ -179,6 +179,8 @@ def test_lint_refuses_a_symlinked_card_file_and_never_prints_its_target(tmp_path
     ("width: .inf\n", "width: inf is not a finite number"),
     ("width: " + "9" * 400 + "\n", "width: number out of range"),
     ("- [\n" + "user:$6$secret:19000::::\n" * 20, r"x.yaml:\d+: not valid YAML"),
+    ("width: !!float ''\n", "not valid YAML"),   # found by tests/test_fuzz_cards.py: IndexError inside PyYAML
+    ("a: &x [1, 2]\nb: [*x, *x]\n", r"x.yaml:2: not valid YAML \(aliases \(\*name\) are not allowed"),
 ])
 def test_lint_refuses_hostile_yaml_naming_file_and_field(tmp_path, text, problem):
     (tmp_path / "x.yaml").write_text(text)

@@ -38,10 +38,17 @@ def card_files(paths: list[Path]) -> list[Path]:
 
 
 def _yaml_loader():
-    """yaml's SafeLoader, refusing a key that appears twice in one mapping (YAML would keep the last)."""
+    """yaml's SafeLoader, refusing a key that appears twice in one mapping (YAML would keep the last) and aliases."""
     import yaml
 
     class UniqueKeyLoader(yaml.SafeLoader):
+        def compose_node(self, parent, index):
+            # Cards need no anchors; an alias makes a few bytes stand for an exponential tree ("billion laughs").
+            if self.check_event(yaml.AliasEvent):
+                raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in a card",
+                                                  self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+
         def construct_mapping(self, node, deep=False):
             seen = set()
             for key_node, _ in node.value:
@@ -81,7 +88,12 @@ def read_card_file(path: Path) -> dict:
     from zoo.cards.schema import excerpt, validate_card
 
     try:
-        data = yaml.load(_read_text(path), Loader=_yaml_loader())
+        text = _read_text(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise InvalidCardError(f"{path}: cannot read ({reason})") from None
+    try:
+        data = yaml.load(text, Loader=_yaml_loader())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
@@ -91,9 +103,9 @@ def read_card_file(path: Path) -> dict:
                                ) from None
     except RecursionError:
         raise InvalidCardError(f"{path}: not valid YAML (nested too deeply)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-        raise InvalidCardError(f"{path}: cannot read ({reason})") from None
+    except (ValueError, IndexError, TypeError, OverflowError, KeyError, AttributeError) as exc:
+        # PyYAML's own constructors fail this way on some tagged values (`!!float ''`, `!!binary x`).
+        raise InvalidCardError(f"{path}: not valid YAML (a value YAML cannot construct: {type(exc).__name__})") from None
     card = validate_card(data, str(path))
     return card.model_dump(mode="json", exclude_none=True)
 
