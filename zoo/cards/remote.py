@@ -27,7 +27,6 @@ from urllib.parse import urlsplit
 
 from zoo import settings
 from zoo.cards.index import EMBEDDED, EXPIRES_FORMAT, entries_from_index, index_meta, loads_bounded, read_index
-from zoo.cards.schema import _url, validate_card
 from zoo.cards.signing import public_key, verify_signature
 from zoo.errors import InvalidCardError, RegistryError, SignatureError, UsageError, ZooError
 from zoo.files import write_bytes_atomic, write_json_atomic
@@ -66,6 +65,8 @@ def add(name: str, url: str, key: str | None = None, allow_local: bool = False) 
     if not re.fullmatch(NAME_PATTERN, name) or name == EMBEDDED:
         raise UsageError(f"registry name {name!r} is not allowed",
                          "Use lowercase letters, digits, '-' and '_' (not 'embedded')")
+    from zoo.cards.schema import _url  # pydantic: kept off the path of `zoo list`
+
     try:
         _url(url)
     except ValueError as exc:
@@ -126,6 +127,8 @@ def is_local_url(url: str) -> bool:
 
 def check_cards(entries: list, where: str, allow_local: bool) -> None:
     """Every card valid under the card schema, with remote-safe URLs and an id no other card has (in any case)."""
+    from zoo.cards.schema import validate_card  # pydantic: kept off the path of `zoo list`
+
     seen: dict[str, str] = {}
     for entry in entries:
         card = entry.card
