@@ -48,7 +48,7 @@ def test_verify_reports_and_removes_a_corrupted_file(cached_coral, coral_dir):
     path.write_bytes(bytes(data))
     result = run_cli("cache", "verify")
     assert result.exit_code == 5
-    assert f"CORRUPT (removed)  {path}" in result.stdout and "2 file(s) checked, 1 corrupt" in result.stderr
+    assert f"CORRUPT (removed)  {path}" in result.stdout and "2 file(s) and 0 unpacked tree(s) checked, 1 corrupt" in result.stderr
     assert not path.exists() and [r["ok"] for r in zoo.cache_verify()] == [True]
     again = zoo.fetch(CORAL_IDS[0], mirrors=[str(coral_dir)])
     assert not again[0]["cached"] and Path(again[0]["path"]) == path  # fetched again, verified
@@ -77,3 +77,14 @@ def test_prune_removes_partials_and_files_no_card_uses(cached_coral):
 
 
 # ---------------------------------------------------------------- safe unpacking
+
+
+def test_verify_removes_a_stray_file_beside_a_good_blob_and_keeps_the_good_one(cached_coral):
+    path = Path(cached_coral[0]["path"])
+    stray = path.parent / "stray.bin"
+    stray.write_bytes(b"not the blob")
+    rows = {r["file"]: r for r in zoo.cache_verify()}
+    assert rows["stray.bin"]["ok"] is False and rows["stray.bin"]["removed"] is True
+    assert rows[path.name]["ok"] is True
+    assert path.is_file() and not stray.exists()
+    assert all(r["ok"] for r in zoo.cache_verify())

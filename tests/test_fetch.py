@@ -329,3 +329,36 @@ def test_cli_corrupted_mirror_is_one_line_and_exit_5(server, coral_dir):
     assert line.startswith("zoo: error: checksum mismatch for mobilenet_v2_1.0_224_quant.tflite from "
                            f"{server.url}/{QUANT}: expected sha256 7aad0c74")
     assert "Traceback" not in result.output and cached_files() == []
+
+
+# ---------------------------------------------------------------- file:// URLs and cache file modes
+
+def test_a_cards_own_file_url_is_read_only_inside_a_named_mirror_directory(make_card, tmp_path):
+    secret = tmp_path / "shadow"
+    secret.write_bytes(b"root:$6$secret:19000:0:99999:7:::\n")
+    secret.chmod(0o600)
+    card = make_card("shadow", [secret.as_uri()])
+    with pytest.raises(DownloadError) as err:
+        fetch_record(card)
+    assert "file:// URLs are read only inside a mirror directory you named" in err.value.message
+    assert "\n" not in err.value.one_line() and cached_files() == []
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "shadow").symlink_to(secret)  # a link inside the mirror still points outside it
+    with pytest.raises(DownloadError, match="read only inside a mirror directory"):
+        fetch_record(card, mirrors=[str(mirror)])
+    assert cached_files() == []
+    inside = mirror / "sub" / "model.onnx"
+    inside.parent.mkdir()
+    inside.write_bytes(DATA)
+    record = fetch_record(make_card("model.onnx", [inside.as_uri()], sha256=SHA), mirrors=[f"file://{mirror}"])
+    assert record["verified_by"] == "sha256" and Path(record["path"]).read_bytes() == DATA
+
+
+def test_cached_files_are_never_more_permissive_than_0644(served):
+    umask = os.umask(0)
+    try:
+        record = fetch_record(served)
+    finally:
+        os.umask(umask)
+    assert Path(record["path"]).stat().st_mode & 0o777 == 0o644

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -49,7 +50,7 @@ def test_a_tampered_index_is_rejected(tmp_path):
     with pytest.raises(RegistryError, match="does not match its sha256"):
         index_file.read_index(path, "tampered")
     path.write_text("{not json")
-    with pytest.raises(RegistryError, match="not readable JSON"):
+    with pytest.raises(RegistryError, match="not valid JSON"):
         index_file.read_index(path, "broken")
     path.write_text(json.dumps({"format": 99, "cards": []}))
     with pytest.raises(RegistryError, match="malformed"):
@@ -153,3 +154,48 @@ def test_build_index_is_deterministic_and_written_atomically(tmp_path):
     assert out.read_bytes() == first
     assert not list(out.parent.glob("*.tmp"))
     assert [e.id for e in index_file.read_index(out, "x")] == [c["id"] for c in index["cards"]]
+
+
+def test_lint_refuses_a_symlinked_card_file_and_never_prints_its_target(tmp_path):
+    secret = tmp_path / "shadow"
+    secret.write_text("".join(f"user{i}:$6$secret{i}:19000:0:99999:7:::\n" for i in range(50)))
+    cards = tmp_path / "cards"
+    cards.mkdir()
+    (cards / "x.yaml").symlink_to(secret)
+    (cards / "dangling.yaml").symlink_to(tmp_path / "nowhere")
+    found, problems = directory.lint([cards])
+    assert found == [] and len(problems) == 2
+    assert all("is a symbolic link" in p for p in problems) and "x.yaml" in problems[1]
+    assert not any("$6$" in p for p in problems)
+    with pytest.raises(InvalidCardError, match="symbolic link"):
+        directory.build_index(cards)
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("id: a/b\nid: a/c\n", r"x.yaml:2: not valid YAML \(duplicate key 'id'\)"),
+    ("notes: " + "[" * 5000 + "]" * 5000 + "\n", "x.yaml"),
+    ("width: 1.0e+308\n", "width: number out of range"),
+    ("complexity: {reported_flops_g: 1e308}\n", "complexity.reported_flops_g: number out of range"),
+    ("width: .inf\n", "width: inf is not a finite number"),
+    ("width: " + "9" * 400 + "\n", "width: number out of range"),
+    ("- [\n" + "user:$6$secret:19000::::\n" * 20, r"x.yaml:\d+: not valid YAML"),
+    ("width: !!float ''\n", "not valid YAML"),   # found by tests/test_fuzz_cards.py: IndexError inside PyYAML
+    ("a: &x [1, 2]\nb: [*x, *x]\n", r"x.yaml:2: not valid YAML \(aliases \(\*name\) are not allowed"),
+])
+def test_lint_refuses_hostile_yaml_naming_file_and_field(tmp_path, text, problem):
+    (tmp_path / "x.yaml").write_text(text)
+    _, problems = directory.lint([tmp_path])
+    assert any(re.search(problem, p) for p in problems), problems
+    assert all("\n" not in p and "$6$" not in p and len(p) < 600 for p in problems)
+
+
+def test_lint_refuses_ids_that_differ_only_in_case_and_newlines_in_file_names(tmp_path):
+    card = yaml.safe_load((CARDS / "coral" / "mobilenet_v2_1.0_224_quant.yaml").read_text())
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(card))
+    card["id"] = card["id"].replace("mobilenet", "MobileNet")
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump(card))
+    (tmp_path / "c\n.yaml").write_text(yaml.safe_dump(card))
+    cards, problems = directory.lint([tmp_path])
+    assert len(cards) == 1
+    assert any("b.yaml: id:" in p and "ids must differ in more than case" in p for p in problems)
+    assert any("'c\\n.yaml': the file name has a control character" in p for p in problems)

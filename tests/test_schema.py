@@ -97,3 +97,40 @@ def test_json_schema_describes_the_card():
     assert schema["additionalProperties"] is False
     assert set(Card.model_fields) <= set(schema["properties"])
     assert "Artifact" in schema["$defs"] and "Claim" in schema["$defs"]
+
+
+@pytest.mark.parametrize("field, value, problem", [
+    (("claims", 0, "value"), float("nan"), "claims[0].value: nan is not a finite number"),
+    (("claims", 0, "value"), "inf", "claims[0].value: Input should be a finite number"),
+    (("input", "quant_scale"), float("inf"), "input.quant_scale: inf is not a finite number"),
+    (("width",), 10**400, "width: number out of range"),
+    (("complexity", "reported_flops_g"), 1e308, "complexity.reported_flops_g: number out of range"),
+    (("complexity", "reported_flops_g"), "1e308", "complexity.reported_flops_g: number out of range"),
+    (("resolution",), -(10**30), "resolution: number out of range"),
+])
+def test_non_finite_and_huge_numbers_are_refused_naming_the_field(coral, field, value, problem):
+    coral["claims"] = [{"metric": "latency_ms", "value": 1.0, "unit": "ms", "device": "Pixel",
+                        "reference": "https://example.org/latency"}]
+    target = coral
+    for key in field[:-1]:
+        target = target[key] if isinstance(key, int) else target.setdefault(key, {})
+    target[field[-1]] = value
+    assert problem in error_of(coral)
+
+
+def test_deep_nesting_and_odd_keys_are_refused_before_the_schema(coral):
+    deep: list = []
+    for _ in range(10_000):
+        deep = [deep]
+    coral["notes"] = deep
+    assert "notes" in error_of(coral) and "nests deeper than" in error_of(coral)
+    coral["notes"] = {1: "x"}
+    assert "key 1 is not a string" in error_of(copy.deepcopy(coral))
+
+
+def test_messages_quote_a_short_escaped_excerpt_only(coral):
+    secret = "root:$6$saltsaltsalt$hash:19000:0:99999:7:::\n" * 200
+    coral["artifacts"][0]["urls"] = [secret]
+    coral[secret] = 1  # an unknown key made of file content
+    message = error_of(coral)
+    assert "\n" not in message and len(message) < 600 and message.count("root:$6$") <= 4

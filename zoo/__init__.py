@@ -71,25 +71,49 @@ def lint_cards(paths: list[Path]) -> tuple[list[dict], list[str]]:
     return lint(paths)
 
 
-def build_registry(cards_dir: Path, out: Path, *, sign: Path | None = None) -> dict:
+def build_registry(cards_dir: Path, out: Path, *, sign: Path | None = None, version: int | None = None,
+                   expires_days: float | None = None) -> dict:
     """Validate cards_dir and write its index (every card plus its sha256) to `out`; with `sign` (a private
     key file), also `out`.sig. Signed first, then both files replaced: a failed signature changes nothing.
 
-    Returns {path, cards, signature}."""
+    `version` (an integer that must grow with each publication) and `expires_days` go inside the index, so
+    the signature covers them; a signed index gets defaults (version: the UTC time in seconds, expiry: 365
+    days), an unsigned one has neither unless asked, so the same cards give the same bytes.
+
+    Returns {path, cards, signature, version, expires, warnings} (warnings: e.g. a key file others can read)."""
+    from datetime import datetime, timedelta, timezone
+
     from zoo.cards.directory import build_index
     from zoo.cards.index import index_bytes
+    from zoo.errors import UsageError
     from zoo.files import write_bytes_atomic
 
-    index = build_index(cards_dir)
-    data = index_bytes(index)
-    signature = None
+    if version is not None and version < 0:
+        raise UsageError(f"--version must be a non-negative integer, got {version}")
+    if expires_days is not None and not 0 < expires_days <= 36500:
+        raise UsageError(f"--expires must be between 1 and 36500 days, got {expires_days}")
+    now = datetime.now(timezone.utc)
     if sign is not None:
-        from zoo.cards.signing import sign_bytes
+        version = int(now.timestamp()) if version is None else version
+        expires_days = 365 if expires_days is None else expires_days
+    expires = now + timedelta(days=expires_days) if expires_days is not None else None
+    out = Path(out)
+    if out.is_dir() or not out.name:
+        raise UsageError(f"--out {out} is a directory", "Give the index file's path, e.g. registry/index.json")
+    index = build_index(cards_dir, version=version, expires=expires)
+    data = index_bytes(index)
+    signature, warnings = None, []
+    if sign is not None:
+        from zoo.cards.signing import key_warning, sign_bytes
 
         signature_bytes = sign_bytes(data, Path(sign))
-        signature = write_bytes_atomic(Path(out).with_name(Path(out).name + ".sig"), signature_bytes)
-    write_bytes_atomic(Path(out), data)
-    return {"path": str(out), "cards": len(index["cards"]), "signature": str(signature) if signature else None}
+        warnings += [w for w in [key_warning(Path(sign))] if w]
+        signature = write_bytes_atomic(out.with_name(out.name + ".sig"), signature_bytes)
+    write_bytes_atomic(out, data)
+    if sign is None:  # a signature of the previous bytes would only mislead
+        out.with_name(out.name + ".sig").unlink(missing_ok=True)
+    return {"path": str(out), "cards": len(index["cards"]), "signature": str(signature) if signature else None,
+            "version": index.get("version"), "expires": index.get("expires"), "warnings": warnings}
 
 
 def card_schema() -> dict:

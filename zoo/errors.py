@@ -6,6 +6,12 @@ know Python can still catch it (a missing card is also a LookupError).
 from __future__ import annotations
 
 
+def excerpt(value, limit: int = 60) -> str:
+    """A value for a one-line message: escaped (repr), and shortened, so an error never echoes a whole file."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
+
+
 class ZooError(Exception):
     """Base of every error zoo raises on purpose; the CLI prints it as one line."""
 

@@ -4,7 +4,8 @@ Layout (all under settings.cache_dir(), i.e. ZOO_HOME/cache):
 
     sha256/<sha256>/<file>     verified bytes; the directory is named by their sha256, the file keeps
                                its published name because some runtimes and humans look at the suffix
-    unpacked/<sha256>/         an archive's safely unpacked tree (made only after the archive verified)
+    unpacked/<sha256>/         an archive's safely unpacked tree (made only after the archive verified);
+                               its .zoo-members.json records each member's sha256, checked before use
     partial/<key>.part         a download in progress; <key>.json beside it holds the URL, ETag and
                                Last-Modified that make a Range resume safe
     locks/<key>.lock           one file lock per artifact, so concurrent fetches download once
@@ -22,6 +23,9 @@ from pathlib import Path
 from zoo import settings
 from zoo.artifacts.hashes import hash_file
 from zoo.errors import UsageError
+
+
+MEMBERS_FILE = ".zoo-members.json"  # inside an unpacked tree: {"format": 1, "members": {path: sha256}}
 
 
 def blob_path(sha256: str, file: str) -> Path:
@@ -58,12 +62,38 @@ def fsync_dir(path: Path) -> None:
 def install(part: Path, sha256: str, file: str) -> Path:
     """Move verified bytes into the cache atomically: fsync, rename, fsync the directory."""
     with open(part, "rb+") as f:
+        # At most rw-r--r--, and no more than the umask allowed when the file was made: the cache never
+        # widens access, even if the bytes came from a file only its owner could read.
+        os.fchmod(f.fileno(), os.fstat(f.fileno()).st_mode & 0o644)
         os.fsync(f.fileno())
     target = blob_path(sha256, file)
     target.parent.mkdir(parents=True, exist_ok=True)
     os.replace(part, target)
     fsync_dir(target.parent)
     return target
+
+
+def tree_problem(root: Path) -> tuple[str, str | None] | None:
+    """(member, its actual sha256 or None) of the first member of an unpacked tree that is not the file
+    recorded at unpack time (changed, missing, or not recorded at all); None when every member checks out."""
+    import json
+
+    try:
+        recorded = json.loads((root / MEMBERS_FILE).read_text(encoding="utf-8"))["members"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return MEMBERS_FILE, None  # unpacked by an older zoo, or tampered with: unpack it again
+    present = {p.relative_to(root).as_posix() for p in root.rglob("*")
+               if (p.is_file() or p.is_symlink()) and p.name != MEMBERS_FILE}
+    for member in sorted(present - set(recorded)):
+        return member, None
+    for member, sha in sorted(recorded.items()):
+        path = root / member
+        if path.is_symlink() or not path.is_file():
+            return member, None
+        actual = hash_file(path).hexdigest()
+        if actual != sha:
+            return member, actual
+    return None
 
 
 def remove_blob(sha256: str) -> None:
@@ -89,15 +119,35 @@ def ls(users: dict[str, list[str]]) -> list[dict]:
 
 
 def verify() -> list[dict]:
-    """Re-hash every cached file; remove the corrupt ones (and their unpacked trees)."""
+    """Re-hash every cached file and every unpacked tree's members; remove what is corrupt.
+
+    A sha256 directory keeps the file whose bytes match its name; a stray file beside it is removed alone.
+    A tree whose member changed is removed (the next use unpacks the verified archive again)."""
     report = []
     for sha, path in blobs():
-        actual = hash_file(path).hexdigest()
+        try:
+            actual = hash_file(path).hexdigest()
+        except FileNotFoundError:  # removed meanwhile (another zoo cache command)
+            continue
         ok = actual == sha
         if not ok:
-            remove_blob(sha)
-        report.append({"sha256": sha, "file": path.name, "path": str(path), "ok": ok,
+            siblings = [p for p in path.parent.iterdir() if p != path]
+            if any(p.is_file() and hash_file(p).hexdigest() == sha for p in siblings):
+                path.unlink(missing_ok=True)  # a stray file: the good one stays
+            else:
+                remove_blob(sha)
+        report.append({"kind": "file", "sha256": sha, "file": path.name, "path": str(path), "ok": ok,
                        "actual": actual, "removed": not ok})
+    root = settings.cache_dir() / "unpacked"
+    for tree in sorted(root.iterdir()) if root.is_dir() else []:
+        if not tree.is_dir() or tree.name.startswith("."):
+            continue
+        problem = tree_problem(tree)
+        member, actual = problem or (None, None)
+        if problem:
+            shutil.rmtree(tree, ignore_errors=True)
+        report.append({"kind": "unpacked", "sha256": tree.name, "file": member, "path": str(tree / (member or "")),
+                       "ok": problem is None, "actual": actual, "removed": problem is not None})
     return report
 
 

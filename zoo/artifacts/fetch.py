@@ -58,17 +58,33 @@ def all_mirrors(mirrors: list[str] | None) -> list[str]:
     return list(dict.fromkeys(list(mirrors or []) + settings.mirrors()))
 
 
+def _local_path(url: str) -> Path:
+    return Path(urllib.request.url2pathname(urlsplit(url).path))
+
+
+def mirror_directories(mirrors: list[str]) -> list[Path]:
+    """The local directories among the mirrors (plain paths or file:// URLs), resolved."""
+    return [(_local_path(m) if m.startswith("file://") else Path(m)).expanduser().resolve()
+            for m in mirrors if not m.startswith(("http://", "https://"))]
+
+
 def candidate_urls(artifact: dict, mirrors: list[str]) -> list[str]:
     """Mirrors (a base URL, or a directory holding the file by name) first, then the card's URLs."""
-    urls = []
-    for mirror in mirrors:
-        if mirror.startswith(("http://", "https://")):
-            urls.append(mirror.rstrip("/") + "/" + quote(artifact["file"]))
-        else:
-            directory = Path(urllib.request.url2pathname(urlsplit(mirror).path) if mirror.startswith("file://")
-                             else mirror).expanduser().resolve()
-            urls.append((directory / artifact["file"]).as_uri())
+    urls = [m.rstrip("/") + "/" + quote(artifact["file"]) if m.startswith(("http://", "https://"))
+            else (mirror_directories([m])[0] / artifact["file"]).as_uri() for m in mirrors]
     return list(dict.fromkeys(urls + list(artifact["urls"])))
+
+
+def local_url_refusal(url: str, mirrors: list[str]) -> str | None:
+    """Why a file:// URL may not be read (None: it may). A card may name a local file only inside a mirror
+    directory the user named; otherwise `urls: [file:///etc/shadow]` would copy any readable file into the cache."""
+    if not url.startswith("file://"):
+        return None
+    path = _local_path(url).resolve()  # links resolved: a link in a mirror to /etc/shadow is outside it
+    if any(path.is_relative_to(directory) for directory in mirror_directories(mirrors)):
+        return None
+    return (f"{url}: file:// URLs are read only inside a mirror directory you named (--mirror or ZOO_MIRROR), "
+            "and this one is not")
 
 
 def _record(card_id, artifact, path: Path, sha, verified_by, url, cached) -> dict:
@@ -121,17 +137,22 @@ def fetch_record(card: dict, artifact: dict | str | None = None, *, mirrors: lis
         expect = expected(card_id, artifact)  # another process may have pinned and cached it meanwhile
         if not force and (hit := _from_cache(card_id, artifact, expect, progress)):
             return hit
-        return _download_any(card_id, artifact, expect, candidate_urls(artifact, all_mirrors(mirrors)),
+        mirrors = all_mirrors(mirrors)
+        return _download_any(card_id, artifact, expect, candidate_urls(artifact, mirrors), mirrors,
                              key, label, progress)
     finally:
         lock.release()
 
 
-def _download_any(card_id, artifact, expect: Expected, urls, key, label, progress) -> dict:
+def _download_any(card_id, artifact, expect: Expected, urls, mirrors, key, label, progress) -> dict:
     part, meta = cache.partial_paths(key)
     part.parent.mkdir(parents=True, exist_ok=True)
     failures, mismatch = [], None
     for url in urls:
+        if refusal := local_url_refusal(url, mirrors):
+            failures.append(refusal)
+            emit(progress, {"event": "failed", **label, "url": url, "reason": refusal})
+            continue
         try:
             hasher = Download(url, part, meta, expect, label, progress).run()
             verified_by = verify(hasher, expect, artifact["file"], url, settings.pins_file())

@@ -1,10 +1,18 @@
-"""Card directories: find the YAML card files, parse and validate each, and lint a whole tree."""
+"""Card directories: find the YAML card files, parse and validate each, and lint a whole tree.
+
+Card files are hostile input: a card file must be a regular file (a symbolic link is refused, so a
+card directory cannot make zoo read /etc/shadow), at most MAX_CARD_BYTES, YAML without duplicate keys
+or deep nesting, and an error quotes at most a short, escaped excerpt of it.
+"""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from zoo.cards.index import make_index
-from zoo.errors import InvalidCardError
+from zoo.errors import InvalidCardError, excerpt
+
+MAX_CARD_BYTES = 2**20
 
 
 def natural_key(text: str) -> list:
@@ -15,16 +23,62 @@ def natural_key(text: str) -> list:
 
 
 def card_files(paths: list[Path]) -> list[Path]:
-    """Every *.yaml / *.yml file under the given files and directories, sorted."""
+    """Every *.yaml / *.yml file under the given files and directories, sorted (links included, so that
+    read_card_file can refuse them by name; rglob does not descend into linked directories)."""
     found: list[Path] = []
     for path in paths:
         if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
-        elif path.is_file():
+            found += sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml")
+                            and (p.is_symlink() or p.is_file()))
+        elif path.is_file() or path.is_symlink():
             found.append(path)
         else:
             raise InvalidCardError(f"{path}: no such file or directory", "Give a card file or a directory of cards")
     return found
+
+
+def _yaml_loader():
+    """yaml's SafeLoader, refusing a key that appears twice in one mapping (YAML would keep the last) and aliases."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def compose_node(self, parent, index):
+            # Cards need no anchors; an alias makes a few bytes stand for an exponential tree ("billion laughs").
+            if self.check_event(yaml.AliasEvent):
+                raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in a card",
+                                                  self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                if not isinstance(key, (str, int, float, bool)):
+                    continue  # unhashable keys are refused later: a card's keys are strings
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {str(key)[:40]!r}", key_node.start_mark)
+                seen.add(key)
+            return super().construct_mapping(node, deep)
+
+    return UniqueKeyLoader
+
+
+def _read_text(path: Path) -> str:
+    """A card file's text: never through a symbolic link, never more than MAX_CARD_BYTES."""
+    if path.is_symlink():
+        raise InvalidCardError(f"{path}: is a symbolic link (to {os.readlink(path)[:80]!r}); card files must be "
+                               "regular files, and zoo does not follow links out of a card directory",
+                               "Copy the card into the directory instead of linking it")
+    if not path.name.isprintable():
+        raise InvalidCardError(f"{path.parent}/{path.name!r}: the file name has a control character (newline)",
+                               "Rename the file")
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(MAX_CARD_BYTES + 1)
+    if len(data) > MAX_CARD_BYTES:
+        raise InvalidCardError(f"{path}: larger than {MAX_CARD_BYTES} bytes; a card is a few kilobytes")
+    return data.decode("utf-8")
 
 
 def read_card_file(path: Path) -> dict:
@@ -34,13 +88,24 @@ def read_card_file(path: Path) -> dict:
     from zoo.cards.schema import validate_card  # here, not at the top: pydantic costs `zoo list` 100+ ms
 
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = _read_text(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise InvalidCardError(f"{path}: cannot read ({reason})") from None
+    try:
+        data = yaml.load(text, Loader=_yaml_loader())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise InvalidCardError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidCardError(f"{path}: cannot read ({exc})") from None
+        problem = str(getattr(exc, "problem", None) or type(exc).__name__)
+        raise InvalidCardError(f"{where}: not valid YAML "
+                               f"({problem if problem.isprintable() and len(problem) <= 80 else excerpt(problem)})"
+                               ) from None
+    except RecursionError:
+        raise InvalidCardError(f"{path}: not valid YAML (nested too deeply)") from None
+    except (ValueError, IndexError, TypeError, OverflowError, KeyError, AttributeError) as exc:
+        # PyYAML's own constructors fail this way on some tagged values (`!!float ''`, `!!binary x`).
+        raise InvalidCardError(f"{path}: not valid YAML (a value YAML cannot construct: {type(exc).__name__})") from None
     card = validate_card(data, str(path))
     return card.model_dump(mode="json", exclude_none=True)
 
@@ -54,20 +119,23 @@ def lint(paths: list[Path]) -> tuple[list[dict], list[str]]:
         except InvalidCardError as exc:
             problems += getattr(exc, "lines", [exc.message])
             continue
-        if card["id"] in seen:
-            problems.append(f"{path}: id: {card['id']!r} is also the id of {seen[card['id']]}")
+        folded = card["id"].casefold()  # 'evil/x' and 'evil/X' would be one file on some file systems
+        if folded in seen:
+            other_id, other = seen[folded]
+            same = "" if other_id == card["id"] else f" (as {other_id!r}: ids must differ in more than case)"
+            problems.append(f"{path}: id: {card['id']!r} is also the id of {other}{same}")
             continue
         if path.parent.name == card["source"] and path.stem != card["id"].split("/", 1)[1]:
             problems.append(f"{path}: id: file name should be {card['id'].split('/', 1)[1]}.yaml to match the id")
-        seen[card["id"]] = path
+        seen[folded] = (card["id"], path)
         cards.append(card)
     return cards, problems
 
 
-def build_index(cards_dir: Path) -> dict:
-    """Validate every card under cards_dir and return the index (sorted by id, no timestamps)."""
+def build_index(cards_dir: Path, version: int | None = None, expires=None) -> dict:
+    """Validate every card under cards_dir and return the index (sorted by id; see make_index)."""
     cards, problems = lint([cards_dir])
     if problems:
         raise InvalidCardError(f"{len(problems)} problem(s) in {cards_dir}: " + "; ".join(problems[:5]))
     cards.sort(key=lambda c: natural_key(c["id"]))
-    return make_index(cards)
+    return make_index(cards, version, expires)

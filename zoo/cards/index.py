@@ -1,4 +1,8 @@
-"""Registry index files: `{format: 1, cards: [{id, sha256, card}]}`, each card's sha256 over its canonical JSON.
+"""Registry index files: `{format: 1, [version, expires,] cards: [{id, sha256, card}]}`, each card's sha256
+over its canonical JSON.
+
+`version` (an integer that only grows) and `expires` (UTC, "YYYY-MM-DDTHH:MM:SSZ") are optional; a
+signed index carries both, so the signature covers them and a remote registry can refuse a rollback.
 
 The embedded index was validated when `zoo registry build` wrote it, and each card's sha256 is
 re-checked on load, so reading an index needs no pydantic import (the fast path of `zoo list`).
@@ -7,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from datetime import datetime, timezone
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +21,8 @@ from zoo.files import write_bytes_atomic
 
 INDEX_FORMAT = 1
 EMBEDDED = "embedded"
+MAX_JSON_DEPTH = 32   # a card nests about 5 deep; a hostile index may nest 100000 deep
+EXPIRES_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
 @dataclass(frozen=True)
@@ -46,15 +54,52 @@ def embedded_index_path() -> Path:
     return Path(__file__).resolve().parents[2] / "registry" / "index.json"
 
 
+def json_depth(text: str) -> int:
+    """How deeply a JSON text nests arrays and objects, counted without parsing it."""
+    brackets = re.sub(r'"(?:[^"\\]|\\.)*"|[^"\[\]{}]+', "", text)
+    depth = deepest = 0
+    for char in brackets:
+        depth += 1 if char in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def loads_bounded(data: bytes, where: str, max_depth: int = MAX_JSON_DEPTH):
+    """Parse untrusted JSON whose nesting is first checked, so RecursionError never escapes."""
+    try:
+        text = data.decode("utf-8")
+        if json_depth(text) > max_depth:
+            raise RegistryError(f"registry index {where} nests deeper than {max_depth} levels")
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        reason = " ".join(str(exc).split())[:120] or type(exc).__name__
+        raise RegistryError(f"registry index {where} is not valid JSON ({reason})") from None
+
+
 def read_index(path: Path, registry: str) -> list[Entry]:
     """Read an index file and check every card against its recorded sha256."""
     try:
-        index = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = Path(path).read_bytes()
     except FileNotFoundError:
         raise RegistryError(f"registry index {path} is missing") from None
-    except (OSError, ValueError, RecursionError) as exc:
-        raise RegistryError(f"registry index {path} is not readable JSON ({type(exc).__name__})") from None
-    return entries_from_index(index, registry, str(path))
+    except OSError as exc:
+        raise RegistryError(f"registry index {path} is not readable ({type(exc).__name__})") from None
+    return entries_from_index(loads_bounded(data, str(path)), registry, str(path))
+
+
+def index_meta(index: dict, where: str) -> tuple[int | None, datetime | None]:
+    """(version, expires) of an index; either may be absent (None)."""
+    version, expires = index.get("version"), index.get("expires")
+    if version is not None and (type(version) is not int or version < 0):
+        raise RegistryError(f"registry index {where}: version must be a non-negative integer, got {str(version)[:40]!r}")
+    if expires is None:
+        return version, None
+    try:
+        when = datetime.strptime(str(expires), EXPIRES_FORMAT).replace(tzinfo=timezone.utc)
+    except ValueError:
+        raise RegistryError(f"registry index {where}: expires must look like 2027-01-31T00:00:00Z, "
+                            f"got {str(expires)[:40]!r}") from None
+    return version, when
 
 
 def entries_from_index(index: object, registry: str, where: str) -> list[Entry]:
@@ -71,9 +116,16 @@ def entries_from_index(index: object, registry: str, where: str) -> list[Entry]:
     return entries
 
 
-def make_index(cards: list[dict]) -> dict:
-    """The index of validated cards, in the order given (no timestamps: the same cards give the same bytes)."""
-    return {"format": INDEX_FORMAT, "cards": [{"id": c["id"], "sha256": card_sha256(c), "card": c} for c in cards]}
+def make_index(cards: list[dict], version: int | None = None, expires: datetime | None = None) -> dict:
+    """The index of validated cards, in the order given. Without version and expires (an unsigned local
+    index) there is no timestamp, so the same cards give the same bytes."""
+    index: dict = {"format": INDEX_FORMAT}
+    if version is not None:
+        index["version"] = version
+    if expires is not None:
+        index["expires"] = expires.astimezone(timezone.utc).strftime(EXPIRES_FORMAT)
+    index["cards"] = [{"id": c["id"], "sha256": card_sha256(c), "card": c} for c in cards]
+    return index
 
 
 def index_bytes(index: dict) -> bytes:

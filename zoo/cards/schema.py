@@ -6,6 +6,7 @@ the source's own FLOPs figure and its convention are kept beside them.
 """
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -16,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -27,8 +29,10 @@ from zoo.cards.formats import (
     RUNTIMES,
 )
 from zoo.cards.urls import check_url
-from zoo.errors import InvalidCardError
+from zoo.errors import InvalidCardError, excerpt
 
+MAX_NUMBER = 1e18        # no card figure comes near it; beyond it, float arithmetic overflows or loses the value
+MAX_DEPTH = 16           # a card nests about 5 deep
 ID_PATTERN = r"^[a-z0-9][a-z0-9-]*/[A-Za-z0-9][A-Za-z0-9._-]*$"
 SOURCE_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
 PAPER_URL = "https://arxiv.org/abs/1801.04381"
@@ -45,7 +49,7 @@ def _hex(length: int | tuple[int, int]):
     def check(value: str) -> str:
         if not (low <= len(value) <= high) or not re.fullmatch(r"[0-9a-f]+", value):
             want = f"{low}" if low == high else f"{low} to {high}"
-            raise ValueError(f"must be {want} lowercase hex digits, got {value!r}")
+            raise ValueError(f"must be {want} lowercase hex digits, got {excerpt(value)}")
         return value
 
     return check
@@ -53,14 +57,14 @@ def _hex(length: int | tuple[int, int]):
 
 def _file_name(value: str) -> str:
     if not value or value in {".", ".."} or "/" in value or "\\" in value or "\x00" in value:
-        raise ValueError(f"must be a bare file name without path separators or '..', got {value!r}")
+        raise ValueError(f"must be a bare file name without path separators or '..', got {excerpt(value)}")
     return value
 
 
 def _member_path(value: str) -> str:
     parts = value.replace("\\", "/").split("/")
     if value.startswith(("/", "\\")) or ".." in parts or not all(parts):
-        raise ValueError(f"must be a relative path inside the archive without '..', got {value!r}")
+        raise ValueError(f"must be a relative path inside the archive without '..', got {excerpt(value)}")
     return value
 
 
@@ -71,7 +75,7 @@ def _reference(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme == "https" and parts.hostname:
         return value
-    raise ValueError(f"must be an https URL or a 'pypi:NAME==VERSION ...' reference, got {value!r}")
+    raise ValueError(f"must be an https URL or a 'pypi:NAME==VERSION ...' reference, got {excerpt(value)}")
 
 
 Sha256 = Annotated[str, AfterValidator(_hex(64))]
@@ -84,7 +88,16 @@ OTHER_HASH_LENGTHS = {"sha1": 40, "sha384": 96}
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _sane_numbers(cls, value):
+        # Also numbers given as strings ("1e308"), which pydantic converts after hostile_values looked.
+        for number in value if isinstance(value, tuple) else (value,):
+            if isinstance(number, (int, float)) and not isinstance(number, bool) and abs(number) > MAX_NUMBER:
+                raise ValueError(f"number out of range (at most {MAX_NUMBER:.0e} in size)")
+        return value
 
 
 class Artifact(_Strict):
@@ -260,19 +273,55 @@ class Card(_Strict):
 
 
 def validation_messages(error: ValidationError, where: str) -> list[str]:
-    """One line per problem: 'where: field.path: message'."""
+    """One line per problem: 'where: field.path: message', with field names and values shortened and escaped."""
     lines = []
     for item in error.errors():
-        path = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in item["loc"]).replace(".[", "[")
+        path = ".".join(f"[{p}]" if isinstance(p, int) else (str(p) if re.fullmatch(r"[\w.-]{1,40}", str(p))
+                                                             else excerpt(str(p), 40))
+                        for p in item["loc"]).replace(".[", "[")
         message = item["msg"].removeprefix("Value error, ")
+        message = message if len(message) <= 200 and message.isprintable() else excerpt(message, 200)
         lines.append(f"{where}: {path or '(card)'}: {message}")
     return lines
+
+
+def hostile_values(data: Any, path: str = "", depth: int = 0) -> str | None:
+    """The first value no card may hold: nesting deeper than MAX_DEPTH, a non-finite number or one beyond
+    MAX_NUMBER, a non-string key. Returns 'field: problem', or None. Checked before pydantic sees the data."""
+    if depth > MAX_DEPTH:
+        return f"{path or '(card)'}: nests deeper than {MAX_DEPTH} levels"
+    if isinstance(data, bool) or data is None or isinstance(data, str):
+        return None
+    if isinstance(data, (int, float)):
+        if isinstance(data, float) and not math.isfinite(data):
+            return f"{path}: {data} is not a finite number"
+        if abs(data) > MAX_NUMBER:
+            return f"{path}: number out of range (at most {MAX_NUMBER:.0e} in size)"
+        return None
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if not isinstance(key, str):
+                return f"{path or '(card)'}: key {excerpt(key, 40)} is not a string"
+            name = key if re.fullmatch(r"[\w.-]{1,40}", key) else excerpt(key, 40)
+            if problem := hostile_values(value, f"{path}.{name}" if path else name, depth + 1):
+                return problem
+        return None
+    if isinstance(data, (list, tuple)):
+        for i, value in enumerate(data):
+            if problem := hostile_values(value, f"{path}[{i}]", depth + 1):
+                return problem
+        return None
+    return f"{path or '(card)'}: unsupported value of type {type(data).__name__}"
 
 
 def validate_card(data: Any, where: str) -> Card:
     """Validate one card's data, or raise InvalidCardError naming the file and field."""
     if not isinstance(data, dict):
         raise InvalidCardError(f"{where}: a card must be a mapping, got {type(data).__name__}")
+    if problem := hostile_values(data):
+        error = InvalidCardError(f"{where}: {problem}")
+        error.lines = [error.message]
+        raise error
     try:
         return Card.model_validate(data)
     except ValidationError as exc:

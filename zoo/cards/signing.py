@@ -1,7 +1,7 @@
 """ed25519 keys and signatures for registry indexes.
 
 A signature is ed25519 over a file's exact bytes, base64 on one line, written beside it as FILE.sig.
-A private key file is PKCS8 PEM (mode 0600); the public key is the base64 of its 32 raw bytes,
+A private key file is PKCS8 PEM (mode 0600; signing warns when a key file is readable by others); the public key is the base64 of its 32 raw bytes,
 written beside it as KEYFILE.pub. cryptography is imported only to sign, verify or make keys, so
 `zoo list` stays fast.
 """
@@ -15,26 +15,60 @@ from zoo.errors import SignatureError, UsageError
 from zoo.files import write_bytes_atomic
 
 
+def _create_exclusive(path: Path, data: bytes, mode: int) -> None:
+    """Write a new file, never through a link and never over an existing file (or a dangling link)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    except FileExistsError:
+        raise UsageError(f"{path} already exists (or is a link)",
+                         "Choose another KEYFILE; zoo never overwrites a key or writes through a link") from None
+    except OSError as exc:
+        raise UsageError(f"cannot write {path} ({exc.strerror})", "Choose another KEYFILE") from None
+    with os.fdopen(fd, "wb") as f:
+        if mode == 0o600:
+            os.fchmod(f.fileno(), mode)  # a private key is 0600 whatever the umask
+        f.write(data)
+
+
 def keygen(keyfile: Path) -> dict:
-    """Write a new ed25519 private key (PEM, 0600) to keyfile and its public key to keyfile.pub."""
+    """Write a new ed25519 private key (PEM, 0600) to keyfile and its public key (0644) to keyfile.pub."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+    keyfile = Path(keyfile)
+    if not keyfile.name or keyfile.name in (".", "..") or keyfile.is_dir():
+        raise UsageError(f"KEYFILE {str(keyfile)!r} is a directory, not a file name",
+                         "Give the private key's file name, e.g. `zoo registry keygen keys/registry.key`")
     public_file = keyfile.with_name(keyfile.name + ".pub")
     for path in (keyfile, public_file):
-        if path.exists():
-            raise UsageError(f"{path} already exists", "Choose another KEYFILE; zoo never overwrites a key")
+        if os.path.lexists(path):
+            raise UsageError(f"{path} already exists (or is a link)",
+                             "Choose another KEYFILE; zoo never overwrites a key or writes through a link")
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
     raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    keyfile.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(keyfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(pem)
     public = base64.b64encode(raw).decode()
-    public_file.write_text(public + "\n")
+    keyfile.parent.mkdir(parents=True, exist_ok=True)
+    _create_exclusive(keyfile, pem, 0o600)
+    try:
+        _create_exclusive(public_file, (public + "\n").encode(), 0o644)
+    except BaseException:
+        keyfile.unlink(missing_ok=True)
+        raise
     return {"private_key": str(keyfile), "public_key_file": str(public_file), "public_key": public}
+
+
+def key_warning(keyfile: Path) -> str | None:
+    """A warning when a private key file can be read by the group or by others (None when it is private)."""
+    try:
+        mode = Path(keyfile).stat().st_mode & 0o777
+    except OSError:
+        return None  # sign_bytes reports the unreadable key
+    if mode & 0o077:
+        return (f"warning: the private key {keyfile} is readable by others (mode {mode:04o}); "
+                f"restrict it with `chmod 600 {keyfile}`")
+    return None
 
 
 def sign_file(path: Path, keyfile: Path) -> Path:

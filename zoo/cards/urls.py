@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from zoo.errors import excerpt
+
 
 def _is_loopback(host: str) -> bool:
     import ipaddress  # here, not at the top: only a card with an http URL needs it, and `zoo list` imports this
@@ -24,4 +26,4 @@ def check_url(value: str) -> str:
         return value  # loopback mirrors (tests, a local cache server)
     if parts.scheme == "file" and parts.path:
         return value  # a mirror directory
-    raise ValueError(f"must be an https URL (http only on loopback, or file://), got {value!r}")
+    raise ValueError(f"must be an https URL (http only on loopback, or file://), got {excerpt(value)}")

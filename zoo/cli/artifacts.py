@@ -69,15 +69,20 @@ def cache_ls(as_json: bool = typer.Option(False, "--json", help="Print the recor
 
 @cache_app.command("verify")
 def cache_verify(as_json: bool = typer.Option(False, "--json", help="Print the records as JSON.")):
-    """Re-hash every cached file; remove corrupt ones (exit 5 if any)."""
+    """Re-hash every cached file and unpacked archive member; remove corrupt ones (exit 5 if any)."""
     rows = zoo.cache_verify()
     if as_json:
         print_json(rows)
     else:
         for r in rows:
+            if r["kind"] == "unpacked" and not r["ok"]:
+                typer.echo(f"CORRUPT (unpacked tree removed; unpacked again on next use)  {r['path']}"
+                           + (f"  sha256 is {r['actual']}" if r["actual"] else "  (not as unpacked)"))
+                continue
             typer.echo(f"{'ok' if r['ok'] else 'CORRUPT (removed)'}  {r['path']}"
                        + ("" if r["ok"] else f"  sha256 is {r['actual']}"))
-        note(f"{len(rows)} file(s) checked, {sum(not r['ok'] for r in rows)} corrupt")
+        files = sum(r["kind"] == "file" for r in rows)
+        note(f"{files} file(s) and {len(rows) - files} unpacked tree(s) checked, {sum(not r['ok'] for r in rows)} corrupt")
     if not all(r["ok"] for r in rows):
         raise typer.Exit(IntegrityError.exit_code)
 

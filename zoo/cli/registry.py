@@ -20,15 +20,25 @@ def registry_build(
     out: Path = typer.Option(Path("registry/index.json"), "--out", help="Where to write the index."),
     sign: Optional[Path] = typer.Option(None, "--sign", metavar="KEYFILE",
                                         help="Also write OUT.sig, an ed25519 signature made with this private key."),
-    as_json: bool = typer.Option(False, "--json", help="Print {path, cards, signature} as JSON."),
+    version: Optional[int] = typer.Option(None, "--version", metavar="N",
+                                          help="Index version, larger than the last published one "
+                                               "(default with --sign: the UTC time in seconds)."),
+    expires: Optional[float] = typer.Option(None, "--expires", metavar="DAYS",
+                                            help="Days until clients warn that the index is stale "
+                                                 "(default with --sign: 365)."),
+    as_json: bool = typer.Option(False, "--json", help="Print {path, cards, signature, version, expires, warnings} as JSON."),
 ):
     """Write registry/index.json (every card plus its sha256) from cards/."""
-    built = zoo.build_registry(cards, out, sign=sign)
+    built = zoo.build_registry(cards, out, sign=sign, version=version, expires_days=expires)
+    for warning in built["warnings"]:
+        note(warning)
     if as_json:
         print_json(built)
     else:
         signature = built["signature"]
-        typer.echo(f"wrote {out} ({built['cards']} cards)" + (f" and {signature}" if signature else ""))
+        extra = f", version {built['version']}" if built["version"] is not None else ""
+        extra += f", expires {built['expires']}" if built["expires"] else ""
+        typer.echo(f"wrote {out} ({built['cards']} cards{extra})" + (f" and {signature}" if signature else ""))
 
 
 @registry_app.command("add")
@@ -37,12 +47,14 @@ def registry_add(
     url: str = typer.Argument(..., help="The index URL, or the base URL that holds index.json."),
     key: Optional[str] = typer.Option(None, "--key", metavar="PUBKEY",
                                       help="ed25519 public key (base64 or a KEYFILE.pub): require a valid signature."),
+    allow_local: bool = typer.Option(False, "--allow-local",
+                                     help="Let its cards point at file:// paths and private or loopback addresses."),
     as_json: bool = typer.Option(False, "--json", help="Print the record as JSON."),
 ):
     """Add (or replace) a remote registry; then run `zoo registry update`."""
     from zoo.cards import remote  # here, not at the top: `zoo list` starts faster
 
-    record = remote.add(name, url, key)
+    record = remote.add(name, url, key, allow_local=allow_local)
     if as_json:
         print_json(record)
     else:
@@ -82,9 +94,11 @@ def registry_ls(as_json: bool = typer.Option(False, "--json", help="Print the re
     if not rows:
         note("no remote registries; add one with `zoo registry add NAME URL`")
         return
-    typer.echo(plain_table(["name", "cards", "signed", "updated", "url"],
-                            [[r["name"], str(r["cards"]), "yes" if r["signed"] else "no", r["updated_at"] or "never",
-                              r["url"]] for r in rows], {0, 2, 3, 4}))
+    typer.echo(plain_table(["name", "cards", "signed", "version", "expires", "updated", "url"],
+                            [[r["name"], str(r["cards"]), "yes" if r["signed"] else "no",
+                              "-" if r["version"] is None else str(r["version"]),
+                              (r["expires"] or "-") + (" (EXPIRED)" if r["expired"] else ""),
+                              r["updated_at"] or "never", r["url"]] for r in rows], {0, 2, 4, 5, 6}))
 
 
 @registry_app.command("keygen")
