@@ -188,3 +188,39 @@ def test_target_add_ls_rm(tmp_path):
 def test_compare_plot_writes_a_png(tmp_path):
     result = zoo("compare", "--metric", "latency", "--pareto", "--plot", str(tmp_path / "f.png"))
     assert result.exit_code == 0 and (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
+
+
+# ---------------------------------------------------------------- output paths: checked first, one line
+
+def _one_error_line(result, code: int = 2) -> str:
+    assert result.exit_code == code, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("zoo: error:") and "Traceback" not in result.output, result.output
+    return lines[0]
+
+
+def test_compare_plot_paths_that_cannot_be_written_are_one_line_and_leave_nothing(tmp_path):
+    tmp_path = tmp_path / "out"  # beside ZOO_HOME
+    tmp_path.mkdir()
+    cases = {str(tmp_path): "is a folder", str(tmp_path / "missing" / "f.png"): "does not exist",
+             str(tmp_path / ("p" * 300 + ".png")): "File name too long",
+             str(tmp_path / ("p" * 250 + ".png")): "too long for the file system",
+             "/proc/self/f.png": "cannot write in /proc/self"}
+    for path, words in cases.items():
+        assert words in _one_error_line(zoo("compare", "--plot", path)), path
+    assert list(tmp_path.iterdir()) == [] and not Path(str(tmp_path) + ".png").exists()
+    # A bare name gets exactly that name (matplotlib alone would have added ".png"), written atomically.
+    assert zoo("compare", "--plot", str(tmp_path / "chart")).exit_code == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["chart"] and (tmp_path / "chart").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_convert_output_is_checked_before_any_download(tmp_path):
+    for path, words in [(tmp_path / "missing" / "m.onnx", "does not exist"),
+                        (tmp_path / ("m" * 300 + ".onnx"), "File name too long")]:
+        line = _one_error_line(zoo("convert", "timm/mobilenetv2_100.ra_in1k", "-o", str(path)))
+        assert line.startswith("zoo: error: -o/--output") and words in line
+
+
+def test_cards_lint_of_an_empty_argument_or_the_whole_disk_is_one_line():
+    assert "empty argument" in _one_error_line(zoo("cards", "lint", "", "/"))
+    assert "it is not a card directory" in _one_error_line(zoo("cards", "lint", "/"), code=4)

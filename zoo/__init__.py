@@ -130,6 +130,11 @@ def convert(ref: str, **options) -> dict:
     from zoo.artifacts.convert import convert_card
 
     card, how = _resolved(ref, options.pop("registries", None))
+    if options.get("output") is not None:  # before minutes of download and conversion, not after
+        from zoo.files import output_file
+
+        options["output"] = output_file(options["output"], "-o/--output",
+                                        default_name=f"{card['id'].replace('/', '_')}.onnx")
     return {**convert_card(card, **options), "resolved": how}
 
 
