@@ -224,3 +224,31 @@ def test_convert_output_is_checked_before_any_download(tmp_path):
 def test_cards_lint_of_an_empty_argument_or_the_whole_disk_is_one_line():
     assert "empty argument" in _one_error_line(zoo("cards", "lint", "", "/"))
     assert "it is not a card directory" in _one_error_line(zoo("cards", "lint", "/"), code=4)
+
+
+@pytest.mark.parametrize("option", [["--width", "nan"], ["--width", "inf"], ["--width", "-1"], ["--resolution", "0"]])
+def test_list_refuses_nonsense_widths_and_resolutions(option):
+    assert f"{option[0]} " in _one_error_line(zoo("list", *option))
+
+
+def test_third_party_warnings_are_one_zoo_line_without_source_lines(tmp_path, sample_dir, synthetic_onnx):
+    """Pillow's DecompressionBombWarning and ONNX Runtime's C++ warnings (its own stderr) in a real process."""
+    import onnx
+    import numpy as np
+    from PIL import Image
+
+    model = onnx.load(str(synthetic_onnx()))
+    model.graph.initializer.append(onnx.numpy_helper.from_array(np.zeros(3, np.float32), "unused_weight"))
+    onnx.save(model, str(tmp_path / "unused.onnx"))  # ORT warns that it removes the unused initializer
+    data = tmp_path / "data" / "n01440764"
+    data.mkdir(parents=True)
+    shutil.copy(sample_dir / sorted(p.name for p in sample_dir.glob("n01440764*"))[0], data / "fish.JPEG")
+    Image.new("L", (9500, 9500)).save(data / "huge.png")  # 90 M pixels: above Pillow's warning limit
+    result = subprocess.run([sys.executable, "-c", "import zoo_cli; zoo_cli.main()", "eval",
+                             "timm/mobilenetv2_100.ra_in1k", "--data", str(tmp_path / "data"), "--model",
+                             str(tmp_path / "unused.onnx"), "--no-store", "--threads", "1", "--json"],
+                            capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines and all(line.startswith("zoo") for line in lines), lines
+    assert "Removing initializer" not in result.stderr and "warnings.warn(" not in result.stderr
