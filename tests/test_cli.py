@@ -252,3 +252,17 @@ def test_third_party_warnings_are_one_zoo_line_without_source_lines(tmp_path, sa
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines and all(line.startswith("zoo") for line in lines), lines
     assert "Removing initializer" not in result.stderr and "warnings.warn(" not in result.stderr
+
+
+def test_a_garbage_archive_is_one_error_line(tmp_path, monkeypatch):
+    card = yaml.safe_load((ROOT / "cards" / "openvino" / "mobilenet-v2-1.0-224.yaml").read_text())
+    card.update(id="x/garbage", source="x", name="garbage")
+    for key in ("size_bytes", "other_hashes"):
+        card["artifacts"][0].pop(key, None)  # trusted on first use: the bytes reach the unpacker
+    (tmp_path / "cards" / "x").mkdir(parents=True)
+    (tmp_path / "cards" / "x" / "garbage.yaml").write_text(yaml.safe_dump(card))
+    (tmp_path / "mirror").mkdir()
+    (tmp_path / "mirror" / card["artifacts"][0]["file"]).write_bytes(b"\x1f\x8b not really gzip" * 300)
+    monkeypatch.setenv("ZOO_MIRROR", str(tmp_path / "mirror"))
+    line = _one_error_line(zoo("--registry", str(tmp_path / "cards"), "fetch", "x/garbage"), code=5)
+    assert "not a readable tar archive" in line

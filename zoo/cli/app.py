@@ -24,7 +24,9 @@ class _Group(typer.core.TyperGroup):
         except ZooError as error:
             if state["debug"]:
                 raise
-            typer.echo(f"zoo: error: {error.one_line()}", err=True)
+            # One line whatever the message holds (a library's multi-line reason, a newline in a file name).
+            text = "; ".join(line.strip() for line in error.one_line().splitlines() if line.strip())
+            typer.echo(f"zoo: error: {text}", err=True)
             raise typer.Exit(error.exit_code) from None
 
 
