@@ -34,6 +34,8 @@ class FaultServer:
       status    answer `code` with `headers` (404, 500, 429 + Retry-After, ...)
       slow      wait `delay` seconds before answering
       norange   ignore the Range header and send the whole file (also an option of any fault: norange=True)
+      badrange  answer a Range request 206 with `content_range` (formatted with start, end, size) and send the
+                file from byte `send_from` (default 0: all of it); Content-Length only when `length=True`
     server.rate[name] = bytes/s throttles a file. server.log records (method, path, headers, status, bytes sent).
     Range, If-Range, ETag, Last-Modified and If-None-Match behave like a real static file server.
     """
@@ -123,6 +125,9 @@ class FaultServer:
                     self.end_headers()
                     return
                 start = start or 0
+                if fault["kind"] == "badrange":
+                    self._lie(name, fault, start, size, etag, entry)
+                    return
                 count = size - start
                 sent_count = min(count, fault["at"]) if fault["kind"] in ("drop", "truncate") else count
                 entry["status"] = status
@@ -135,6 +140,18 @@ class FaultServer:
                     self.send_header("Content-Range", f"bytes {start}-{size - 1}/{size}")
                 self.end_headers()
                 entry["sent"] = self._body(source, start, sent_count, fault, server.rate.get(name))
+
+            def _lie(self, name, fault, start, size, etag, entry):
+                body = server.files[name][fault.get("send_from", 0):]
+                entry["status"] = 206
+                self.send_response(206)
+                self.send_header("Content-Range", fault["content_range"].format(start=start, end=size - 1, size=size))
+                if fault.get("length"):
+                    self.send_header("Content-Length", str(len(body)))
+                self.send_header("ETag", etag)
+                self.end_headers()
+                self.wfile.write(body)
+                entry["sent"] = len(body)
 
             def _range(self, size, etag, fault):
                 value = self.headers.get("Range", "")
@@ -158,7 +175,7 @@ class FaultServer:
                 if fault["kind"] == "corrupt":
                     at = fault.get("at", 0)
                     data = data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:]
-                sent, step = 0, 64 * 1024
+                sent, step = 0, int(min(64 * 1024, max(64, (rate or 1e9) / 20)))  # a slow rate: small steps
                 try:
                     for i in range(0, len(data), step):
                         self.wfile.write(data[i:i + step])

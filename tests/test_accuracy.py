@@ -269,9 +269,19 @@ def test_cli_eval_local_model_file(zoo_home, synthetic_onnx, sample_dir):
      "not available"),
     (["eval", "coral/mobilenet_v2_1.0_224_quant", "--data", "SAMPLE", "--labels", "/nonexistent.txt"], 9,
      "labels file /nonexistent.txt does not exist"),
+    # Sizes the machine cannot take: refused before any model is opened or image decoded.
+    (["eval", "timm/mobilenetv2_100.ra_in1k", "--data", "SAMPLE", "--model", "ONNX", "--threads", "100000"], 2,
+     "--threads 100000 is out of range: 1 to"),
+    (["eval", "timm/mobilenetv2_100.ra_in1k", "--data", "SAMPLE", "--model", "ONNX", "--threads", "TOO_MANY"], 2,
+     "is out of range: 1 to"),
+    (["eval", "timm/mobilenetv2_100.ra_in1k", "--data", "SAMPLE", "--model", "ONNX", "--workers", "100000"], 2,
+     "--workers 100000 is out of range"),
+    (["eval", "timm/mobilenetv2_100.ra_in1k", "--data", "SAMPLE", "--model", "ONNX", "--batch", "10000000"], 2,
+     "--batch 10000000 needs about"),
 ])
 def test_cli_eval_errors_are_one_line(coral_mirror, sample_dir, synthetic_onnx, args, code, words):
-    args = [{"SAMPLE": str(sample_dir), "ONNX": str(synthetic_onnx())}.get(a, a) for a in args]
+    too_many = str(4 * (os.cpu_count() or 1) + 1)  # one more than machine.THREADS_PER_CORE allows
+    args = [{"SAMPLE": str(sample_dir), "ONNX": str(synthetic_onnx()), "TOO_MANY": too_many}.get(a, a) for a in args]
     result = runner.invoke(app, args)
     assert result.exit_code == code, result.output
     lines = result.stderr.strip().splitlines()

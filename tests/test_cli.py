@@ -189,3 +189,83 @@ def test_target_add_ls_rm(tmp_path):
 def test_compare_plot_writes_a_png(tmp_path):
     result = zoo("compare", "--metric", "latency", "--pareto", "--plot", str(tmp_path / "f.png"))
     assert result.exit_code == 0 and (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
+
+
+# ---------------------------------------------------------------- output paths: checked first, one line
+
+def _one_error_line(result, code: int = 2) -> str:
+    assert result.exit_code == code, result.output
+    lines = result.stderr.strip().splitlines()  # notes and warnings may come first; the error is one last line
+    errors = [line for line in lines if "error" in line.lower()]
+    assert errors == [lines[-1]] and lines[-1].startswith("zoo: error:") and "Traceback" not in result.output, \
+        result.output
+    return lines[-1]
+
+
+def test_compare_plot_paths_that_cannot_be_written_are_one_line_and_leave_nothing(tmp_path):
+    tmp_path = tmp_path / "out"  # beside ZOO_HOME
+    tmp_path.mkdir()
+    cases = {str(tmp_path): "is a folder", str(tmp_path / "missing" / "f.png"): "does not exist",
+             str(tmp_path / ("p" * 300 + ".png")): "File name too long",
+             str(tmp_path / ("p" * 250 + ".png")): "too long for the file system",
+             "/proc/self/f.png": "cannot write in /proc/self"}
+    for path, words in cases.items():
+        assert words in _one_error_line(zoo("compare", "--plot", path)), path
+    assert list(tmp_path.iterdir()) == [] and not Path(str(tmp_path) + ".png").exists()
+    # A bare name gets exactly that name (matplotlib alone would have added ".png"), written atomically.
+    assert zoo("compare", "--plot", str(tmp_path / "chart")).exit_code == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["chart"] and (tmp_path / "chart").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_convert_output_is_checked_before_any_download(tmp_path):
+    for path, words in [(tmp_path / "missing" / "m.onnx", "does not exist"),
+                        (tmp_path / ("m" * 300 + ".onnx"), "File name too long")]:
+        line = _one_error_line(zoo("convert", "timm/mobilenetv2_100.ra_in1k", "-o", str(path)))
+        assert line.startswith("zoo: error: -o/--output") and words in line
+
+
+def test_cards_lint_of_an_empty_argument_or_the_whole_disk_is_one_line():
+    assert "empty argument" in _one_error_line(zoo("cards", "lint", "", "/"))
+    assert "it is not a card directory" in _one_error_line(zoo("cards", "lint", "/"), code=4)
+
+
+@pytest.mark.parametrize("option", [["--width", "nan"], ["--width", "inf"], ["--width", "-1"], ["--resolution", "0"]])
+def test_list_refuses_nonsense_widths_and_resolutions(option):
+    assert f"{option[0]} " in _one_error_line(zoo("list", *option))
+
+
+def test_third_party_warnings_are_one_zoo_line_without_source_lines(tmp_path, sample_dir, synthetic_onnx):
+    """Pillow's DecompressionBombWarning and ONNX Runtime's C++ warnings (its own stderr) in a real process."""
+    import onnx
+    import numpy as np
+    from PIL import Image
+
+    model = onnx.load(str(synthetic_onnx()))
+    model.graph.initializer.append(onnx.numpy_helper.from_array(np.zeros(3, np.float32), "unused_weight"))
+    onnx.save(model, str(tmp_path / "unused.onnx"))  # ORT warns that it removes the unused initializer
+    data = tmp_path / "data" / "n01440764"
+    data.mkdir(parents=True)
+    shutil.copy(sample_dir / sorted(p.name for p in sample_dir.glob("n01440764*"))[0], data / "fish.JPEG")
+    Image.new("L", (9500, 9500)).save(data / "huge.png")  # 90 M pixels: above Pillow's warning limit
+    result = subprocess.run([sys.executable, "-c", "import zoo_cli; zoo_cli.main()", "eval",
+                             "timm/mobilenetv2_100.ra_in1k", "--data", str(tmp_path / "data"), "--model",
+                             str(tmp_path / "unused.onnx"), "--no-store", "--threads", "1", "--json"],
+                            capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines and all(line.startswith("zoo") for line in lines), lines
+    assert "Removing initializer" not in result.stderr and "warnings.warn(" not in result.stderr
+
+
+def test_a_garbage_archive_is_one_error_line(tmp_path, monkeypatch):
+    card = yaml.safe_load((ROOT / "cards" / "openvino" / "mobilenet-v2-1.0-224.yaml").read_text())
+    card.update(id="x/garbage", source="x", name="garbage")
+    for key in ("size_bytes", "other_hashes"):
+        card["artifacts"][0].pop(key, None)  # trusted on first use: the bytes reach the unpacker
+    (tmp_path / "cards" / "x").mkdir(parents=True)
+    (tmp_path / "cards" / "x" / "garbage.yaml").write_text(yaml.safe_dump(card))
+    (tmp_path / "mirror").mkdir()
+    (tmp_path / "mirror" / card["artifacts"][0]["file"]).write_bytes(b"\x1f\x8b not really gzip" * 300)
+    monkeypatch.setenv("ZOO_MIRROR", str(tmp_path / "mirror"))
+    line = _one_error_line(zoo("--registry", str(tmp_path / "cards"), "fetch", "x/garbage"), code=5)
+    assert "not a readable tar archive" in line

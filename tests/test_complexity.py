@@ -80,6 +80,9 @@ def test_card_inspect_uses_the_artifact_or_the_architecture(coral_dir, monkeypat
     ("weights.pth", b"not a model", "cannot count .pth files"),
     ("broken.onnx", b"\x00garbage\xff" * 10, "not a readable ONNX model"),
     ("broken.tflite", b"garbage" * 10, "not a readable TFLite model"),
+    ("empty.onnx", b"", "not an ONNX model"),  # protobuf reads 0 bytes as an empty model: 0 MACs, exit 0
+    ("graphless.onnx", onnx.helper.make_model(onnx.helper.make_graph([], "g", [], [])).SerializeToString(),
+     "its graph has 0 nodes"),
 ])
 def test_bad_files_are_clear_errors(tmp_path, name, content, words):
     path = tmp_path / name

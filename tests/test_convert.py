@@ -314,9 +314,13 @@ def test_malicious_pdparams_is_refused_without_running_it(home, monkeypatch):
 def test_malicious_pth_is_refused_without_running_it(home, monkeypatch):
     monkeypatch.chdir(home)
     torch.save({"w": torch.zeros(1), "x": _Boom()}, home / "evil.pth")  # torch.save pickles anything
-    with pytest.raises(ConversionError, match="could not be read as pth without executing code"):
+    with pytest.raises(ConversionError, match="could not be read as pth without executing code") as err:
         convert.convert_file(card("timm/mobilenetv2_100.ra_in1k"), home / "evil.pth", "pth")
     assert not (home / "pwned-by-pdparams").exists()
+    # torch's own message advises weights_only=False; zoo names the refused global and never passes that on
+    message = err.value.one_line()
+    assert "weights_only" not in message and "can still be loaded" not in message
+    assert "system" in message
 
 
 def test_truncated_ckpt_is_a_clear_error(home):

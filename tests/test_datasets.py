@@ -80,6 +80,26 @@ def test_fingerprint_follows_files_and_labels(tmp_path, sample_dir, sample_manif
     assert load_dataset(tmp_path).fingerprint() != first.fingerprint()
 
 
+def test_a_file_name_that_is_not_utf8_is_fingerprinted_by_its_bytes(tmp_path, sample_dir, sample_manifest):
+    names = sorted(sample_manifest)[:3]
+    folder = tmp_path / "n01440764"
+    for name in names:
+        _link(sample_dir / name, folder / name)
+    plain = load_dataset(tmp_path)
+    # The fingerprint of valid names is what it always was: the UTF-8 of "relative\tsize\tlabel\n" lines.
+    import hashlib
+
+    digest = hashlib.sha256()
+    for relative, label in plain.items:
+        digest.update(f"{relative}\t{(tmp_path / relative).stat().st_size}\t{label}\n".encode())
+    assert plain.fingerprint() == digest.hexdigest()
+    os.symlink(sample_dir / names[0], os.fsencode(folder) + b"/caf\xe9.JPEG")  # Latin-1 bytes, not UTF-8
+    dataset = load_dataset(tmp_path)
+    assert len(dataset) == 4 and "n01440764/caf\udce9.JPEG" in dict(dataset.items)
+    assert dataset.fingerprint() != plain.fingerprint() and len(dataset.describe()["fingerprint"]) == 64
+    assert len(dataset.subset(2)) == 2
+
+
 def test_limit_takes_a_fixed_subset_spread_over_classes(sample_dir):
     dataset = load_dataset(sample_dir)
     subset = dataset.subset(50)

@@ -362,3 +362,82 @@ def test_cached_files_are_never_more_permissive_than_0644(served):
     finally:
         os.umask(umask)
     assert Path(record["path"]).stat().st_mode & 0o777 == 0o644
+
+
+# ---------------------------------------------------------------- lying, looping and dripping servers
+
+DROP = 100_000
+
+
+@pytest.mark.parametrize("lie", [
+    {"content_range": "bytes {start}-{end}/{size}", "length": True},       # the whole file sent as the range
+    {"content_range": "bytes {start}-{end}/{size}"},                      # the whole file, no Content-Length
+    {"content_range": "bytes {start}-{end}/{size}", "send_from": DROP + 10, "length": True},  # a short range
+    {"content_range": "bytes {start}-299999/999999", "send_from": DROP, "length": True},  # another total
+    {"content_range": "bytes */{size}", "send_from": DROP, "length": True},  # not a range at all
+])
+def test_a_lying_content_range_on_resume_never_pins_the_assembled_file(server, make_card, lie):
+    server.files["m.onnx"] = DATA
+    card = make_card("m.onnx", [f"{server.url}/m.onnx"])  # no sha256, no size: trusted on first use
+    server.fail("m.onnx", "drop", at=DROP)
+    server.fail("m.onnx", "badrange", **lie)
+    with pytest.warns(UserWarning, match="trusting it on first use"):
+        record = fetch_record(card)
+    assert record["sha256"] == SHA and sha256_of(record["path"]) == SHA
+    assert pins.read_pins()["test/model/m.onnx"]["sha256"] == SHA
+    assert [e["status"] for e in server.log] == [200, 206, 200]  # the lie cost the partial file: started over
+
+
+def test_a_redirect_loop_fails_that_url_and_the_next_is_tried(server, make_card):
+    server.files["m.onnx"] = DATA
+    for _ in range(30):
+        server.fail("loop.onnx", "status", code=302, headers={"Location": "/loop.onnx"})
+    card = make_card("m.onnx", [f"{server.url}/loop.onnx", f"{server.url}/m.onnx"], sha256=SHA)
+    assert fetch_record(card)["source_url"] == f"{server.url}/m.onnx"
+    alone = make_card("m.onnx", [f"{server.url}/loop.onnx"], card_id="test/alone", sha256=SHA)
+    zoo.cache_rm([SHA])
+    with pytest.raises(DownloadError, match="more than 10 redirects") as err:
+        fetch_record(alone)
+    assert "\n" not in err.value.one_line()
+
+
+@pytest.mark.parametrize("location", ["file://{secret}", "ftp://127.0.0.1/m.onnx", "http://[::1"])
+def test_a_redirect_to_another_scheme_is_never_followed(server, make_card, tmp_path, location):
+    secret = tmp_path / "secret"
+    secret.write_bytes(DATA)  # the very bytes the card wants: following the redirect would "verify"
+    server.files["m.onnx"] = DATA
+    server.fail("evil.onnx", "status", code=302, headers={"Location": location.format(secret=secret)})
+    server.fail("evil2.onnx", "status", code=302, headers={"Location": location.format(secret=secret)})
+    card = make_card("m.onnx", [f"{server.url}/evil.onnx", f"{server.url}/m.onnx"], sha256=SHA)
+    events = []
+    assert fetch_record(card, progress=events.append)["source_url"] == f"{server.url}/m.onnx"
+    assert [e["url"] for e in events if e["event"] == "failed"] == [f"{server.url}/evil.onnx"]
+    alone = make_card("m.onnx", [f"{server.url}/evil2.onnx"], card_id="test/alone", sha256=SHA)
+    zoo.cache_rm([SHA])
+    with pytest.raises(DownloadError, match="cannot follow it"):
+        fetch_record(alone)
+    assert cached_files() == []
+
+
+def test_a_drip_below_the_minimum_rate_gives_up_on_that_url(server, make_card, monkeypatch):
+    monkeypatch.setenv("ZOO_MIN_RATE", "50000")
+    monkeypatch.setenv("ZOO_RATE_WINDOW", "0.5")
+    server.files["m.onnx"] = DATA
+    server.files["drip.onnx"] = DATA
+    server.rate["drip.onnx"] = 5000  # 60 s for the whole file; each step well inside the read timeout
+    card = make_card("m.onnx", [f"{server.url}/drip.onnx", f"{server.url}/m.onnx"], sha256=SHA)
+    events = []
+    assert fetch_record(card, progress=events.append)["source_url"] == f"{server.url}/m.onnx"
+    failed = [e["reason"] for e in events if e["event"] == "failed"]
+    assert len(failed) == 1 and "below ZOO_MIN_RATE=50000" in failed[0]
+    assert server.sent("drip.onnx") < 20_000
+
+
+def test_an_unsized_unhashed_download_is_capped(server, make_card, monkeypatch):
+    monkeypatch.setenv("ZOO_MAX_TOFU_BYTES", "100000")
+    server.files["m.onnx"] = DATA
+    card = make_card("m.onnx", [f"{server.url}/m.onnx"])
+    with pytest.raises(IntegrityError, match="larger than ZOO_MAX_TOFU_BYTES=100000 bytes") as err:
+        fetch_record(card)
+    assert "ZOO_MAX_TOFU_BYTES" in err.value.hint
+    assert cached_files() == [] and not settings.pins_file().exists()

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import hashlib
+import math
+import os
 from pathlib import Path
 
 import pytest
@@ -58,10 +60,17 @@ def test_quantized_tflite_card_on_litert(home):
     ("rdk/mobilenetv2_224x224_nv12-x5", {}, UnsupportedArtifactError, "runs on an RDK BPU only"),
     ("timm/mobilenetv2_075", {"synthetic": True, "iters": 0}, UsageError, "at least 1"),
     ("coral/mobilenet_v2_1.0_224_quant", {"runtime": "onnxruntime"}, UnsupportedArtifactError, "no artifact that onnxruntime runs"),
+    # Sizes the machine cannot take (100000 threads segfaulted ONNX Runtime): refused before the runtime opens.
+    ("timm/mobilenetv2_075", {"synthetic": True, "threads": 100000}, UsageError, "--threads 100000 is out of range"),
+    ("timm/mobilenetv2_075", {"synthetic": True, "threads": 4 * (os.cpu_count() or 1) + 1}, UsageError,
+     "per core"),
+    ("timm/mobilenetv2_075", {"synthetic": True, "threads": 0}, UsageError, "--threads 0 is out of range"),
+    ("timm/mobilenetv2_075", {"synthetic": True, "batch": 100000}, UsageError, "--batch 100000 needs about"),
+    ("timm/mobilenetv2_075", {"synthetic": True, "seconds": math.inf}, UsageError, "finite"),
 ])
 def test_bad_input_stores_nothing(home, card_id, options, error, words):
     with pytest.raises(error, match=words):
-        zoo.bench(card_id, seconds=0, **{"iters": 3, **options})
+        zoo.bench(card_id, **{"iters": 3, "seconds": 0, **options})
     assert store.list_runs() == []
 
 
@@ -71,3 +80,16 @@ def test_deeper_architectures_get_synthetic_weights_through_timm(home):
     # whose conv/linear count is 300.8 M), so the graph count lands a few percent below.
     assert result["synthetic_weights"] and result["macs"] == pytest.approx(450e6, rel=0.05)
     assert result["macs"] > 1.4 * 300.8e6
+
+
+def test_cli_bench_refuses_what_the_machine_cannot_take_in_one_line(home):
+    from typer.testing import CliRunner
+
+    from zoo_cli import app
+
+    for option in (["--threads", "100000"], ["--batch", "100000"]):
+        result = CliRunner().invoke(app, ["bench", "timm/mobilenetv2_075", "--synthetic-weights", *option])
+        assert result.exit_code == 2, result.output
+        lines = result.stderr.strip().splitlines()
+        assert lines[-1].startswith(f"zoo: error: {option[0]} 100000") and "Traceback" not in result.output
+    assert store.list_runs() == []

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from zoo._version import __version__
-from zoo.errors import ZooError
+from zoo.errors import UsageError, ZooError
 
 __all__ = ["ZooError", "__version__", "list_cards", "get", "resolve", "show", "compare", "plot", "lint_cards",
            "build_registry", "card_schema", "fetch", "convert", "evaluate", "runs", "bench", "inspect",
@@ -59,6 +59,10 @@ def list_cards(pattern: str | None = None, *, source: str | None = None, width: 
     """Summaries of the matching cards (the records `zoo list --json` prints)."""
     from zoo.cards.summary import sort_summaries, summarize
 
+    if width is not None and not 0 < width < 100:  # nan compares false with everything: it matched every card
+        raise UsageError(f"--width {width} is not a width multiplier", "Give a number such as 0.75 or 1.4")
+    if resolution is not None and not 0 < resolution < 100_000:
+        raise UsageError(f"--resolution {resolution} is not an input resolution", "Give a number such as 224")
     entries = _registry(registries).find(pattern, source=source, width=width, resolution=resolution, fmt=fmt,
                                          copy_cards=False)  # summarize() builds new records
     return sort_summaries([summarize(e) for e in entries], sort)
@@ -154,6 +158,11 @@ def convert(ref: str, **options) -> dict:
     from zoo.artifacts.convert import convert_card
 
     card, how = _resolved(ref, options.pop("registries", None))
+    if options.get("output") is not None:  # before minutes of download and conversion, not after
+        from zoo.files import output_file
+
+        options["output"] = output_file(options["output"], "-o/--output",
+                                        default_name=f"{card['id'].replace('/', '_')}.onnx")
     return {**convert_card(card, **options), "resolved": how}
 
 

@@ -43,3 +43,37 @@ def read_json(path: Path, default=None):
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return default
+
+
+def output_file(path, option: str, *, default_name: str | None = None) -> Path:
+    """`path` as a file zoo can create or replace, checked before any work is done: a folder (its
+    `default_name` inside, or refused), a missing or unwritable folder, or a name longer than the file
+    system allows is one UsageError naming `option`, not a failure after the work."""
+    from zoo.errors import UsageError
+
+    path = Path(path).expanduser()
+    try:
+        if path.is_dir():
+            if default_name is None:
+                raise UsageError(f"{option} {path} is a folder", f"Give a file name, e.g. {path / 'plot.png'}")
+            path = path / default_name
+        parent = path.parent
+        if not parent.is_dir():
+            raise UsageError(f"{option} {path}: the folder {parent} does not exist",
+                             "Create it first, or give another path")
+        if path.exists() and not path.is_file():
+            raise UsageError(f"{option} {path} exists and is not a regular file", "Give another path")
+        name_max, path_max = os.pathconf(parent, "PC_NAME_MAX"), os.pathconf(parent, "PC_PATH_MAX")
+    except OSError as exc:  # ENAMETOOLONG from stat itself
+        raise UsageError(f"{option} {str(path)[:60]!r}...: {exc.strerror}", "Give a shorter path") from None
+    # Room for write_bytes_atomic's temporary name beside it (".NAME.XXXXXXXX.tmp").
+    if len(os.fsencode(path.name)) + 14 > name_max or len(os.fsencode(path.absolute())) >= path_max:
+        raise UsageError(f"{option}: the name {path.name[:40]!r}... is too long for the file system "
+                         f"(at most {name_max - 14} bytes a name)", "Give a shorter name")
+    try:  # the one sure test of writability (root ignores permission bits, a read-only mount does not)
+        fd, probe = tempfile.mkstemp(prefix=".zoo-probe.", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UsageError(f"{option} {path}: cannot write in {parent} ({exc.strerror})", "Give another path") from None
+    return path

@@ -5,6 +5,7 @@ shell) that sets ZOO_HOME after import is obeyed.
 """
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -20,6 +21,9 @@ ENV_MAX_WAIT = "ZOO_MAX_WAIT"                # cap on one wait, Retry-After incl
 ENV_CONNECT_TIMEOUT = "ZOO_CONNECT_TIMEOUT"  # seconds (default 10)
 ENV_READ_TIMEOUT = "ZOO_READ_TIMEOUT"        # seconds without a byte before a retry (default 60)
 ENV_MAX_UNPACK = "ZOO_MAX_UNPACK_BYTES"      # cap on an archive's unpacked size (default 8 GiB)
+ENV_MIN_RATE = "ZOO_MIN_RATE"                # bytes/s a download must average over ZOO_RATE_WINDOW (default 4096)
+ENV_RATE_WINDOW = "ZOO_RATE_WINDOW"          # seconds over which ZOO_MIN_RATE is measured (default 30)
+ENV_MAX_TOFU = "ZOO_MAX_TOFU_BYTES"          # cap on a download whose card gives no size nor sha256 (default 1 GiB)
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -29,13 +33,34 @@ def _flag(name: str) -> bool:
 
 
 def zoo_home() -> Path:
-    """Root of all user state (default: the platform's user cache dir)."""
+    """Root of all user state (default: the platform's user cache dir), created on first use.
+
+    A ZOO_HOME that is a file, cannot be created (/proc/self/zoo) or is not writable is a UsageError
+    naming the variable, not a traceback from whichever command first writes there.
+    """
     value = os.environ.get(ENV_HOME)
     if value:
-        return Path(value).expanduser()
-    import platformdirs
+        home = Path(value).expanduser()
+    else:
+        import platformdirs
 
-    return Path(platformdirs.user_cache_dir("zoo", appauthor=False))
+        home = Path(platformdirs.user_cache_dir("zoo", appauthor=False))
+    if not home.is_dir():
+        try:
+            home.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            _bad_home(home, value, exc.strerror or type(exc).__name__)
+    if not os.access(home, os.W_OK | os.X_OK):
+        _bad_home(home, value, "not writable")
+    return home
+
+
+def _bad_home(home: Path, value: str | None, why: str):
+    from .errors import UsageError
+
+    name = f"{ENV_HOME}={value!r}" if value else f"{ENV_HOME} (default {home})"
+    raise UsageError(f"{name} cannot hold zoo's files: {why}",
+                     f"Set {ENV_HOME} to a writable directory (it is created when missing)")
 
 
 def offline() -> bool:
@@ -57,20 +82,25 @@ def registry_dirs() -> list[Path]:
     return [Path(p).expanduser() for p in raw.split(os.pathsep) if p.strip()]
 
 
-def _number(name: str, default: float) -> float:
+def _number(name: str, default: float, low: float, high: float, *, above: bool = False,
+            whole: bool = False) -> float:
+    """The variable as a finite number in [low, high] (above=True: low itself excluded), else one UsageError
+    naming the variable and the range: nan, inf, 1e400 and out-of-range values never reach a socket or a sleep."""
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
     try:
         value = float(raw)
     except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and (value > low if above else value >= low) and value <= high
+            and (not whole or value.is_integer())):
         from .errors import UsageError
 
-        raise UsageError(f"{name}={raw!r} is not a number", f"Set {name} to a number or unset it") from None
-    if value < 0:
-        from .errors import UsageError
-
-        raise UsageError(f"{name}={raw!r} is negative", f"Set {name} to a number >= 0 or unset it")
+        kind = "a whole number" if whole else "a number"
+        bounds = f"above {low:g} and at most {high:g}" if above else f"from {low:g} to {high:g}"
+        raise UsageError(f"{name}={raw!r} is out of range: it must be {kind} {bounds}",
+                         f"Set {name} to {kind} {bounds}, or unset it for the default ({default:g})")
     return value
 
 
@@ -90,24 +120,35 @@ def remotes_dir() -> Path:
 
 
 def retries() -> int:
-    return max(1, int(_number(ENV_RETRIES, 4)))
+    return int(_number(ENV_RETRIES, 4, 1, 100, whole=True))
 
 
 def backoff_s() -> float:
-    return _number(ENV_BACKOFF, 1.0)
+    return _number(ENV_BACKOFF, 1.0, 0, 3600)
 
 
 def max_wait_s() -> float:
-    return _number(ENV_MAX_WAIT, 60.0)
+    return _number(ENV_MAX_WAIT, 60.0, 0, 86400)
 
 
 def timeouts_s() -> tuple[float, float]:
-    """(connect, read) timeouts for requests."""
-    return _number(ENV_CONNECT_TIMEOUT, 10.0), _number(ENV_READ_TIMEOUT, 60.0)
+    """(connect, read) timeouts for requests; 0 would make every request fail at once."""
+    return _number(ENV_CONNECT_TIMEOUT, 10.0, 0, 3600, above=True), _number(ENV_READ_TIMEOUT, 60.0, 0, 86400, above=True)
 
 
 def max_unpack_bytes() -> int:
-    return int(_number(ENV_MAX_UNPACK, 8 * 2**30))
+    return int(_number(ENV_MAX_UNPACK, 8 * 2**30, 0, 2**50, above=True, whole=True))
+
+
+def min_rate() -> tuple[float, float]:
+    """(bytes/s, window s): a download averaging less than that over the last window gives up on that URL.
+    ZOO_MIN_RATE=0 turns the check off."""
+    return _number(ENV_MIN_RATE, 4096.0, 0, 2**40), _number(ENV_RATE_WINDOW, 30.0, 0, 86400, above=True)
+
+
+def max_tofu_bytes() -> int:
+    """Most bytes read for an artifact whose card states neither size nor sha256 (trusted on first use)."""
+    return int(_number(ENV_MAX_TOFU, 2**30, 0, 2**50, above=True, whole=True))
 
 
 def results_store() -> Path:

@@ -245,8 +245,11 @@ def read_torch(path: Path, fmt: str) -> list[tuple[str, object]]:
         else:
             data = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConversionError(f"{path.name} could not be read as {fmt} without executing code ({first})",
+        # torch's message advises weights_only=False: never pass that on; keep the line naming what was refused.
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        first = next((line for line in lines if "weights_only" not in line and "can still be loaded" not in line
+                      and not line.startswith("Check the documentation")), type(exc).__name__)
+        raise ConversionError(f"{path.name} could not be read as {fmt} without executing code ({first[:200]})",
                               "The file was not loaded; a weights file holds tensors only") from None
     for _ in range(2):  # training checkpoints wrap the state_dict: {"state_dict": {...}, "epoch": ...}
         if isinstance(data, dict):

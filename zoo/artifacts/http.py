@@ -6,6 +6,7 @@ resume from the bytes already on disk (Range + If-Range), which urllib3 cannot d
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.request
 import warnings
@@ -23,6 +24,7 @@ from zoo.artifacts.hashes import (
 from zoo.errors import DownloadError, IntegrityError
 
 PROGRESS_EVERY_S = 0.1
+MAX_REDIRECTS = 10
 
 
 class _Retryable(Exception):
@@ -71,11 +73,13 @@ def _resume_from(part: Path, meta_path: Path, url: str, sha_known: bool) -> tupl
     return size, validator
 
 
-def _content_range_start(value: str | None) -> int | None:
-    try:  # "bytes 100-199/200"
-        return int(value.split()[1].split("-")[0])
-    except (AttributeError, IndexError, ValueError):
+def _content_range(value: str | None) -> tuple[int, int, int | None] | None:
+    """(start, end, total or None for '*') of "bytes 100-199/200"; None when it is not that shape."""
+    match = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+|\*)", (value or "").strip())
+    if not match:
         return None
+    start, end, total = match.groups()
+    return int(start), int(end), None if total == "*" else int(total)
 
 
 class Download:
@@ -95,6 +99,7 @@ class Download:
         attempts, backoff = settings.retries(), settings.backoff_s()
         failures, kept = 0, self._kept()
         with requests.Session() as session:  # trust_env: HTTP(S)_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE
+            session.max_redirects = MAX_REDIRECTS
             while True:
                 try:
                     return self._attempt(session)
@@ -124,14 +129,21 @@ class Download:
             headers["Range"] = f"bytes={offset}-"
             if validator:
                 headers["If-Range"] = validator
+        timeout = settings.timeouts_s()  # read first: a bad setting is the user's error, not this URL's
         try:
-            response = session.get(self.url, headers=headers, stream=True, timeout=settings.timeouts_s())
+            response = session.get(self.url, headers=headers, stream=True, timeout=timeout)
+        except requests.TooManyRedirects:
+            raise Skip(f"{self.url}: more than {session.max_redirects} redirects") from None
         except (requests.ConnectionError, requests.Timeout) as exc:
             cause = type(getattr(exc.args[0], "reason", None) if exc.args else None).__name__
             if cause == "NameResolutionError":  # no such host (or no DNS at all): retrying will not help
                 raise Skip(f"{self.url}: cannot resolve the host name") from None
             reason = cause if cause != "NoneType" else type(exc).__name__
             raise _Retryable(f"cannot connect ({reason})") from None
+        except (requests.RequestException, ValueError) as exc:
+            # A redirect to file://, ftp:// or a malformed Location (ValueError from urllib.parse): requests
+            # has no adapter for it and follows nothing; this URL fails and the next one is tried.
+            raise Skip(f"{self.url}: cannot follow it ({type(exc).__name__}: {exc})") from None
         with response:
             status = response.status_code
             if status == 429 or status >= 500:
@@ -141,17 +153,54 @@ class Download:
                 raise _Retryable("HTTP 416 for the resumed range; restarting", 0)
             if status not in (200, 206):
                 raise Skip(f"{self.url}: HTTP {status}")
-            if status == 206 and _content_range_start(response.headers.get("Content-Range")) != offset:
-                self.part.unlink(missing_ok=True)
-                raise _Retryable(f"server answered with the wrong range ({response.headers.get('Content-Range')})", 0)
-            if status == 200:
+            length = response.headers.get("Content-Length")
+            length = int(length) if length and length.isdigit() else None
+            if status == 206:
+                total = self._checked_range(response.headers.get("Content-Range"), offset, length)
+            else:
                 offset = 0  # Range ignored, or the file changed (If-Range): start over cleanly
+                total = length
+            limit = self._limit()
+            if total is not None and total > limit:
+                raise self._too_big(limit, f"it announces {total} bytes")
             self.meta.parent.mkdir(parents=True, exist_ok=True)
             self.meta.write_text(json.dumps({"url": self.url, "etag": response.headers.get("ETag"),
                                              "last_modified": response.headers.get("Last-Modified")}))
-            length = response.headers.get("Content-Length")
-            total = offset + int(length) if length and length.isdigit() else None
             return self._write(response.raw, offset, total)
+
+    def _checked_range(self, value: str | None, offset: int, length: int | None) -> int | None:
+        """The file's total size from a 206's Content-Range, which must be exactly the rest of the file we
+        asked for; a server that lies about it (the whole file as a range, a short or long body, another
+        total) loses the partial file: nothing assembled from it can be trusted, let alone pinned."""
+        parsed = _content_range(value)
+        ok = parsed is not None
+        if ok:
+            start, end, total = parsed
+            ok = (start == offset and end >= start and (total is None or end == total - 1)
+                  and (length is None or length == end - start + 1)
+                  and (self.expect.size is None or end + 1 == self.expect.size))
+        if not ok:
+            self._discard()
+            raise _Retryable(f"server answered the resumed request with a wrong range (Content-Range {value!r}, "
+                             f"Content-Length {length}, asked from byte {offset}); starting over", 0)
+        return end + 1
+
+    def _discard(self) -> None:
+        self.part.unlink(missing_ok=True)
+        self.meta.unlink(missing_ok=True)
+
+    def _limit(self) -> int:
+        """Most bytes this file may have: the card's size, else ZOO_MAX_TOFU_BYTES (never fill the disk)."""
+        return self.expect.size if self.expect.size is not None else settings.max_tofu_bytes()
+
+    def _too_big(self, limit: int, detail: str) -> IntegrityError:
+        if self.expect.size is not None:
+            return IntegrityError(f"size mismatch for {self.label['file']} from {self.url}: more than the "
+                                  f"{limit} bytes the card states ({detail}); the file was removed",
+                                  "Try another --mirror or report the card")
+        return IntegrityError(f"{self.label['file']} from {self.url} is larger than {settings.ENV_MAX_TOFU}="
+                              f"{limit} bytes ({detail}) and its card states no size; the file was removed",
+                              f"Raise {settings.ENV_MAX_TOFU} if the file really is that big, or report the card")
 
     def _write(self, raw, offset: int, total: int | None) -> Hasher:
         import urllib3
@@ -162,21 +211,32 @@ class Download:
                 hash_file_object(f, hasher, limit=offset)
         emit(self.progress, {"event": "start", **self.label, "url": self.url, "total": total, "offset": offset})
         last, done = 0.0, offset
+        limit, (min_rate, window) = self._limit(), settings.min_rate()
+        mark_time, mark_done = time.monotonic(), done
         with open(self.part, "r+b" if offset else "wb") as f, BackgroundHasher(hasher) as background:
             f.seek(offset)
             f.truncate()
             try:
-                for chunk in raw.stream(CHUNK, decode_content=False):
+                # read1: whatever has arrived, so that the rate check below runs even on a trickle.
+                while chunk := raw.read1(CHUNK, decode_content=False):
                     done += len(chunk)
-                    if self.expect.size is not None and done > self.expect.size:  # never fill the disk
-                        raise IntegrityError(f"size mismatch for {self.label['file']} from {self.url}: more than "
-                                             f"the {self.expect.size} bytes the card states; the file was removed",
-                                             "Try another --mirror or report the card")
+                    if done > limit:  # never fill the disk
+                        raise self._too_big(limit, f"{done} bytes received")
+                    if total is not None and done > total:
+                        self._discard()
+                        raise _Retryable(f"server sent more than the {total} bytes it announced; starting over", 0)
                     f.write(chunk)
                     background.update(chunk)
-                    if time.monotonic() - last > PROGRESS_EVERY_S:
-                        last = time.monotonic()
+                    now = time.monotonic()
+                    if now - last > PROGRESS_EVERY_S:
+                        last = now
                         emit(self.progress, {"event": "progress", **self.label, "bytes": done, "total": total})
+                    if now - mark_time >= window:
+                        rate = (done - mark_done) / (now - mark_time)
+                        if rate < min_rate:  # a drip: each byte beats the read timeout, the whole never ends
+                            raise Skip(f"{self.url}: {rate:.0f} bytes/s over the last {now - mark_time:.0f} s, "
+                                       f"below {settings.ENV_MIN_RATE}={min_rate:g}")
+                        mark_time, mark_done = now, done
             except (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as exc:
                 raise _Retryable(f"connection lost after {done} bytes ({type(exc).__name__})") from None
         if total is not None and done != total:

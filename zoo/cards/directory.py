@@ -22,14 +22,31 @@ def natural_key(text: str) -> list:
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", text)]
 
 
+MAX_WALK_ENTRIES = 100_000  # a card tree holds hundreds of files; `zoo cards lint /` must not walk the disk
+
+
+def _yaml_under(root: Path) -> list[Path]:
+    """The *.yaml / *.yml files under root (links not followed into directories), sorted; a folder that is
+    unreadable or vanishes during the walk (/proc) is skipped, a tree that is far too big is refused."""
+    import os
+
+    found, seen = [], 0
+    for folder, dirs, files in os.walk(root):
+        seen += len(dirs) + len(files)
+        if seen > MAX_WALK_ENTRIES:
+            raise InvalidCardError(f"{root} holds more than {MAX_WALK_ENTRIES} files: it is not a card directory",
+                                   "Give the directory of cards (e.g. cards/) or card files")
+        found += [Path(folder) / name for name in files if name.endswith((".yaml", ".yml"))]
+    return sorted(p for p in found if p.is_symlink() or p.is_file())
+
+
 def card_files(paths: list[Path]) -> list[Path]:
     """Every *.yaml / *.yml file under the given files and directories, sorted (links included, so that
     read_card_file can refuse them by name; rglob does not descend into linked directories)."""
     found: list[Path] = []
     for path in paths:
         if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml")
-                            and (p.is_symlink() or p.is_file()))
+            found += _yaml_under(path)
         elif path.is_file() or path.is_symlink():
             found.append(path)
         else:

@@ -1,6 +1,7 @@
 """The Typer app, its global options and the one-line error rule; command modules add their commands to it."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import List, Optional
 
@@ -23,12 +24,22 @@ class _Group(typer.core.TyperGroup):
         except ZooError as error:
             if state["debug"]:
                 raise
-            typer.echo(f"zoo: error: {error.one_line()}", err=True)
+            # One line whatever the message holds (a library's multi-line reason, a newline in a file name).
+            text = "; ".join(line.strip() for line in error.one_line().splitlines() if line.strip())
+            typer.echo(f"zoo: error: {text}", err=True)
             raise typer.Exit(error.exit_code) from None
 
 
 app = typer.Typer(cls=_Group, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   rich_markup_mode=None, help="Compare every published MobileNetV2 on one footing.")
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    """Python warnings (zoo's own, Pillow's DecompressionBombWarning, ...) as one `zoo: warning:` line on
+    stderr, without the source file and line Python's default format prints."""
+    text = " ".join(str(message).split())
+    typer.echo(f"zoo: warning: {text}" if category is UserWarning else f"zoo: warning: {category.__name__}: {text}",
+               err=True)
 
 
 def _version(value: bool):
@@ -46,6 +57,8 @@ def _main(
 ):
     state["registries"] = list(registry or [])
     state["debug"] = debug or settings.debug()
+    if not state["debug"]:
+        warnings.showwarning = _one_line_warning
 
 
 def sub_app(name: str, help: str) -> typer.Typer:

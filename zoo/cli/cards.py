@@ -9,7 +9,7 @@ import typer
 import zoo
 from zoo.cli.app import app, state, sub_app
 from zoo.cli.render import fmt, note, plain_table, print_json, print_resolved
-from zoo.errors import InvalidCardError
+from zoo.errors import InvalidCardError, UsageError
 
 cards_app = sub_app("cards", "Validate cards and print their schema.")
 
@@ -62,11 +62,13 @@ def show(
 
 @cards_app.command("lint")
 def cards_lint(
-    paths: Optional[List[Path]] = typer.Argument(None, help="Card files or directories (default: ./cards)."),
+    paths: Optional[List[str]] = typer.Argument(None, help="Card files or directories (default: ./cards)."),
     as_json: bool = typer.Option(False, "--json", help="Print {checked, problems} as JSON."),
 ):
     """Validate cards, naming file and field for every problem."""
-    cards, problems = zoo.lint_cards(list(paths or [Path("cards")]))
+    if any(not p.strip() for p in paths or []):  # Path('') is '.': an empty argument would lint the whole cwd
+        raise UsageError("an empty argument is not a card file or directory", "Give card files or directories")
+    cards, problems = zoo.lint_cards([Path(p) for p in paths or ["cards"]])
     if as_json:
         print_json({"checked": len(cards) + len(problems), "valid": len(cards), "problems": problems})
     else:

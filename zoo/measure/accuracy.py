@@ -17,7 +17,8 @@ from typing import Callable
 from zoo.artifacts.choose import run_sha256
 from zoo.errors import DatasetError, UsageError
 from zoo.measure.datasets import load_dataset, synsets
-from zoo.measure.machine import host
+from zoo.measure.latency import input_bytes
+from zoo.measure.machine import check_batch_memory, check_threads, host
 from zoo.measure.preprocess import Preprocessor
 from zoo.measure.runtimes import Model, open_runtime
 
@@ -64,7 +65,10 @@ def run_accuracy(models, preprocessor, dataset, *, batch: int = CPU_BATCH, worke
         raise UsageError(f"--batch must be at least 1, got {batch}")
     if models[0].batch_limit:
         batch = min(batch, models[0].batch_limit)
+    check_threads(workers, "--workers")
     workers = workers or os.cpu_count() or 1
+    # Each worker holds one batch: decoded, preprocessed, and run.
+    check_batch_memory(batch, input_bytes(models[0].runtime), in_flight=workers)
     items, total = dataset.items, len(dataset.items)
     free = queue.SimpleQueue()
     for model in models:
@@ -146,6 +150,8 @@ def evaluate_file(card: dict, model_path: Path, dataset, *, artifact: dict | Non
     """
 
     model_path = Path(model_path)
+    check_threads(threads, "--threads")
+    check_threads(workers, "--workers")
     if not model_path.is_file():
         raise UsageError(f"model file {model_path} does not exist", "Give --model an existing .onnx or .tflite file")
     if provider not in (None, "cpu", "CPUExecutionProvider"):

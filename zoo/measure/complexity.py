@@ -41,6 +41,9 @@ def count_onnx(path: Path) -> dict:
     except Exception as exc:  # onnx raises DecodeError, ValueError or its own types for a bad file
         raise UsageError(f"{path}: not a readable ONNX model ({exc})", "Give an .onnx file or a card id") from None
     graph = model.graph
+    if not graph.node or not graph.output:  # protobuf parses an empty (or foreign) file as an empty model
+        raise UsageError(f"{path}: not an ONNX model (its graph has {len(graph.node)} nodes and "
+                         f"{len(graph.output)} outputs)", "Give an .onnx file or a card id")
     initializers = {t.name: t for t in graph.initializer}
     graph_inputs = [i for i in graph.input if i.name not in initializers]
     inputs, outputs = _io(graph_inputs), _io(graph.output)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -63,7 +64,7 @@ class Dataset:
         """The first `limit` items in a fixed order spread over the classes (by a hash of the file name)."""
         if limit is None or limit >= len(self.items):
             return self
-        ordered = sorted(self.items, key=lambda item: hashlib.sha1(item[0].encode()).hexdigest())
+        ordered = sorted(self.items, key=lambda item: hashlib.sha1(os.fsencode(item[0])).hexdigest())
         return Dataset(self.root, self.layout, sorted(ordered[:limit]), self.labels_file,
                        self.unlabelled_entries, self.notes)
 
@@ -72,7 +73,9 @@ class Dataset:
         digest = hashlib.sha256()
         for relative, label in self.items:
             size = self.path(relative).stat().st_size if self.path(relative).exists() else -1
-            digest.update(f"{relative}\t{size}\t{label}\n".encode())
+            # os.fsencode: a name that is not valid UTF-8 (surrogate-escaped by os.listdir) hashes as its
+            # bytes on disk; valid names give the same bytes as str.encode, so fingerprints do not change.
+            digest.update(os.fsencode(relative) + f"\t{size}\t{label}\n".encode())
         return digest.hexdigest()
 
     def describe(self) -> dict:

@@ -7,6 +7,7 @@ calls are run first and not counted. The run lasts at least `iters` calls and at
 """
 from __future__ import annotations
 
+import math
 import platform
 import resource
 import time
@@ -63,6 +64,14 @@ def random_input(runtime, batch: int):
     return rng.random(shape, dtype=np.float32).astype(runtime.input_dtype)
 
 
+def input_bytes(runtime) -> int:
+    """Bytes of one image's input tensor (dynamic dimensions counted as 1)."""
+    import numpy as np
+
+    dims = [d if isinstance(d, int) and d > 0 else 1 for d in runtime.input_shape[1:]]
+    return int(np.prod(dims, dtype=np.int64)) * np.dtype(runtime.input_dtype).itemsize
+
+
 def _counted(model_path: Path) -> dict:
     """MACs and params counted from the graph, and the file size, recorded with each run."""
     try:
@@ -84,8 +93,9 @@ def bench_file(card: dict, model_path: Path, *, artifact: dict | None = None, sy
     if iters is None and seconds is None:
         iters, seconds = DEFAULT_ITERS, DEFAULT_SECONDS
     iters, seconds = (1 if iters is None else iters), (0.0 if seconds is None else seconds)
-    if batch < 1 or warmup < 0 or iters < 1 or seconds < 0:
-        raise UsageError("--batch and --iters must be at least 1, --warmup and --seconds at least 0")
+    if batch < 1 or warmup < 0 or iters < 1 or not 0 <= seconds < math.inf:
+        raise UsageError("--batch and --iters must be at least 1, --warmup and --seconds at least 0 (and finite)")
+    machine.check_threads(threads, "--threads", on_target=bool(target))
     model_sha256 = file_sha256(model_path)  # what is copied to a board is keyed by its own bytes
     if target:
         result = _bench_on_target(target, model_path, model_sha256, threads=threads, batch=batch, warmup=warmup,
@@ -110,6 +120,7 @@ def _bench_on_host(model_path: Path, *, provider, threads, batch, warmup, iters,
     if runtime.max_batch is not None and batch != runtime.max_batch:
         raise UsageError(f"{model_path.name} takes batch {runtime.max_batch} only, not {batch}",
                          f"Use --batch {runtime.max_batch}")
+    machine.check_batch_memory(batch, input_bytes(runtime))
     tensor = random_input(runtime, batch)
     latencies = time_runtime(runtime, tensor, warmup=warmup, iters=iters, seconds=seconds)
     env = machine.host()

@@ -2,16 +2,21 @@
 from __future__ import annotations
 
 from zoo.errors import UsageError
+from zoo.files import output_file, write_bytes_atomic
 from zoo.results.ranking import METRICS, pareto_front
 
 
 def plot(df, metric: str, path, *, title: str | None = None) -> None:
-    """Accuracy against `metric` as a PNG: claimed and measured points marked apart, the frontier joined."""
+    """Accuracy against `metric` as a PNG at exactly `path` (checked first, written atomically): claimed and
+    measured points marked apart, the frontier joined."""
+    import io
+
     import matplotlib
 
     matplotlib.use("Agg")  # files only; never a window
     import matplotlib.pyplot as plt
 
+    path = output_file(path, "--plot")
     column, higher = METRICS[metric]
     if metric in ("accuracy", "top5"):
         column, higher = "macs_m", False
@@ -44,5 +49,7 @@ def plot(df, metric: str, path, *, title: str | None = None) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
-    fig.savefig(path)
+    png = io.BytesIO()
+    fig.savefig(png, format="png")  # PNG whatever the suffix: matplotlib would add ".png" to a bare name
     plt.close(fig)
+    write_bytes_atomic(path, png.getvalue())

@@ -33,6 +33,7 @@ class OnnxRuntime(Runtime):
 
         self.provider = resolve_provider(provider)
         options = ort.SessionOptions()
+        options.log_severity_level = 3  # errors only: ORT's warnings print C++ source locations to stderr
         if threads:
             options.intra_op_num_threads = threads
         if not spinning:
