@@ -30,8 +30,11 @@ from __future__ import annotations
 import io
 import math
 from pathlib import Path
+from typing import get_args
 
-PROTOCOLS = ("pillow", "tf1-slim", "tf2-resize", "paddleclas", "mindcv", "opencv")
+from zoo.cards.schema import PreprocessProtocol
+
+PROTOCOLS = get_args(PreprocessProtocol)
 OPENCV_PROTOCOLS = ("paddleclas", "mindcv", "opencv")
 TF_PROTOCOLS = ("tf1-slim", "tf2-resize")
 
