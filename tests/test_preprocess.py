@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -287,3 +288,124 @@ def test_unreadable_is_a_value_error_that_eval_counts():
 def test_unknown_protocol_is_refused():
     with pytest.raises(ValueError, match="unknown preprocess protocol"):
         Preprocessor({**TIMM, "protocol": "nosuch"}, 224)
+
+
+
+# ---------------------------------------------------------------- cards declare their protocol
+
+ROOT = Path(__file__).resolve().parents[1]
+# source -> the protocol its own evaluation uses (README, "Preprocessing protocols")
+SOURCE_PROTOCOL = {"timm": "pillow", "torchvision": "pillow", "d-li14": "pillow", "onnx": "pillow", "rdk": "pillow",
+                   "tf-slim": "tf1-slim", "tflite": "tf1-slim", "paddleclas": "paddleclas", "mindcv": "mindcv",
+                   "axis": "opencv", "stm32": "tf2-resize"}
+
+
+def test_every_card_declares_its_protocol():
+    import yaml
+
+    for path in sorted((ROOT / "cards").glob("*/*.yaml")):
+        card = yaml.safe_load(path.read_text())
+        protocol = card["preprocess"].get("protocol")
+        assert protocol in PROTOCOLS, path
+        assert SOURCE_PROTOCOL.get(card["source"], protocol) == protocol, path
+    from zoo.cards.registry import load_registry
+
+    cards = {e.card["id"]: e.card for e in load_registry().entries()}
+    assert cards["coral/mobilenet_v2_1.0_224_quant"]["preprocess"]["protocol"] == "tf1-slim"
+    assert cards["coral/tf2_mobilenet_v2_1.0_224_ptq"]["preprocess"]["protocol"] == "tf2-resize"
+    # ARM's recreate_model/load_data.py: tf.image.resize of the whole image (no crop), TF2 half-pixel
+    arm = cards["arm/mobilenet_v2_1.0_224_INT8"]["preprocess"]
+    assert (arm["protocol"], arm["crop_pct"]) == ("tf2-resize", 1.0)
+    # STM32's config: resizing {interpolation: nearest, aspect_ratio: fit}
+    assert {c["preprocess"]["interpolation"] for i, c in cards.items() if i.startswith("stm32/")} == {"nearest"}
+
+
+@pytest.mark.parametrize("card_id", ["axis/mobilenet_v2_1.0_224_quant", "axis/tf2_mobilenet_v2_1.0_224_ptq_edgetpu"])
+def test_axis_cards_feed_the_opencv_resize_as_is(sample_dir, card_id):
+    """Axis's larod_convert.py: cv2.imread, BGR -> RGB, cv2.resize of the whole image, uint8 straight in."""
+    import cv2
+
+    import zoo
+    from zoo.measure.runtimes import encode
+
+    card = zoo.get(card_id)
+    expected = cv2.resize(cv2.cvtColor(cv2.imread(str(sample_dir / TENCH)), cv2.COLOR_BGR2RGB), (224, 224))
+    assert np.array_equal(encode(Preprocessor(card["preprocess"], 224)(sample_dir / TENCH), card["input"]), expected)
+
+
+def test_schema_refuses_a_protocol_with_a_geometry_it_does_not_have():
+    from pydantic import ValidationError
+
+    from zoo.cards.schema import Preprocess
+
+    with pytest.raises(ValidationError, match="protocol tf1-slim takes resize central_fraction_crop"):
+        Preprocess(**{**SPECS["tf1-slim"], "resize": "shorter_side_crop"})
+    with pytest.raises(ValidationError, match="protocol paddleclas takes"):
+        Preprocess(**{**SPECS["paddleclas"], "interpolation": "bicubic"})
+    assert Preprocess(**{k: v for k, v in TIMM.items() if k != "protocol"}).protocol == "pillow"  # the default
+
+
+# ---------------------------------------------------------------- zoo preprocess
+
+def _zoo(*args):
+    from typer.testing import CliRunner
+
+    from zoo_cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_zoo_preprocess_writes_what_the_model_is_fed(sample_dir, tmp_path):
+    import json
+
+    import zoo
+    from zoo.measure.runtimes import encode
+
+    card = zoo.get("coral/mobilenet_v2_1.0_224_quant")
+    images = [str(sample_dir / TENCH), str(sample_dir / "n02096051_Airedale.JPEG")]
+    result = _zoo("preprocess", card["id"], *images, "-o", tmp_path / "in.npz", "--png", tmp_path / "png", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["files"] == images and data["encoded"] == {"shape": [2, 224, 224, 3], "dtype": "uint8"}
+    with np.load(tmp_path / "in.npz") as z:
+        assert list(z["files"]) == images
+        preprocessor = Preprocessor(card["preprocess"], 224)
+        for i, image in enumerate(images):
+            assert np.array_equal(z["normalised"][i], preprocessor(image))
+            assert np.array_equal(z["encoded"][i], encode(preprocessor(image), card["input"]))
+        assert json.loads(str(z["preprocess"]))["protocol"] == "tf1-slim"
+    pngs = sorted((tmp_path / "png").iterdir())
+    assert [p.name for p in pngs] == ["000_n01440764_tench.png", "001_n02096051_Airedale.png"]
+    assert np.asarray(Image.open(pngs[0])).shape == (224, 224, 3)
+
+
+def test_zoo_preprocess_without_the_cards_quantization_writes_no_encoded_array(sample_dir, tmp_path):
+    result = _zoo("preprocess", "stm32/mobilenet_v2_1.0_224_int8", sample_dir / TENCH, "-o", tmp_path / "in.npz")
+    assert result.exit_code == 0, result.output
+    assert "no `encoded` array" in result.stderr
+    with np.load(tmp_path / "in.npz") as z:
+        assert "encoded" not in z and z["normalised"].shape == (1, 224, 224, 3)
+
+
+@pytest.mark.parametrize("case, code, words", [
+    ("output_is_a_directory", 2, "is a directory"),
+    ("output_under_a_file", 2, "cannot write"),
+    ("unreadable_image", 9, "cannot read image"),
+    ("missing_image", 9, "No such file"),
+])
+def test_zoo_preprocess_errors_are_one_line(sample_dir, tmp_path, case, code, words):
+    (tmp_path / "file").write_text("x")
+    image, output = sample_dir / TENCH, tmp_path / "in.npz"
+    if case == "output_is_a_directory":
+        output = tmp_path
+    elif case == "output_under_a_file":
+        output = tmp_path / "file" / "in.npz"
+    elif case == "unreadable_image":
+        image = tmp_path / "file"
+    elif case == "missing_image":
+        image = tmp_path / "missing.jpg"
+    result = _zoo("preprocess", "timm/mobilenetv2_100.ra_in1k", image, "-o", output)
+    assert result.exit_code == code, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("zoo: error:") and words in lines[0], lines
+    assert "Traceback" not in result.output and not (tmp_path / "in.npz").exists()

@@ -76,7 +76,7 @@ def _read(source) -> bytes:
     try:
         return Path(source).read_bytes()
     except OSError as e:
-        raise UnreadableImage(f"{source}: {e.strerror or e}") from e
+        raise UnreadableImage(e.strerror or str(e)) from e
 
 
 def _check(width: int, height: int, what: str) -> None:
@@ -86,12 +86,14 @@ def _check(width: int, height: int, what: str) -> None:
 
 def probe(data: bytes):
     """The Pillow image of `data` with only its header parsed (format, size), its size checked against the cap."""
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
     try:
         image = Image.open(io.BytesIO(data))  # lazy: nothing decoded yet; keeps Pillow's decompression-bomb check
-    except Exception as e:  # UnidentifiedImageError, DecompressionBombError, SyntaxError from broken headers...
-        raise UnreadableImage(f"not an image: {e}") from e
+    except UnidentifiedImageError as e:
+        raise UnreadableImage("not an image format Pillow recognises") from e
+    except Exception as e:  # DecompressionBombError, SyntaxError or OSError from broken headers...
+        raise UnreadableImage(f"not a readable image: {e}") from e
     _check(*image.size, "decoded")
     return image
 
@@ -420,3 +422,61 @@ class Preprocessor:
 
     def __call__(self, source, channels_first: bool = False):
         return self.normalise(self._values(source), channels_first)
+
+
+# ---------------------------------------------------------------------------------------------- zoo preprocess
+
+def write_model_inputs(card: dict, images: list, output: Path, *, png_dir: Path | None = None) -> dict:
+    """What the card's model is fed for each image, written to `output` (.npz) so that it can be set beside
+    another pipeline's: `files` (the paths as given), `normalised` (N x H x W x 3 float32 RGB after
+    normalisation, before layout and quantization), `encoded` (the tensor the runtime receives, where the
+    card's input spec alone says how to encode it), `preprocess` (the protocol's description, JSON).
+    `png_dir` gets each resized crop as a PNG. Returns what was written."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from zoo.errors import DatasetError, InvalidCardError, UnsupportedArtifactError, UsageError
+    from zoo.files import write_bytes_atomic
+    from zoo.measure.runtimes import encode
+
+    output = Path(output)
+    if output.is_dir():
+        raise UsageError(f"output {output} is a directory", "Give -o a file name, e.g. inputs.npz")
+    preprocessor = Preprocessor(card["preprocess"], card["resolution"])
+    normalised, crops = [], []
+    for image in images:
+        try:
+            normalised.append(preprocessor(image))
+            if png_dir is not None:
+                crops.append(preprocessor.pixels(image))
+        except UnreadableImage as e:
+            raise DatasetError(f"cannot read image {image}: {e}", "Give JPEG or PNG image files") from e
+    batch = np.stack(normalised)
+    arrays = {"files": np.array([str(image) for image in images]), "normalised": batch}
+    encoded_note = None
+    try:
+        arrays["encoded"] = np.stack([encode(x, card["input"]) for x in normalised])
+    except (InvalidCardError, UnsupportedArtifactError) as e:
+        encoded_note = f"no `encoded` array: {e.message}"
+    description = preprocessor.describe()
+    arrays["preprocess"] = np.array(json.dumps(description, sort_keys=True))
+    arrays["input"] = np.array(json.dumps(card["input"], sort_keys=True))
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    pngs = []
+    try:
+        write_bytes_atomic(output, buffer.getvalue())
+        for i, (image, crop) in enumerate(zip(images, crops)):
+            png = io.BytesIO()
+            Image.fromarray(crop).save(png, "PNG")
+            pngs.append(str(write_bytes_atomic(Path(png_dir) / f"{i:03d}_{Path(image).stem}.png", png.getvalue())))
+    except OSError as e:
+        raise UsageError(f"cannot write {e.filename or output}: {e.strerror or e}",
+                         "Give -o and --png paths in a writable directory") from e
+    return {"card_id": card.get("id"), "output": str(output), "files": [str(image) for image in images],
+            "normalised": {"shape": list(batch.shape), "dtype": "float32"},
+            "encoded": None if "encoded" not in arrays else
+            {"shape": list(arrays["encoded"].shape), "dtype": str(arrays["encoded"].dtype)},
+            "encoded_note": encoded_note, "png": pngs, "preprocess": description, "input": card["input"]}
