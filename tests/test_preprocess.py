@@ -239,6 +239,7 @@ def bad_files(tmp_path_factory, sample_dir):
         "grey.jpg": _encode(rgb.convert("L"), "JPEG"),
         "grey16.png": _encode(Image.fromarray(rng.integers(0, 65536, (60, 80), np.uint16)), "PNG"),
         "palette_alpha.png": _encode(_palette_with_alpha(), "PNG"),
+        "rgba.png": _encode(Image.fromarray(rng.integers(0, 256, (60, 80, 4), np.uint8), "RGBA"), "PNG"),
         "one_pixel.jpg": _encode(Image.new("RGB", (1, 1), (200, 10, 30)), "JPEG"),
         "one_pixel.png": _encode(Image.new("RGB", (1, 1), (200, 10, 30)), "PNG"),
         "truncated.jpg": real[: len(real) // 2],
@@ -253,7 +254,7 @@ def bad_files(tmp_path_factory, sample_dir):
     return folder
 
 
-READABLE = ["cmyk.jpg", "grey.jpg", "grey16.png", "palette_alpha.png", "one_pixel.jpg", "one_pixel.png"]
+READABLE = ["cmyk.jpg", "grey.jpg", "grey16.png", "palette_alpha.png", "rgba.png", "one_pixel.jpg", "one_pixel.png"]
 UNREADABLE = ["truncated.jpg", "wide.png", "huge.png", "empty.jpg", "garbage.jpg", "missing.jpg"]
 
 
@@ -266,6 +267,10 @@ def test_odd_but_valid_images_are_converted_as_the_source_would(bad_files, proto
     pixels = preprocessor.pixels(bad_files / name)
     if name.startswith("grey"):  # greyscale becomes three equal channels in every source
         assert (pixels[..., 0] == pixels[..., 1]).all() and (pixels[..., 1] == pixels[..., 2]).all()
+    if name == "rgba.png":  # alpha dropped, colours kept, by every decoder: the same as the RGB image
+        rgb = bad_files / f"rgb_of_rgba_{protocol}.png"
+        Image.open(bad_files / name).convert("RGB").save(rgb)
+        assert np.array_equal(pixels, preprocessor.pixels(rgb))
     if name.startswith("one_pixel"):  # one colour everywhere (JPEG moves it a few levels)
         assert (pixels == pixels[0, 0]).all() and np.abs(pixels[0, 0].astype(int) - (200, 10, 30)).max() <= 12
 
