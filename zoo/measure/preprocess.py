@@ -189,22 +189,31 @@ def tf_resize_bilinear(image_u8, size: int, half_pixel: bool):
     y0, y1, fy = _tf_taps(h, size, half_pixel)
     x0, x1, fx = _tf_taps(w, size, half_pixel)
     k, fx = np.float32(1 / 255), fx[None, :, None]
+    rows_first = w <= 4 * h  # else columns first, so that a very wide image's intermediate stays small
 
-    def row_lerp(rows):
-        a = _gather(image_u8, rows, x0).astype(np.float32)
-        a *= k
-        b = _gather(image_u8, rows, x1).astype(np.float32)
-        b *= k
+    def corners(first, seconds, axis):
+        """Gather along `axis` once, then along the other axis for each of `seconds`: float32 x * (1/255)."""
+        gathered = np.take(image_u8, first, axis)
+        out = []
+        for taps in seconds:
+            x = np.take(gathered, taps, 1 - axis).astype(np.float32)
+            x *= k
+            out.append(x)
+        return out
+
+    if rows_first:  # top-left/right from rows y0, bottom-left/right from rows y1
+        (top_a, top_b), (bottom_a, bottom_b) = corners(y0, (x0, x1), 0), corners(y1, (x0, x1), 0)
+    else:
+        (top_a, bottom_a), (top_b, bottom_b) = corners(x0, (y0, y1), 1), corners(x1, (y0, y1), 1)
+
+    def lerp(a, b, weight):  # a + (b - a) * w in float32, in place in b
         b -= a
-        b *= fx
+        b *= weight
         b += a
         return b
 
-    top, bottom = row_lerp(y0), row_lerp(y1)
-    bottom -= top
-    bottom *= fy[:, None, None]
-    bottom += top
-    return bottom
+    top, bottom = lerp(top_a, top_b, fx), lerp(bottom_a, bottom_b, fx)
+    return lerp(top, bottom, fy[:, None, None])
 
 
 def tf_resize_nearest(image_u8, size: int):
