@@ -14,7 +14,7 @@ from zoo._version import __version__
 from zoo.errors import UsageError, ZooError
 
 __all__ = ["ZooError", "__version__", "list_cards", "get", "resolve", "show", "compare", "plot", "lint_cards",
-           "build_registry", "card_schema", "fetch", "convert", "evaluate", "runs", "bench", "inspect",
+           "build_registry", "card_schema", "fetch", "convert", "evaluate", "preprocess", "runs", "bench", "inspect",
            "cache_ls", "cache_verify", "cache_rm", "cache_prune"]
 
 
@@ -242,6 +242,21 @@ def evaluate(ref: str, data: Path, *, labels: Path | None = None, limit: int | N
         from zoo.results.store import record_eval
 
         result["run_id"] = record_eval(result)
+    return result
+
+
+def preprocess(ref: str, images: list, output: Path, *, png_dir: Path | None = None,
+               registries: list[Path] | None = None) -> dict:
+    """Write what a card's model is fed for each image to `output` (.npz; see
+    zoo.measure.preprocess.write_model_inputs), and each resized crop to `png_dir` as a PNG.
+
+    Result keys: card_id, output, files, normalised {shape, dtype}, encoded {shape, dtype} or None,
+    encoded_note, png, preprocess (the protocol's description), input, resolved."""
+    from zoo.measure.preprocess import write_model_inputs
+
+    card, how = _resolved(ref, registries)
+    result = write_model_inputs(card, list(images), Path(output), png_dir=png_dir)  # paths as given
+    result["resolved"] = how
     return result
 
 

@@ -41,6 +41,16 @@ ArtifactFormat = Literal[ARTIFACT_FORMATS]
 Precision = Literal[PRECISIONS]
 Runtime = Literal[RUNTIMES]
 Metric = Literal[tuple(METRIC_UNITS)]
+# How each source's own evaluation preprocesses (zoo.measure.preprocess implements them, one each).
+PreprocessProtocol = Literal["pillow", "tf1-slim", "tf2-resize", "paddleclas", "mindcv", "opencv"]
+# protocol -> (the geometries it has, the interpolations it has)
+PROTOCOL_RULES = {
+    "tf1-slim": (("central_fraction_crop",), ("bilinear",)),
+    "tf2-resize": (("central_fraction_crop",), ("bilinear", "nearest")),
+    "paddleclas": (("shorter_side_crop",), ("bilinear",)),
+    "mindcv": (("shorter_side_crop",), ("bilinear",)),
+    "opencv": (("central_fraction_crop",), ("bilinear",)),
+}
 
 
 def _hex(length: int | tuple[int, int]):
@@ -145,14 +155,19 @@ class InputSpec(_Strict):
 
 
 class Preprocess(_Strict):
-    """How the source evaluates: resize and crop, interpolation, normalisation.
+    """How the source evaluates: its protocol (decoder, kernel, rounding), resize and crop, interpolation,
+    normalisation.
 
+    `protocol`: pillow (timm, torchvision: Pillow decode and antialiased resize), tf1-slim (TF-slim's eval:
+    TF's JPEG decode, central_crop, TF1 resize_bilinear), tf2-resize (the same with TF2's tf.image.resize),
+    paddleclas and mindcv (their OpenCV-based eval transforms), opencv (cv2 decode and INTER_LINEAR resize).
     `shorter_side_crop`: resize the shorter side to resolution / crop_pct, then centre-crop
     (timm, torchvision, PaddleClas, MindCV). `central_fraction_crop`: centre-crop crop_pct of
     each side, then resize to resolution (TF-slim, TFLite, coral).
     Normalisation is either mean/std on pixels scaled to [0, 1], or scale/offset on raw 0..255 pixels.
     """
 
+    protocol: PreprocessProtocol = "pillow"
     resize: Literal["shorter_side_crop", "central_fraction_crop"]
     crop_pct: float = Field(gt=0, le=1)
     interpolation: Literal["bilinear", "bicubic", "nearest", "area"]
@@ -170,6 +185,12 @@ class Preprocess(_Strict):
             raise ValueError("give either mean and std, or scale and offset")
         if self.std is not None and any(s <= 0 for s in self.std):
             raise ValueError("std values must be positive")
+        if self.scale is not None and self.scale == 0:
+            raise ValueError("scale must not be zero")
+        resizes, interpolations = PROTOCOL_RULES.get(self.protocol, ((self.resize,), (self.interpolation,)))
+        if self.resize not in resizes or self.interpolation not in interpolations:
+            raise ValueError(f"protocol {self.protocol} takes resize {' or '.join(resizes)} with interpolation "
+                             f"{' or '.join(interpolations)}, not {self.resize} with {self.interpolation}")
         return self
 
 

@@ -123,3 +123,28 @@ def eval_(
         typer.echo(f"  stored as run {r['run_id']} (zoo runs)")
 
 
+
+
+@app.command("preprocess")
+def preprocess_(
+    ref: str = typer.Argument(..., metavar="ID", help="Card id, alias or NAME@source."),
+    images: List[str] = typer.Argument(..., metavar="IMAGE...", help="Image files."),
+    output: Path = typer.Option(..., "-o", "--output", metavar="FILE.npz", help="Where to write the arrays."),
+    png: Optional[Path] = typer.Option(None, "--png", metavar="DIR", help="Also write each resized crop as a PNG here."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+):
+    """Write exactly what the card's model is fed for each image (.npz), to diff against your own pipeline."""
+    r = zoo.preprocess(ref, images, output, png_dir=png, registries=state["registries"])
+    print_resolved(r)
+    if r["encoded_note"]:
+        note(r["encoded_note"])
+    if as_json:
+        print_json(r)
+        return
+    p = r["preprocess"]
+    typer.echo(f"{r['card_id']}: {len(r['files'])} image(s) -> {r['output']}")
+    typer.echo(f"  protocol {p['protocol']}: {p['decoder']}; {p['kernel']}")
+    typer.echo(f"  normalised {r['normalised']['shape']} float32"
+               + (f"; encoded {r['encoded']['shape']} {r['encoded']['dtype']}" if r["encoded"] else ""))
+    if r["png"]:
+        typer.echo(f"  {len(r['png'])} PNG crop(s) in {png}")

@@ -1,7 +1,7 @@
 """The accuracy loop, and an eval of one model file under a card's conventions.
 
-Worker threads each take the next batch of images, decode and preprocess it (Pillow and numpy release
-the GIL), then run it on a free inference lane (ONNX Runtime and LiteRT release it too): while one
+Worker threads each take the next batch of images, decode and preprocess it as the card's source does
+(zoo.measure.preprocess; Pillow, libjpeg-turbo, OpenCV and numpy release the GIL), then run it on a free inference lane (ONNX Runtime and LiteRT release it too): while one
 worker decodes, another runs its batch, so decoding overlaps inference with no more busy threads than
 workers. Only the running batches are in memory, so 50,000-image sets stay flat. Images that cannot
 be decoded are counted and listed, never fatal.

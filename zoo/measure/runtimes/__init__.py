@@ -112,18 +112,7 @@ class Model:
         """The model's input tensor for one preprocessed image (float32 HWC, RGB, normalised). Thread-safe.
 
         An image laid out channel by channel (Preprocessor's channels_first) goes to NCHW without a copy."""
-        import numpy as np
-
-        x = image[..., ::-1] if self.input["color"] == "BGR" else image
-        if self.channels_first:
-            x = x.transpose(2, 0, 1)
-        dtype = self.input["dtype"]
-        if dtype in INTEGER_RANGE:
-            scale, zero_point = _card_quant(self.input) or self.runtime.input_quant
-            low, high = INTEGER_RANGE[dtype]
-            q = np.rint(x * np.float32(1.0 / scale)) + np.float32(zero_point)
-            return np.clip(q, low, high).astype(dtype)
-        return np.ascontiguousarray(x, dtype=dtype)
+        return encode(image, self.input, _card_quant(self.input) or self.runtime.input_quant)
 
     def scores(self, batch):
         """Class scores (N, 1000) in the standard class order for a batch of encoded inputs."""
@@ -137,6 +126,31 @@ class Model:
             scale, zero_point = self.runtime.output_quant
             out = (out.astype(np.float32) - zero_point) * scale
         return out[:, self.label_offset:self.label_offset + 1000]
+
+
+def encode(image, spec: dict, quant: tuple[float, int] | None = None):
+    """The tensor a model with input spec `spec` (a card's `input`) receives for one preprocessed image.
+
+    Colour order, layout (NCHW: transposed, free when the image is laid out channels first), then the
+    dtype: float as is, or integers round(x / scale) + zero point, clipped, with `quant` (scale, zero
+    point), by default the card's own. Needs no model file where the card gives its quantization."""
+    import numpy as np
+
+    if spec["color"] == "NV12":
+        raise UnsupportedArtifactError("NV12 input is encoded on the board", "Use an RGB or BGR card")
+    x = image[..., ::-1] if spec["color"] == "BGR" else image
+    if spec["layout"] == "NCHW":
+        x = x.transpose(2, 0, 1)
+    dtype = spec["dtype"]
+    if dtype in INTEGER_RANGE:
+        scale, zero_point = quant or _card_quant(spec) or (None, None)
+        if scale is None:
+            raise InvalidCardError(f"{dtype} input needs quant_scale and quant_zero_point",
+                                   "The model file declares them: evaluate it, or add them to the card")
+        low, high = INTEGER_RANGE[dtype]
+        q = np.rint(x * np.float32(1.0 / scale)) + np.float32(zero_point)
+        return np.clip(q, low, high).astype(dtype)
+    return np.ascontiguousarray(x, dtype=dtype)
 
 
 def _card_quant(spec: dict) -> tuple[float, int] | None:
