@@ -3,7 +3,7 @@
     python benchmarks/bench_eval.py [--data ../shared/data/imagenet-sample] [--card timm/mobilenetv2_100.ra_in1k]
                                     [--batch 8] [--rounds 2]
 
-The model is a MobileNetV2 1.0/224 ONNX graph (zoo.synthetic: the canonical architecture, random
+The model is a MobileNetV2 1.0/224 ONNX graph (zoo.artifacts.convert.builder: the canonical architecture, random
 weights; the run time of a convolutional network does not depend on its weights) run under the card's
 conventions (its preprocessing, NCHW float input). Measured over --rounds interleaved rounds, best of each:
   naive      the loop a user writes by hand: for each image, Pillow open/convert/resize/crop, numpy
@@ -42,7 +42,7 @@ from zoo.measure.datasets import load_dataset  # noqa: E402
 from zoo.measure.accuracy import CPU_BATCH, evaluate_file  # noqa: E402
 from zoo.measure.preprocess import Preprocessor  # noqa: E402
 from zoo.measure.runtimes import Model, open_runtime  # noqa: E402
-from zoo.artifacts.synthetic import save_mobilenet_v2  # noqa: E402
+from zoo.artifacts.convert.builder import save_mobilenet_v2  # noqa: E402
 
 
 def naive_loop(card: dict, model_path: Path, paths: list[Path]) -> list[int]:

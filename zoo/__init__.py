@@ -124,9 +124,9 @@ def fetch(refs: list[str] | str, *, all_artifacts: bool = False, jobs: int = 4, 
 
 
 def convert(ref: str, **options) -> dict:
-    """A card's native weights as ONNX, verified and cached (see zoo.artifacts.convert.convert_card).
+    """A card's weights as ONNX, checked and cached (see zoo.artifacts.convert.convert_card); no torch needed.
 
-    Options: artifact, output, synthetic, mirrors, force, registries."""
+    Options: artifact, output, synthetic, dequantize, mirrors, force, registries."""
     from zoo.artifacts.convert import convert_card
 
     card, how = _resolved(ref, options.pop("registries", None))
