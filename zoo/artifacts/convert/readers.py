@@ -196,7 +196,9 @@ def _read_pth_legacy(path: Path):
 
 def read_pth(path: Path) -> list[tuple[str, np.ndarray]]:
     path = Path(path)
-    obj = _read_pth_zip(path) if zipfile.is_zipfile(path) else _read_pth_legacy(path)
+    with open(path, "rb") as f:
+        zipped = f.read(4) == b"PK\x03\x04"  # a zip, even a truncated one (is_zipfile needs its end)
+    obj = _read_pth_zip(path) if zipped else _read_pth_legacy(path)
     return _state_dict(obj, path)
 
 
