@@ -635,3 +635,146 @@ def test_out_of_bounds_tensor_geometry_is_refused():
         readers._TensorRef(storage, 0, (20,), (1,)).array()
     with pytest.raises(ConversionError, match="invalid tensor geometry"):
         readers._TensorRef(storage, 0, (2,), (-1,)).array()
+
+
+# ---------------------------------------------------------------- TFLite: QDQ ONNX, the float model as a derived card
+
+CORAL = ["coral/mobilenet_v2_1.0_224_quant", "coral/tf2_mobilenet_v2_1.0_224_ptq"]
+
+
+def cli_json(*args: str):
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_tflite_card_converts_to_qdq_onnx_with_litert_interface(coral_dir):
+    from zoo.measure.runtimes import open_runtime
+
+    r = cli_json("convert", CORAL[1], "--mirror", str(coral_dir), "--json")
+    assert r["source"]["format"] == "tflite" and r["tflite"]["mode"] == "qdq" and r["opset"] == 13
+    assert r["tflite"]["tflite_ops"]["CONV_2D"] == 36 and r["tflite"]["tflite_ops"]["DEPTHWISE_CONV_2D"] == 17
+    assert "QuantizeLinear" in r["tflite"]["onnx_ops"] and r["source"]["sha256"] == zoo.get(CORAL[1])["artifacts"][0]["sha256"]
+    session = ort.InferenceSession(r["path"], providers=["CPUExecutionProvider"])
+    inp, out = session.get_inputs()[0], session.get_outputs()[0]
+    assert (inp.type, inp.shape, out.type, out.shape) == ("tensor(uint8)", ["N", 224, 224, 3], "tensor(uint8)", ["N", 1001])
+    litert = open_runtime(coral_dir / "tf2_mobilenet_v2_1.0_224_ptq.tflite")
+    x = np.random.default_rng(0).integers(0, 256, (3, 224, 224, 3), dtype=np.uint8)
+    together = session.run(None, {inp.name: x})[0]
+    alone = np.concatenate([session.run(None, {inp.name: x[i:i + 1]})[0] for i in range(3)])
+    assert np.array_equal(together, alone)  # dynamic batch
+    assert litert.run(x).shape == together.shape
+
+
+def test_qdq_onnx_agrees_with_litert_on_real_images(sample_dir, coral_dir):
+    """The TF1 file is practically bit-exact; the TF2 PTQ file agrees on ~99% (LiteRT's own kernel sets agree
+    with each other on only 97.5-98%: README, converter section). 100 images here; 1000 in
+    benchmarks/verify_tflite.py."""
+    common = dict(data=sample_dir, limit=100, mirrors=[str(coral_dir)], store=False)
+    for card_id, floor in ((CORAL[0], 100.0), (CORAL[1], 97.0)):
+        litert = zoo.evaluate(card_id, **common)
+        onnx = zoo.evaluate(card_id, runtime="onnxruntime", **common)
+        assert litert["runtime"]["name"] == "litert" and onnx["runtime"]["name"] == "onnxruntime"
+        assert onnx["artifact"]["sha256"] == litert["artifact"]["sha256"]  # the run belongs to the card's file
+        assert abs(onnx["top1"] - litert["top1"]) <= 2.0
+        if floor == 100.0:
+            assert onnx["top1"] == litert["top1"] and onnx["top5"] == litert["top5"]
+
+
+def test_onnx_target_and_missing_litert_take_the_conversion(monkeypatch):
+    from zoo.artifacts import choose
+
+    card = zoo.get(CORAL[0])
+    chosen = choose.choose(card, target={"name": "board", "runtime": "onnxruntime"})
+    assert chosen["runs_as"] == "onnx" and choose.model_suffix(chosen) == ".onnx"
+    assert choose.choose(card, runtime="onnxruntime")["runs_as"] == "onnx"
+    assert "runs_as" not in choose.choose(card)  # LiteRT installed: the .tflite itself
+    monkeypatch.setattr(choose.RuntimeSpec, "installed", lambda self: self.name != "litert")
+    assert choose.choose(card)["runs_as"] == "onnx" and choose.runs_here(card["artifacts"][0])
+
+
+def test_dequantize_makes_a_derived_card_that_eval_and_bench_take(sample_dir, coral_dir):
+    r = cli_json("convert", CORAL[0], "--dequantize", "--mirror", str(coral_dir), "--json")
+    derived_id = CORAL[0] + "+float"
+    assert r["id"] == derived_id and r["tflite"]["mode"] == "float"
+    assert r["derived_from"] == {"id": CORAL[0], "artifact_sha256": zoo.get(CORAL[0])["artifacts"][0]["sha256"],
+                                 "how": r["derived_from"]["how"]} and "--dequantize" in r["derived_from"]["how"]
+    rows = {row["id"]: row for row in cli_json("list", "coral/*", "--json")}
+    assert rows[derived_id]["registry"] == "derived" and CORAL[0] in rows
+    card = zoo.get(derived_id)
+    assert card["input"] == {"layout": "NHWC", "color": "RGB", "dtype": "float32"}
+    assert card["artifacts"][0]["sha256"] == r["sha256"] and card["artifacts"][0]["urls"][0].startswith("file://")
+    assert zoo.get("mobilenet_v2_1.0_224_quant")["id"] == CORAL[0]  # never preferred over the published card
+    session = ort.InferenceSession(r["path"], providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].type == "tensor(float)"
+    result = zoo.evaluate(derived_id, sample_dir, limit=50, store=False)
+    litert = zoo.evaluate(CORAL[0], sample_dir, limit=50, mirrors=[str(coral_dir)], store=False)
+    assert result["runtime"]["name"] == "onnxruntime" and abs(result["top1"] - litert["top1"]) <= 6.0
+    bench = zoo.bench(derived_id, iters=2, seconds=0, warmup=1, store=False)
+    assert bench["iterations"] == 2 and bench["artifact"]["sha256"] == r["sha256"]
+    again = cli_json("convert", CORAL[0], "--dequantize", "--json")  # cached; the card is written again
+    assert again["cached"] is True and again["id"] == derived_id
+
+
+def test_derived_card_verifies_its_file_by_sha256(coral_dir):
+    from zoo.errors import ZooError
+
+    r = zoo.convert(CORAL[0], dequantize=True, mirrors=[str(coral_dir)])
+    path = Path(r["path"])
+    path.write_bytes(path.read_bytes()[:-10] + b"0123456789")  # the converted file changed behind zoo's back
+    with pytest.raises(ZooError, match="sha256"):
+        zoo.fetch(r["id"])
+    assert zoo.convert(CORAL[0], dequantize=True, mirrors=[str(coral_dir)])["cached"] is False  # made again
+
+
+def test_a_hostile_derived_card_is_one_clear_line():
+    settings.derived_dir().mkdir(parents=True)
+    (settings.derived_dir() / "x.json").write_text('{"id": "coral/x+float"}')
+    result = runner.invoke(app, ["list"])
+    assert result.exit_code == 4 and "x.json" in result.output and "Traceback" not in result.output
+
+
+def test_dequantize_is_for_tflite_cards():
+    result = runner.invoke(app, ["convert", "timm/mobilenetv2_100.ra_in1k", "--dequantize", "--synthetic-weights"])
+    assert result.exit_code == 2 and "--dequantize" in result.output
+
+
+def relabelled(coral_dir, tmp_path) -> Path:
+    """The TF1 file with its SOFTMAX operator code relabelled LOGISTIC in the flatbuffer bytes."""
+    import tflite
+
+    data = bytearray((coral_dir / "mobilenet_v2_1.0_224_quant.tflite").read_bytes())
+    model = tflite.Model.GetRootAsModel(data, 0)
+    for k in range(model.OperatorCodesLength()):
+        oc = model.OperatorCodes(k)
+        if max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode()) == tflite.BuiltinOperator.SOFTMAX:
+            if oc._tab.Offset(4):  # deprecated_builtin_code, int8
+                data[oc._tab.Pos + oc._tab.Offset(4)] = tflite.BuiltinOperator.LOGISTIC
+            if oc._tab.Offset(10):  # builtin_code, int32
+                pos = oc._tab.Pos + oc._tab.Offset(10)
+                data[pos:pos + 4] = int(tflite.BuiltinOperator.LOGISTIC).to_bytes(4, "little")
+    path = tmp_path / "logistic.tflite"
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("what", ["unsupported operator", "truncated"])
+def test_bad_tflite_is_one_line_exit_10_and_nothing_cached(tmp_path, coral_dir, what):
+    import re
+
+    if what == "unsupported operator":
+        source, words = relabelled(coral_dir, tmp_path), r"logistic\.tflite: unsupported TFLite operator\(s\): LOGISTIC"
+    else:
+        source = tmp_path / "cut.tflite"
+        source.write_bytes((coral_dir / "mobilenet_v2_1.0_224_quant.tflite").read_bytes()[:2000])
+        words = r"cut\.tflite is not a readable TFLite model"
+    registry = registry_with(tmp_path, CORAL[0], source.name, "tflite")
+    (tmp_path / "mirror").mkdir()
+    (tmp_path / "mirror" / source.name).write_bytes(source.read_bytes())
+    for extra in ([], ["--dequantize"]):
+        result = runner.invoke(app, ["--registry", str(registry), "convert", CORAL[0] + "_mirror",
+                                     "--mirror", str(tmp_path / "mirror"), *extra])
+        assert result.exit_code == 10, result.output
+        lines = [ln for ln in result.output.splitlines() if ln.strip() and "trusting it on first use" not in ln]
+        assert len(lines) == 1 and re.search(words, lines[0]), result.output
+    assert no_onnx_cached() and not settings.derived_dir().exists()

@@ -129,14 +129,15 @@ def convert(
         print_json(r)
         return
     source = "synthetic weights" if r["synthetic_weights"] else f"{r['source']['file']} ({r['source']['format']})"
+    card_id = r["derived_from"]["id"] if r.get("derived_from") else r["id"]
     if "architecture" in r:
         how = f"{r['architecture']['plan']}"
     else:
         how = "float (dequantized weights)" if r["tflite"]["mode"] == "float" else "QDQ (its own quantization)"
-    typer.echo(f"{r['id']}: {source} -> {how} -> ONNX opset {r['opset']}{'  (cached)' if r['cached'] else ''}")
+    typer.echo(f"{card_id}: {source} -> {how} -> ONNX opset {r['opset']}{'  (cached)' if r['cached'] else ''}")
     typer.echo(f"  {r['output'] if r.get('output') else r['path']}")
     typer.echo(f"  sha256 {r['sha256']}  {r['size_bytes']:,} bytes  converted in {r['seconds']:.2f} s")
-    if r.get("derived"):
-        typer.echo(f"  derived card {r['derived']['id']} (zoo eval / zoo bench take it like any card)")
+    if r.get("derived_from"):
+        typer.echo(f"  derived card {r['id']} (from {r['derived_from']['id']}): zoo eval / zoo bench take it like any card")
 
 

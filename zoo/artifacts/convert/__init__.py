@@ -230,4 +230,42 @@ def convert_card(card: dict, *, artifact: dict | str | None = None, output: Path
         return convert_file(card, Path(fetched["path"]), chosen["format"], source_sha256=fetched["sha256"],
                             dequantize=dequantize, output=output, force=force)
     path = artifact_member(card, chosen, mirrors=mirrors, progress=progress)  # the .tflite, verified, unpacked
-    return convert_file(card, path, TFLITE_FORMAT, dequantize=dequantize, output=output, force=force)
+    record = convert_file(card, path, TFLITE_FORMAT, dequantize=dequantize, output=output, force=force)
+    if not dequantize:
+        return record
+    derived = derive_float_card(card, record)
+    return {**record, "id": derived["id"], "derived_from": derived["derived_from"],
+            "card_path": str(derived_card_path(derived["id"]))}
+
+
+# ---------------------------------------------------------------- derived cards
+
+def derived_card_path(card_id: str) -> Path:
+    return settings.derived_dir() / f"{card_id.replace('/', '_')}.json"
+
+
+def derive_float_card(card: dict, record: dict) -> dict:
+    """The float model of a .tflite card (`record` of its dequantized conversion) as a card of its own:
+    id ID+float, input float32 (the real values the quantized input stood for: the same preprocessing),
+    its artifact the converted file, by sha256 and file:// URL inside ZOO_HOME. Written to ZOO_HOME/derived,
+    where load_registry finds it (registry "derived")."""
+    from zoo.cards.schema import validate_card
+
+    name = card["id"].split("/", 1)[1] + "+float"
+    kept = ("source", "architecture", "width", "depth", "resolution", "num_classes", "label_offset", "paper",
+            "repository", "licence", "preprocess", "complexity")
+    how = (f"zoo convert --dequantize (converter version {CONVERTER_VERSION}): weights and biases as "
+           "scale * (q - zero_point) in float32, activations not quantized")
+    data = {**{k: card[k] for k in kept if k in card}, "id": f"{card['source']}/{name}",
+            "name": f"{card.get('name', name)} (float, dequantized weights)",
+            "artifacts": [{"file": f"{name.replace('/', '_')}.onnx", "format": "onnx", "precision": "fp32",
+                           "runtime": "onnxruntime", "size_bytes": record["size_bytes"], "sha256": record["sha256"],
+                           "urls": [Path(record["path"]).as_uri()],
+                           "note": f"converted from {record['source']['file']} by zoo"}],
+            "input": {"layout": card["input"]["layout"], "color": card["input"]["color"], "dtype": "float32"},
+            "derived_from": {"id": card["id"], "artifact_sha256": record["source"]["sha256"], "how": how},
+            "notes": f"Derived from {card['id']}: {how}. Published figures belong to {card['id']}, not to this model."}
+    path = derived_card_path(data["id"])
+    derived = validate_card(data, str(path)).model_dump(mode="json", exclude_none=True)
+    write_json_atomic(path, derived, indent=2)
+    return derived
