@@ -727,11 +727,15 @@ def test_derived_card_verifies_its_file_by_sha256(coral_dir):
     assert zoo.convert(CORAL[0], dequantize=True, mirrors=[str(coral_dir)])["cached"] is False  # made again
 
 
-def test_a_hostile_derived_card_is_one_clear_line():
-    settings.derived_dir().mkdir(parents=True)
-    (settings.derived_dir() / "x.json").write_text('{"id": "coral/x+float"}')
+def test_an_altered_or_malformed_derived_card_is_one_clear_line(coral_dir):
+    r = zoo.convert(CORAL[0], dequantize=True, mirrors=[str(coral_dir)])
+    path = Path(r["card_path"])
+    path.write_text(path.read_text().replace('"width": 1.0', '"width": 0.5'))  # edited behind zoo's back
     result = runner.invoke(app, ["list"])
-    assert result.exit_code == 4 and "x.json" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 4 and "does not match its sha256" in result.output and str(path) in result.output
+    path.write_text('{"id": "coral/x+float"}')
+    result = runner.invoke(app, ["list"])
+    assert result.exit_code == 4 and "is malformed" in result.output and result.output.count("\n") == 1
 
 
 def test_dequantize_is_for_tflite_cards():

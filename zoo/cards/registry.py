@@ -161,21 +161,16 @@ DERIVED = "derived"
 
 
 def derived_entries() -> list[Entry]:
-    """The cards `zoo convert --dequantize` made (ZOO_HOME/derived/*.json), each validated like any card."""
-    import json
-
-    from zoo.cards.schema import validate_card
-
-    entries = []
+    """The cards `zoo convert --dequantize` made (ZOO_HOME/derived/*.json): each file an index of one card,
+    validated when written and checked against its recorded sha256 when read (no pydantic: `zoo list` stays
+    light)."""
     directory = settings.derived_dir()
+    entries = []
     for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise InvalidCardError(f"{path}: not a readable derived card ({exc})",
-                                   "Remove it, or make it again with `zoo convert ID --dequantize`") from None
-        card = validate_card(data, str(path)).model_dump(mode="json", exclude_none=True)
-        entries.append(Entry(card, DERIVED))
+            entries += read_index(path, DERIVED)
+        except RegistryError as exc:
+            raise RegistryError(exc.message, f"Remove {path}, or make it again with `zoo convert ID --dequantize`") from None
     return entries
 
 

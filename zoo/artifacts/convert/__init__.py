@@ -249,6 +249,7 @@ def derive_float_card(card: dict, record: dict) -> dict:
     id ID+float, input float32 (the real values the quantized input stood for: the same preprocessing),
     its artifact the converted file, by sha256 and file:// URL inside ZOO_HOME. Written to ZOO_HOME/derived,
     where load_registry finds it (registry "derived")."""
+    from zoo.cards.index import make_index, write_index
     from zoo.cards.schema import validate_card
 
     name = card["id"].split("/", 1)[1] + "+float"
@@ -267,5 +268,5 @@ def derive_float_card(card: dict, record: dict) -> dict:
             "notes": f"Derived from {card['id']}: {how}. Published figures belong to {card['id']}, not to this model."}
     path = derived_card_path(data["id"])
     derived = validate_card(data, str(path)).model_dump(mode="json", exclude_none=True)
-    write_json_atomic(path, derived, indent=2)
+    write_index(make_index([derived]), path)  # an index of one card: its sha256 is checked when it is read
     return derived
