@@ -6,7 +6,7 @@
 By default one card of each preprocessing protocol (pillow, tf1-slim, tf2-resize, paddleclas, mindcv,
 opencv), each printed on its own, then a summary of eval / floor per protocol (target <= 1.05).
 
-The model is a MobileNetV2 1.0/224 ONNX graph (zoo.artifacts.synthetic: the canonical architecture, random
+The model is a MobileNetV2 1.0/224 ONNX graph (zoo.artifacts.convert.builder: the canonical architecture, random
 weights; the run time of a convolutional network does not depend on its weights) run under the card's
 conventions (its preprocessing; NCHW float input and 1000 classes, whatever the card's file takes). Measured over --rounds interleaved rounds, best of each:
   naive      the loop a user writes by hand: for each image, Pillow open/convert/resize/crop, numpy
@@ -46,7 +46,7 @@ from zoo.measure.datasets import load_dataset  # noqa: E402
 from zoo.measure.accuracy import CPU_BATCH, evaluate_file  # noqa: E402
 from zoo.measure.preprocess import Preprocessor  # noqa: E402
 from zoo.measure.runtimes import Model, open_runtime  # noqa: E402
-from zoo.artifacts.synthetic import save_mobilenet_v2  # noqa: E402
+from zoo.artifacts.convert.builder import save_mobilenet_v2  # noqa: E402
 
 
 def naive_loop(card: dict, model_path: Path, paths: list[Path]) -> list[int]:

@@ -273,8 +273,8 @@ def sample_manifest(sample_dir) -> dict[str, int]:
 
 @pytest.fixture(scope="session")
 def synthetic_onnx(tmp_path_factory):
-    """make(**options) -> path of a random-weight MobileNetV2 ONNX file (zoo.synthetic), cached per options."""
-    from zoo.artifacts.synthetic import save_mobilenet_v2
+    """make(**options) -> path of a random-weight MobileNetV2 ONNX file (zoo.artifacts.convert.builder), cached per options."""
+    from zoo.artifacts.convert.builder import save_mobilenet_v2
 
     made: dict = {}
 

@@ -229,12 +229,8 @@ def test_bad_input_raises_and_stores_nothing(coral_mirror, sample_dir, tmp_path)
         zoo.evaluate("coral/mobilenet_v2_1.0_224_quant", sample_dir, labels=labels)
     with pytest.raises(UnsupportedArtifactError, match="runs on an RDK BPU only"):
         zoo.evaluate("rdk/mobilenetv2_224x224_nv12-x5", sample_dir)
-    # native weights are fetched to be converted to ONNX (test_convert.py; here the network is out of reach),
-    # or refused in one line where the convert extra is not installed
-    from zoo.artifacts.convert import available
-
-    with pytest.raises(DownloadError if available() else UnsupportedArtifactError,
-                       match="could not download mobilenetv2_100_ra-b33bc2c4.pth" if available() else "native weights only"):
+    # native weights are fetched to be converted to ONNX (test_convert.py; here the network is out of reach)
+    with pytest.raises(DownloadError, match="could not download mobilenetv2_100_ra-b33bc2c4.pth"):
         zoo.evaluate("timm/mobilenetv2_100.ra_in1k", sample_dir)
     assert not store.store_path().exists()
 

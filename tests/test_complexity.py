@@ -7,7 +7,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import zoo
-from zoo.artifacts.synthetic import save_mobilenet_v2
+from zoo.artifacts.convert.builder import save_mobilenet_v2
 from zoo.cards.registry import load_registry
 from zoo.errors import UsageError
 from zoo.measure.complexity import inspect_file

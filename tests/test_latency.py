@@ -56,10 +56,18 @@ def test_quantized_tflite_card_on_litert(home):
     assert any(c["device"].startswith("Axis") for c in card("axis/mobilenet_v2_1.0_224_quant")["claims"])
 
 
+def test_tflite_card_on_onnx_runtime_through_its_conversion(home):
+    """--runtime onnxruntime on a .tflite card times its QDQ ONNX; the run belongs to the .tflite file."""
+    result = zoo.bench("coral/mobilenet_v2_1.0_224_quant", runtime="onnxruntime", iters=3, seconds=0, warmup=1)
+    assert result["runtime"]["name"] == "onnxruntime" and result["iterations"] == 3
+    assert result["artifact"]["sha256"] == "7aad0c74c5e3c06e5eb3c827e13304fdd68a83da6087d92ee169c24ff9fd4776"
+    assert result["artifact"]["model_sha256"] != result["artifact"]["sha256"]
+
+
 @pytest.mark.parametrize("card_id, options, error, words", [
     ("rdk/mobilenetv2_224x224_nv12-x5", {}, UnsupportedArtifactError, "runs on an RDK BPU only"),
     ("timm/mobilenetv2_075", {"synthetic": True, "iters": 0}, UsageError, "at least 1"),
-    ("coral/mobilenet_v2_1.0_224_quant", {"runtime": "onnxruntime"}, UnsupportedArtifactError, "no artifact that onnxruntime runs"),
+    ("stm32/mobilenet_v2_0.35_224", {"runtime": "onnxruntime"}, UnsupportedArtifactError, "no artifact that onnxruntime runs"),
     # Sizes the machine cannot take (100000 threads segfaulted ONNX Runtime): refused before the runtime opens.
     ("timm/mobilenetv2_075", {"synthetic": True, "threads": 100000}, UsageError, "--threads 100000 is out of range"),
     ("timm/mobilenetv2_075", {"synthetic": True, "threads": 4 * (os.cpu_count() or 1) + 1}, UsageError,
@@ -74,7 +82,7 @@ def test_bad_input_stores_nothing(home, card_id, options, error, words):
     assert store.list_runs() == []
 
 
-def test_deeper_architectures_get_synthetic_weights_through_timm(home):
+def test_deeper_architectures_get_synthetic_weights_from_their_own_plan(home):
     result = zoo.bench("timm/mobilenetv2_110d.ra_in1k", synthetic=True, iters=3, seconds=0, warmup=1)
     # timm's benchmark table says 0.45 GMACs; its profiler counts ~3% above the conv/linear MACs (0.31 G for 1.0/224,
     # whose conv/linear count is 300.8 M), so the graph count lands a few percent below.

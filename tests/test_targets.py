@@ -9,7 +9,7 @@ import pytest
 import sshd_server
 from zoo.measure import targets
 from zoo.results import store
-from zoo.errors import TargetError, UsageError
+from zoo.errors import TargetError, UnsupportedArtifactError, UsageError
 import zoo
 from zoo.measure.targets.hrt import parse_perf
 
@@ -114,8 +114,9 @@ def test_rdk_board_runs_hrt_model_exec(zoo_home, sshd, monkeypatch, rdk_dir):
 def test_a_model_the_target_cannot_run(zoo_home, sshd, monkeypatch, rdk_dir):
     monkeypatch.setenv("ZOO_MIRROR", str(rdk_dir.parent / "coral"))
     add_board(sshd)
-    with pytest.raises(TargetError, match="runs ONNX models"):
-        zoo.bench("coral/mobilenet_v2_1.0_224_quant", target="board", iters=1)
+    # (a .tflite card on an ONNX board runs its QDQ ONNX conversion: tests/test_convert.py)
+    with pytest.raises(UnsupportedArtifactError, match=r"its artifact \(keras-h5\) runs only on"):
+        zoo.bench("stm32/mobilenet_v2_0.35_224", target="board", iters=1)
     add_board(sshd, name="rdk", runtime="rdk-bpu")
     with pytest.raises(TargetError, match="no artifact for the RDK BPU"):
         zoo.bench("coral/mobilenet_v2_1.0_224_quant", target="rdk", iters=1)

@@ -152,9 +152,9 @@ def fetch(refs: list[str] | str, *, all_artifacts: bool = False, jobs: int = 4, 
 
 
 def convert(ref: str, **options) -> dict:
-    """A card's native weights as ONNX, verified and cached (see zoo.artifacts.convert.convert_card).
+    """A card's weights as ONNX, checked and cached (see zoo.artifacts.convert.convert_card); no torch needed.
 
-    Options: artifact, output, synthetic, mirrors, force, registries."""
+    Options: artifact, output, synthetic, dequantize, mirrors, force, registries."""
     from zoo.artifacts.convert import convert_card
 
     card, how = _resolved(ref, options.pop("registries", None))
@@ -220,10 +220,11 @@ def cache_prune(*, registries: list[Path] | None = None) -> list[dict]:
 
 def evaluate(ref: str, data: Path, *, labels: Path | None = None, limit: int | None = None, batch: int | None = None,
              workers: int | None = None, provider: str | None = None, threads: int | None = None,
-             model: Path | None = None, mirrors: list[str] | None = None, store: bool = True,
-             registries: list[Path] | None = None, progress=None) -> dict:
-    """Top-1/top-5 of a card's first runnable artifact (or the local file `model`) on the images in `data`,
-    preprocessed as its source does; stored as a run unless store=False.
+             model: Path | None = None, runtime: str | None = None, mirrors: list[str] | None = None,
+             store: bool = True, registries: list[Path] | None = None, progress=None) -> dict:
+    """Top-1/top-5 of a card's first runnable artifact (or the local file `model`, or the artifact a named host
+    `runtime` runs: onnxruntime runs a .tflite card's QDQ conversion) on the images in `data`, preprocessed as its
+    source does; stored as a run unless store=False.
 
     Result keys: those of zoo.measure.accuracy.evaluate_file, `resolved`, and `run_id` when stored."""
     from zoo.artifacts.choose import choose, local_model
@@ -232,8 +233,12 @@ def evaluate(ref: str, data: Path, *, labels: Path | None = None, limit: int | N
     card, how = _resolved(ref, registries)
     dataset = load_data(data, labels, limit)  # fail fast on bad data, before any download
     artifact = None
+    if model is not None and runtime is not None:
+        from zoo.errors import UsageError
+
+        raise UsageError("--runtime picks a card artifact; leave it out with --model (the file's suffix decides)")
     if model is None:
-        artifact = choose(card)
+        artifact = choose(card, runtime=runtime)
         model = local_model(card, artifact, mirrors=mirrors)
     result = evaluate_file(card, Path(model), dataset, artifact=artifact, batch=batch, workers=workers,
                            provider=provider, threads=threads, progress=progress)

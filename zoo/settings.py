@@ -167,10 +167,11 @@ def known_hosts_file() -> Path:
 
 
 def converted_dir() -> Path:
-    """ONNX files converted from native weights, by source sha256 and converter version."""
+    """ONNX files converted from native weights or .tflite models (and synthetic weights), by source sha256 and
+    converter version."""
     return zoo_home() / "converted"
 
 
-def synthetic_dir() -> Path:
-    """Architectures built with random weights (`--synthetic-weights`)."""
-    return zoo_home() / "synthetic"
+def derived_dir() -> Path:
+    """Derived cards (`zoo convert --dequantize`), one JSON card per file: the registry "derived"."""
+    return zoo_home() / "derived"

@@ -3,20 +3,18 @@
 The table of runtimes says, for each runtime zoo drives on a host: the model-file suffixes it loads,
 the Python package whose presence means it is installed, and its loader (the class in
 zoo.measure.runtimes that opens a file; named, not imported, so this stage never imports a later one).
-Native weights (pth, safetensors, pdparams, MindSpore ckpt) run on ONNX Runtime after conversion.
+Native weights (pth, safetensors, pdparams, MindSpore ckpt) run on ONNX Runtime after conversion; a .tflite
+model runs on LiteRT, or on ONNX Runtime (`--runtime onnxruntime`, an ONNX target board) as its QDQ conversion.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
 
-from zoo import settings
 from zoo.artifacts import fetch
-from zoo.artifacts.convert import INSTALL_HINT, available, convert_card, source_sha256
+from zoo.artifacts.convert import convert_card, source_sha256
 from zoo.artifacts.hashes import file_sha256
-from zoo.artifacts.synthetic import save_mobilenet_v2
 from zoo.cards.formats import CONVERTIBLE_FORMATS
 from zoo.errors import TargetError, UnsupportedArtifactError, UsageError
 
@@ -60,24 +58,21 @@ def runtime_for_path(path: Path) -> RuntimeSpec:
 def model_suffix(artifact: dict) -> str | None:
     """The suffix of the model file a runtime loads from this artifact (itself, its archive member, or the
     ONNX converted from native weights); None when no host runtime loads it."""
-    if artifact["format"] in CONVERTIBLE_FORMATS:
+    if artifact["format"] in CONVERTIBLE_FORMATS or artifact.get("runs_as") == "onnx":
         return ".onnx"
     loaded = (artifact.get("member") or artifact["file"]).lower()
     return next((s for spec in runtimes().values() for s in spec.suffixes if loaded.endswith(s)), None)
 
 
 def runs_here(artifact: dict) -> bool:
-    """Whether this host can run the artifact: its runtime is installed (and, for native weights, the converter)."""
+    """Whether this host can run the artifact: the runtime that loads its model file is installed."""
     if artifact["runtime"] not in runtimes():
         return False
     suffix = model_suffix(artifact)
+    if suffix == ".tflite" and runtimes()["onnxruntime"].installed():
+        return True  # LiteRT runs it, or ONNX Runtime its QDQ conversion
     spec = next((s for s in runtimes().values() if suffix in s.suffixes), None)
-    if spec is None or not spec.installed():
-        return False
-    if artifact["format"] in CONVERTIBLE_FORMATS:
-
-        return available()
-    return True
+    return spec is not None and spec.installed()
 
 
 def choose(card: dict, runtime: str | None = None, target: dict | None = None) -> dict:
@@ -94,6 +89,10 @@ def choose(card: dict, runtime: str | None = None, target: dict | None = None) -
         for artifact in artifacts:
             if model_suffix(artifact) in spec.suffixes:
                 return artifact
+        if runtime == "onnxruntime":
+            tflite = next((a for a in artifacts if model_suffix(a) == ".tflite"), None)
+            if tflite is not None:
+                return as_onnx(tflite)
         raise UnsupportedArtifactError(f"{card['id']} has no artifact that {runtime} runs",
                                        "Leave out --runtime, or use --synthetic-weights for an ONNX model")
     if not artifacts:
@@ -101,17 +100,16 @@ def choose(card: dict, runtime: str | None = None, target: dict | None = None) -
                                        "Pick a card with weights (`zoo list`), or use --synthetic-weights")
     for artifact in artifacts:
         if artifact["format"] not in CONVERTIBLE_FORMATS and model_suffix(artifact):
+            if model_suffix(artifact) == ".tflite" and not runtimes()["litert"].installed():
+                return as_onnx(artifact)  # no LiteRT here: ONNX Runtime runs its QDQ conversion
             return artifact
     formats = ", ".join(sorted({a["format"] for a in artifacts}))
     native = next((a for a in artifacts if a["format"] in CONVERTIBLE_FORMATS), None)
     if native is not None:
-
-        if not available():
-            raise UnsupportedArtifactError(f"{card['id']} has native weights only ({formats}); converting them to ONNX "
-                                           "needs torch and timm, which are not installed",
-                                           f"{INSTALL_HINT}, or pick a card with an .onnx or .tflite artifact "
-                                           "(`zoo list --format onnx`)")
         return native
+    tflite = next((a for a in artifacts if model_suffix(a) == ".tflite"), None)
+    if tflite is not None:  # LiteRT is not installed here: ONNX Runtime runs its QDQ conversion
+        return as_onnx(tflite)
     if all(a["runtime"] == "rdk-bpu" for a in artifacts):
         raise UnsupportedArtifactError(f"{card['id']} runs on an RDK BPU only, not on this host",
                                        "Add the board with `zoo target add NAME --ssh USER@HOST --runtime rdk-bpu`, "
@@ -129,51 +127,31 @@ def _for_target(card: dict, target: dict) -> dict:
                               "Pick an rdk/ card (`zoo list --source rdk`)")
         return artifact
     artifact = choose(card)
+    if model_suffix(artifact) == ".tflite":
+        return as_onnx(artifact)  # the board runs the QDQ ONNX converted from it (same uint8 interface)
     if model_suffix(artifact) != ".onnx":
         raise TargetError(f"{card['id']}: target {target['name']} runs ONNX models; this card's artifact is "
                           f"{artifact['format']}", "Use --synthetic-weights, or a card with an .onnx artifact")
     return artifact
 
 
+def as_onnx(artifact: dict) -> dict:
+    """A .tflite artifact to be run as the QDQ ONNX converted from it (`local_model` converts it)."""
+    return {**artifact, "runs_as": "onnx"}
+
+
 def local_model(card: dict, artifact: dict, *, mirrors: list[str] | None = None, progress=None) -> Path:
     """The verified local model file of `artifact`: the file itself, its member when it is an archive
-    (unpacked after it verified), or the ONNX converted from native weights (cached)."""
-
-    if artifact["format"] in CONVERTIBLE_FORMATS:
-
-        return Path(convert_card(card, artifact=artifact, mirrors=mirrors, progress=progress)["path"])
+    (unpacked after it verified), or the ONNX converted from native weights or from a .tflite (cached)."""
+    if artifact["format"] in CONVERTIBLE_FORMATS or artifact.get("runs_as") == "onnx":
+        plain = {k: v for k, v in artifact.items() if k != "runs_as"}
+        return Path(convert_card(card, artifact=plain, mirrors=mirrors, progress=progress)["path"])
     return fetch.artifact_member(card, artifact, mirrors=mirrors, progress=progress)
 
 
 def synthetic_model(card: dict) -> Path:
-    """The card's architecture with random weights as ONNX (cached under ZOO_HOME).
-
-    The plain MobileNetV2 is built with onnx.helper (zoo.artifacts.synthetic: no torch needed); other
-    layer plans through timm, as `zoo convert --synthetic-weights` does.
-    """
-    import os
-    import tempfile
-
-    if card.get("depth", 1.0) != 1.0 or card["source"] == "paddleclas":
-        # timm's deeper variants and PaddleClas' own layer plan need timm (the convert extra) to build.
-
-        if not available():
-            raise UsageError(f"{card['id']}: synthetic weights for this architecture need timm",
-                             'pip install "zoo[convert]", or benchmark its published weights')
-        return Path(convert_card(card, synthetic=True)["path"])
-    options = {"width": card["width"], "resolution": card["resolution"], "num_classes": card["num_classes"]}
-    key = hashlib.sha256(repr(sorted(options.items())).encode()).hexdigest()[:16]
-    path = settings.synthetic_dir() / f"mobilenetv2_{key}.onnx"
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:  # a unique temporary name: two processes building it at once never mix their bytes
-            save_mobilenet_v2(Path(tmp), **options)
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-    return path
+    """The card's architecture (its own layer plan) with random weights as ONNX, cached under ZOO_HOME."""
+    return Path(convert_card(card, synthetic=True)["path"])
 
 
 def run_sha256(model_path: Path, model_sha256: str | None = None) -> str:

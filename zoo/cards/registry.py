@@ -134,13 +134,14 @@ def _matches(pattern: str, card: dict) -> bool:
 # ---------------------------------------------------------------- the alias rule
 
 def preference(entry: Entry, runs_here: RunsHere) -> tuple:
-    """Alias rule: runnable here and fully hashed, then runnable, then best hash, then claimed top-1, then id."""
+    """Alias rule: a published card before a derived one, runnable here and fully hashed, then runnable, then
+    best hash, then claimed top-1, then id."""
     arts = entry.card.get("artifacts", [])
     runs = any(runs_here(a) for a in arts)
     verified = any(a.get("sha256") for a in arts)
     hinted = any(a.get("sha256_prefix") or a.get("other_hashes") for a in arts)
     top1 = headline(entry.card, "top1")
-    return (runs and verified, runs, verified, hinted, top1 if top1 is not None else -1.0,
+    return (not entry.card.get("derived_from"), runs and verified, runs, verified, hinted, top1 if top1 is not None else -1.0,
             [-ord(ch) for ch in entry.id])
 
 
@@ -156,13 +157,32 @@ def describe_preference(entry: Entry, runs_here: RunsHere) -> str:
 
 # ---------------------------------------------------------------- loading
 
+DERIVED = "derived"
+
+
+def derived_entries() -> list[Entry]:
+    """The cards `zoo convert --dequantize` made (ZOO_HOME/derived/*.json): each file an index of one card,
+    validated when written and checked against its recorded sha256 when read (no pydantic: `zoo list` stays
+    light)."""
+    directory = settings.derived_dir()
+    entries = []
+    for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
+        try:
+            entries += read_index(path, DERIVED)
+        except RegistryError as exc:
+            raise RegistryError(exc.message, f"Remove {path}, or make it again with `zoo convert ID --dequantize`") from None
+    return entries
+
+
 def load_registry(extra_dirs: list[Path] | None = None) -> Registry:
-    """The embedded cards, then remote registries' last good copies, then ZOO_REGISTRY / extra directories.
+    """The embedded cards, then remote registries' last good copies, then derived cards (ZOO_HOME/derived), then
+    ZOO_REGISTRY / extra directories.
 
     Later sources override earlier ones with the same id.
     """
     entries = read_index(embedded_index_path(), EMBEDDED)
     entries += cached_entries()  # verified when downloaded; read_index re-checks every card's sha256
+    entries += derived_entries()
     dirs = list(settings.registry_dirs()) + list(extra_dirs or [])
     for directory in dirs:
         if not directory.is_dir():

@@ -33,7 +33,7 @@ from zoo.errors import InvalidCardError, excerpt
 
 MAX_NUMBER = 1e18        # no card figure comes near it; beyond it, float arithmetic overflows or loses the value
 MAX_DEPTH = 16           # a card nests about 5 deep
-ID_PATTERN = r"^[a-z0-9][a-z0-9-]*/[A-Za-z0-9][A-Za-z0-9._-]*$"
+ID_PATTERN = r"^[a-z0-9][a-z0-9-]*/[A-Za-z0-9][A-Za-z0-9._+-]*$"  # '+': derived cards (ID+float)
 SOURCE_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
 PAPER_URL = "https://arxiv.org/abs/1801.04381"
 
@@ -251,6 +251,14 @@ class Claim(_Strict):
         return self
 
 
+class DerivedFrom(_Strict):
+    """Where a derived card's model comes from: another card's artifact, and what was done to it."""
+
+    id: str = Field(pattern=ID_PATTERN, description="the card it was derived from")
+    artifact_sha256: Sha256 = Field(description="the sha256 of that card's file it was made from")
+    how: str = Field(min_length=1, description="e.g. 'zoo convert --dequantize (converter version 2)'")
+
+
 class Card(_Strict):
     """A published MobileNetV2 model: identity, provenance, artifacts, input, preprocessing, claims."""
 
@@ -273,6 +281,7 @@ class Card(_Strict):
     complexity: Complexity = Field(default_factory=Complexity)
     claims: list[Claim] = Field(default_factory=list)
     notes: str | None = None
+    derived_from: DerivedFrom | None = Field(None, description="set on cards zoo made from another card's model")
 
     @model_validator(mode="after")
     def _consistent(self):

@@ -119,23 +119,30 @@ def convert(
     output: Optional[Path] = typer.Option(None, "-o", "--output", metavar="PATH",
                                           help="Also copy the ONNX here (a file, or a directory)."),
     synthetic: bool = typer.Option(False, "--synthetic-weights", help="The card's architecture with random weights."),
-    artifact: Optional[str] = typer.Option(None, "--artifact", metavar="FILE", help="Which native file (default: the first)."),
+    dequantize: bool = typer.Option(False, "--dequantize",
+                                    help="A .tflite card as a float model (dequantized weights): a derived card."),
+    artifact: Optional[str] = typer.Option(None, "--artifact", metavar="FILE", help="Which file (default: the first)."),
     mirror: Optional[List[str]] = typer.Option(None, "--mirror", help="Mirror for the artifact (also ZOO_MIRROR)."),
     force: bool = typer.Option(False, "--force", help="Convert again even when a cached ONNX exists."),
     as_json: bool = typer.Option(False, "--json", help="Print the record as JSON."),
 ):
-    """Convert a card's native weights (pth, safetensors, pdparams, MindSpore ckpt) to ONNX through timm; cached."""
-    r = zoo.convert(ref, artifact=artifact, output=output, synthetic=synthetic, mirrors=mirror, force=force,
-                    registries=state["registries"])
+    """Convert a card's weights (pth, safetensors, pdparams, MindSpore ckpt, tflite) to ONNX, without torch; cached."""
+    r = zoo.convert(ref, artifact=artifact, output=output, synthetic=synthetic, dequantize=dequantize, mirrors=mirror,
+                    force=force, registries=state["registries"])
     print_resolved(r)
     if as_json:
         print_json(r)
         return
     source = "synthetic weights" if r["synthetic_weights"] else f"{r['source']['file']} ({r['source']['format']})"
-    arch = r["architecture"]
-    typer.echo(f"{r['id']}: {source} -> timm {arch['timm_model']} -> ONNX opset {r['opset']}"
-               f"{'  (cached)' if r['cached'] else ''}")
+    card_id = r["derived_from"]["id"] if r.get("derived_from") else r["id"]
+    if "architecture" in r:
+        how = f"{r['architecture']['plan']}"
+    else:
+        how = "float (dequantized weights)" if r["tflite"]["mode"] == "float" else "QDQ (its own quantization)"
+    typer.echo(f"{card_id}: {source} -> {how} -> ONNX opset {r['opset']}{'  (cached)' if r['cached'] else ''}")
     typer.echo(f"  {r['output'] if r.get('output') else r['path']}")
-    typer.echo(f"  sha256 {r['sha256']}  {r['size_bytes']:,} bytes  max |ONNX - timm| {r['max_abs_diff']:.2g}")
+    typer.echo(f"  sha256 {r['sha256']}  {r['size_bytes']:,} bytes  converted in {r['seconds']:.2f} s")
+    if r.get("derived_from"):
+        typer.echo(f"  derived card {r['id']} (from {r['derived_from']['id']}): zoo eval / zoo bench take it like any card")
 
 

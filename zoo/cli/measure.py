@@ -89,6 +89,8 @@ def eval_(
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Inference lanes: batches run at once, each single-threaded on CPU (default: one per core)."),
     model: Optional[Path] = typer.Option(None, "--model", metavar="FILE",
                                          help="Run this local .onnx/.tflite file under the card's conventions."),
+    runtime: Optional[str] = typer.Option(None, "--runtime",
+                                          help="Which host runtime's model (onnxruntime runs a .tflite card's QDQ conversion)."),
     mirror: Optional[List[str]] = typer.Option(None, "--mirror", metavar="URL_OR_DIR",
                                                help="Try this base URL or directory first (also ZOO_MIRROR)."),
     no_store: bool = typer.Option(False, "--no-store", help="Do not record the run in the results store."),
@@ -97,7 +99,7 @@ def eval_(
     """Measure top-1/top-5 of a card's model on your validation images, preprocessed as its source does."""
     with EvalProgress(ref) as progress:
         r = zoo.evaluate(ref, data, labels=labels, limit=limit, batch=batch, workers=workers, provider=provider,
-                         threads=threads, model=model, mirrors=mirror, store=not no_store,
+                         threads=threads, model=model, runtime=runtime, mirrors=mirror, store=not no_store,
                          registries=state["registries"], progress=progress)
     print_resolved(r)
     for line in r["notes"]:

@@ -125,6 +125,8 @@ class Model:
         if self.runtime.output_quant:
             scale, zero_point = self.runtime.output_quant
             out = (out.astype(np.float32) - zero_point) * scale
+        elif out.dtype.kind in "iu":  # a quantized output whose parameters the runtime does not report (a QDQ
+            out = out.astype(np.float32)  # ONNX): dequantizing is monotonic, so the ranking is the same
         return out[:, self.label_offset:self.label_offset + 1000]
 
 
