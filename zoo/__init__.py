@@ -317,5 +317,4 @@ def plot(df, metric: str, path: Path) -> Path:
     """Draw a `compare` table as accuracy against `metric` in a PNG (see zoo.results.plots)."""
     from zoo.results.plots import plot as draw
 
-    draw(df, metric, path)
-    return Path(path)
+    return draw(df, metric, path)
