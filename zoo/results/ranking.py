@@ -216,13 +216,13 @@ def compare(entries: list[Entry], metric: str = "accuracy", *, selection: Select
             "flops_convention", "footing", "device", "precision", "runtime", "claimed_device", "reference"}
     integers = {"measured_images", "batch", "threads", "run_id"}
     df = df.astype({c: "float64" for c in df.columns if c not in text | integers})
-    df = df.astype({c: "Int64" for c in df.columns if c in integers})
+    df = df.astype({c: "Int64" for c in df.columns if c in integers} | {c: object for c in df.columns if c in text})
     df["resolution"] = df["resolution"].astype("int64")
     df["missing"] = df[column].isna()
     narrowed = selection.claim_device is not None or not selection.use_claims
     if metric in SPEED and narrowed and len(entries) and df["missing"].all():
         raise _no_device_error(entries, metric, selection)
-    group = df["footing"].fillna("") if metric in SPEED else pd.Series("", index=df.index)
+    group = df["footing"].where(df["footing"].notna(), "") if metric in SPEED else pd.Series("", index=df.index)
     if pareto:
         # For accuracy the cost axis is MACs; otherwise accuracy is traded against the metric, within a footing.
         flags = pd.Series(False, index=df.index)
