@@ -11,7 +11,7 @@ import typer
 
 import zoo
 from zoo.cli.app import app, state
-from zoo.cli.render import console, fmt, note, print_json
+from zoo.cli.render import console, fmt, note, print_json, wide_console
 
 
 class Metric(str, Enum):
@@ -34,12 +34,12 @@ class OutputFormat(str, Enum):
 
 
 HEADERS = {"rank": "#", "id": "id", "source": "source", "width": "width", "resolution": "res",
-           "top1_pct": "top-1 (%)", "top5_pct": "top-5 (%)", "params_m": "params (M)", "macs_m": "MACs (M)",
+           "top1_pct": "top-1 %", "top5_pct": "top-5 %", "params_m": "params (M)", "macs_m": "MACs (M)",
            "flops_g": "FLOPs (G, 2×MACs)", "flops_g_reported": "source's FLOPs (G)",
            "flops_convention": "source counts", "size_mb": "size on disk (MB)", "artifact_file": "file",
            "latency_ms": "latency (ms)", "fps": "fps (img/s)", "device": "device", "batch": "batch",
            "precision": "precision", "runtime": "runtime", "threads": "threads", "basis": "basis",
-           "pareto": "pareto", "top1_measured_pct": "top-1 yours (%)", "ci95": "95% interval",
+           "pareto": "pareto", "top1_measured_pct": "yours %", "ci95": "95% CI",
            "measured_images": "images", "measured_dataset": "measured on", "verdict": "verdict",
            "latency_ms_claimed": "claimed (ms)", "fps_claimed": "claimed (img/s)", "claimed_device": "claimed on"}
 # The compact table's columns per metric (the rest with --wide); measured-beside-claimed ones only once measured.
@@ -70,7 +70,8 @@ def _cells(df, columns: list[str]):
     shown = shown[columns].rename(columns=HEADERS)
     for column in shown.columns:
         if shown[column].dtype == "float64":
-            shown[column] = shown[column].map(lambda v: "—" if v != v else f"{v:.2f}")
+            digits = 3 if column.startswith(("FLOPs", "source's FLOPs")) else 2
+            shown[column] = shown[column].map(lambda v: "—" if v != v else f"{v:.{digits}f}")
     return shown.astype(object).where(shown.notna(), "—")
 
 
@@ -81,16 +82,18 @@ def _table(pretty, dim):
     for column in pretty.columns:
         if column == "id":  # ids stay whole: the other columns wrap first
             table.add_column(column, no_wrap=True, min_width=int(pretty[column].str.len().max()))
+        elif pretty[column].map(_numeric).all():  # figures never break; words wrap
+            table.add_column(column, justify="right", no_wrap=True)
         else:
-            table.add_column(column, justify="left" if pretty[column].map(lambda v: not _numeric(v)).any() else "right",
-                             overflow="fold")
+            table.add_column(column, justify="left", min_width=10 if column == "verdict" else None)
     for row, is_dim in zip(pretty.itertuples(index=False), dim):
         table.add_row(*[str(v) for v in row], style="dim" if is_dim else None)
     return table
 
 
 def _numeric(value) -> bool:
-    return str(value).replace(".", "", 1).replace("—", "").rstrip("†").isdigit() or value in ("—", "")
+    text = str(value).rstrip("†").replace("–", "").replace(".", "")
+    return text.isdigit() or text in ("—", "", "★")
 
 
 def _chosen_columns(df, metric: str, wide: bool) -> list[str]:
@@ -102,6 +105,8 @@ def _chosen_columns(df, metric: str, wide: bool) -> list[str]:
     measured_cols = ("top1_measured_pct", "ci95", "verdict", "measured_images", "measured_dataset")
     if df["top1_measured_pct"].isna().all():
         columns = [c for c in columns if c not in measured_cols]
+    elif not wide:
+        columns = [c for c in columns if c != "top5_pct"]  # room for yours, its interval and the verdict
     if not df["basis"].str.startswith(("measured", "synthetic")).any():
         columns = [c for c in columns if c not in ("latency_ms_claimed", "fps_claimed", "claimed_device")]
     return [c for c in columns if c in df.columns or c == "ci95"]
@@ -135,13 +140,14 @@ def compare_(
         sys.stdout.write(df.drop(columns=["missing"]).to_csv(index=False))
         return
     speed = metric.value in ("latency", "fps")
+    # --wide never squeezes columns into the terminal: it prints every column at full width, like a pipe.
+    out = console() if not wide else wide_console()
     missing = int(df["missing"].sum())
     shown_df = df if (wide or not speed) else df[~df["missing"]]
     columns = _chosen_columns(shown_df, metric.value, wide)
     if output is OutputFormat.markdown:
         typer.echo(_cells(shown_df, (["footing"] if speed else []) + columns).to_markdown(index=False))
     elif speed:
-        out = console()
         for footing, part in shown_df.groupby(shown_df["footing"].fillna("no figure"), sort=False):
             kinds = ", ".join(dict.fromkeys(part["basis"]))
             device_, batch, precision, runtime = (footing.split(" · ") + [""] * 4)[:4]
@@ -151,13 +157,16 @@ def compare_(
             out.print(_table(_cells(part, section_columns), part["missing"]))
             out.print()
     else:
-        console().print(_table(_cells(shown_df, columns), shown_df["missing"]))
+        out.print(_table(_cells(shown_df, columns), shown_df["missing"]))
     if speed and device is None:
         note(SPEED_HINT.format(m=metric.value))
     if (df["measured_card_id"].notna() & (df["measured_card_id"] != df["id"])).any():
         for card_id, other in df.loc[df["measured_card_id"].notna() & (df["measured_card_id"] != df["id"]),
                                      ["id", "measured_card_id"]].drop_duplicates().itertuples(index=False):
             note(f"† {card_id}: your top-1 was measured on the same file as {other}, not on this card")
+    for dataset in df["measured_dataset"].dropna().unique():
+        note(f"yours %: top-1 measured on {dataset}; the verdict is about that set, and a set other than "
+             "ImageNet val (50,000 images) says so: the bundled ImageNet sample is easier than val.")
     if missing:
         where = "listed last, rank '—'" if (wide or not speed) else "shown with --wide"
         note(f"{missing} card(s) have no {metric.value} figure{' on these footings' if speed else ''}: {where}.")

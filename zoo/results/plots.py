@@ -23,10 +23,10 @@ def check_output(path, *, suffixes: tuple[str, ...]) -> Path:
     """The file an output option names, refused before any work when it cannot be written: a missing folder,
     a folder, an unwritable place, or the wrong suffix."""
     path = Path(path)
-    if path.suffix.lower() not in suffixes:
-        raise UsageError(f"{path}: expected a {' or '.join(suffixes)} file name")
     if path.is_dir():
         raise UsageError(f"{path} is a folder", f"Name a file inside it, e.g. {path / ('out' + suffixes[0])}")
+    if path.suffix.lower() not in suffixes:
+        raise UsageError(f"{path}: expected a {' or '.join(suffixes)} file name")
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise UsageError(f"{parent}: no such folder", "Create it first, or name a file in an existing folder")
