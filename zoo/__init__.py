@@ -13,7 +13,7 @@ from pathlib import Path
 from zoo._version import __version__
 from zoo.errors import ZooError
 
-__all__ = ["ZooError", "__version__", "list_cards", "get", "resolve", "show", "compare", "plot", "lint_cards",
+__all__ = ["ZooError", "__version__", "list_cards", "get", "resolve", "show", "compare", "plot", "report", "lint_cards",
            "build_registry", "card_schema", "fetch", "convert", "evaluate", "runs", "bench", "inspect",
            "cache_ls", "cache_verify", "cache_rm", "cache_prune"]
 
@@ -318,3 +318,20 @@ def plot(df, metric: str, path: Path) -> Path:
     from zoo.results.plots import plot as draw
 
     return draw(df, metric, path)
+
+
+def report(path: Path, patterns: list[str] | None = None, *, registries: list[Path] | None = None) -> dict:
+    """Write one self-contained HTML report (see zoo.results.report): {path, cards, runs}."""
+    from zoo.measure import machine
+    from zoo.results import report as html_report
+    from zoo.results.store import list_runs
+
+    html_report.check_output(path, suffixes=(".html", ".htm"))  # before any work
+    accuracy = compare(patterns, "accuracy", registries=registries)
+    latency = compare(patterns, "latency", pareto=True, registries=registries)
+    ids = set(accuracy["id"])
+    runs = [r for r in list_runs() if r.card_id in ids]
+    cards = {e.id: e.card for e in _registry(registries).entries() if e.id in ids}
+    text = html_report.build(accuracy=accuracy, latency=latency, runs=runs, cards=cards, host=machine.host(),
+                             title="MobileNetV2 variants compared on one footing")
+    return {"path": str(html_report.write(path, text)), "cards": len(ids), "runs": len(runs)}

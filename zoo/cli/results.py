@@ -175,6 +175,21 @@ def compare_(
              "and what it counts (macs or 2x_macs) are beside it.")
 
 
+@app.command("report")
+def report_(
+    patterns: Optional[List[str]] = typer.Argument(None, metavar="[PATTERN]...", help="Cards to include (default: all)."),
+    out: Path = typer.Option(..., "-o", "--output", metavar="FILE.html", help="The HTML file to write."),
+    as_json: bool = typer.Option(False, "--json", help="Print {path, cards, runs}."),
+):
+    """Write one self-contained HTML report: ranked tables per footing, plots, claimed against measured,
+    worst classes, environment and provenance."""
+    result = zoo.report(out, patterns, registries=state["registries"])
+    if as_json:
+        print_json(result)
+    else:
+        note(f"wrote {result['path']} ({result['cards']} cards, {result['runs']} runs)")
+
+
 @app.command("runs")
 def runs_(
     card: Optional[str] = typer.Option(None, "--card", metavar="ID", help="Only runs of this card id."),

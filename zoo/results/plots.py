@@ -120,4 +120,4 @@ def render_png(df, metric: str, *, title: str | None = None) -> bytes:
 def plot(df, metric: str, path, *, title: str | None = None) -> Path:
     """Accuracy against `metric` as a PNG file, written whole or not at all."""
     path = check_output(path, suffixes=(".png",))
-    return write_bytes_atomic(path, render_png(df, metric, title=title))
+    return write_bytes_atomic(path, render_png(df, metric, title=title), mode=0o644)
