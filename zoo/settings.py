@@ -13,6 +13,7 @@ ENV_OFFLINE = "ZOO_OFFLINE"      # "1": serve only from the cache, never touch t
 ENV_MIRROR = "ZOO_MIRROR"        # mirrors (base URLs or directories), separated by whitespace or ';'
 ENV_REGISTRY = "ZOO_REGISTRY"    # extra card directories, separated by os.pathsep
 ENV_DEBUG = "ZOO_DEBUG"          # "1": show tracebacks for errors
+ENV_COMPLETE = "_ZOO_COMPLETE"   # set by the shell completion script (click's protocol), never by hand
 # Download tuning; tests shrink these so that fault injection stays fast.
 ENV_RETRIES = "ZOO_RETRIES"                  # attempts per URL (default 4)
 ENV_BACKOFF = "ZOO_BACKOFF"                  # first retry wait in seconds, doubled each time (default 1)
@@ -44,6 +45,11 @@ def offline() -> bool:
 
 def debug() -> bool:
     return _flag(ENV_DEBUG)
+
+
+def completing() -> bool:
+    """True while a shell asks for completions (`zoo completion SHELL` installs the script that sets it)."""
+    return bool(os.environ.get(ENV_COMPLETE))
 
 
 def mirrors() -> list[str]:
