@@ -281,10 +281,11 @@ def compare(patterns: list[str] | None = None, metric: str = "accuracy", *, devi
             top: int | None = None, pareto: bool = False, measured: bool = True,
             registries: list[Path] | None = None):
     """A pandas DataFrame ranking the matching cards on `metric`, claims beside measurements (see
-    zoo.results.ranking; which runs it uses: zoo.results.selection).
+    zoo.results.ranking; which runs it uses: zoo.results.selection). Latency and fps rank only within one
+    footing (device, batch, precision, runtime): one row per card and footing, `rank` within the footing.
 
-    device: None ranks latency/fps on this host's measurements, else on claims; "host" or a target name
-    ranks on measurements there only; other text keeps claims and runs whose device contains it.
+    device: None shows this host's and the targets' runs beside every claim; "host" or a target name, runs
+    there only; other text, claims and runs whose device contains it (no match: UsageError listing devices).
     measured=False ignores the results store.
     """
     from zoo.errors import CardNotFoundError, UsageError
@@ -297,12 +298,12 @@ def compare(patterns: list[str] | None = None, metric: str = "accuracy", *, devi
     if patterns:
         seen, entries = set(), []
         for pattern in patterns:
-            matched = registry.find(pattern)
+            matched = registry.find(pattern, copy_cards=False)  # ranking only reads the cards
             if not matched:
                 raise CardNotFoundError(f"no card matches {pattern!r}", registry.suggest(pattern))
             entries += [e for e in matched if not (e.id in seen or seen.add(e.id))]
     else:
-        entries = registry.entries()
+        entries = registry.entries(copy_cards=False)
     selection = Selection(claim_device=device)
     if measured:
         from zoo.measure import machine, targets

@@ -85,6 +85,11 @@ def cache_dir() -> Path:
     return zoo_home() / "cache"
 
 
+def card_dirs_cache() -> Path:
+    """Validated cards of each --registry / ZOO_REGISTRY directory, keyed by its files' sizes and mtimes."""
+    return zoo_home() / "card-dirs"
+
+
 def pins_file() -> Path:
     """The trust-on-first-use lock file: sha256 pinned for artifacts whose card has none."""
     return zoo_home() / "pins.lock.json"
