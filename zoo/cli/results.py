@@ -11,7 +11,7 @@ import typer
 
 import zoo
 from zoo.cli.app import app, state
-from zoo.cli.render import console, fmt, note, print_json, wide_console
+from zoo.cli.render import console, fmt, note, plain_table, print_json, wide_console
 
 
 class Metric(str, Enum):
@@ -91,6 +91,16 @@ def _table(pretty, dim):
     return table
 
 
+def _print_table(out, pretty, dim, plain: bool) -> None:
+    """rich on a terminal (it fits the width); the hand-rolled plain table for big piped output (rich takes
+    seconds on thousands of rows, and a pipe keeps the full width anyway)."""
+    if plain:
+        left = {i for i, c in enumerate(pretty.columns) if not pretty[c].map(_numeric).all()}
+        typer.echo(plain_table(list(pretty.columns), pretty.astype(str).values.tolist(), left))
+    else:
+        out.print(_table(pretty, dim))
+
+
 def _numeric(value) -> bool:
     text = str(value).rstrip("†").replace("–", "").replace(".", "")
     return text.isdigit() or text in ("—", "", "★")
@@ -144,6 +154,7 @@ def compare_(
     out = console() if not wide else wide_console()
     missing = int(df["missing"].sum())
     shown_df = df if (wide or not speed) else df[~df["missing"]]
+    plain = not sys.stdout.isatty() and len(shown_df) > 500
     columns = _chosen_columns(shown_df, metric.value, wide)
     if output is OutputFormat.markdown:
         typer.echo(_cells(shown_df, (["footing"] if speed else []) + columns).to_markdown(index=False))
@@ -151,13 +162,19 @@ def compare_(
         for footing, part in shown_df.groupby(shown_df["footing"].fillna("no figure"), sort=False):
             kinds = ", ".join(dict.fromkeys(part["basis"]))
             device_, batch, precision, runtime = (footing.split(" · ") + [""] * 4)[:4]
-            out.print(f"[bold]{device_}[/bold]  batch {batch.removeprefix('batch ')} · {precision} · {runtime}"
-                      f"  ({kinds})" if footing != "no figure" else "[bold]no figure[/bold]", highlight=False)
+            heading = (f"{device_}  batch {batch.removeprefix('batch ')} · {precision} · {runtime}  ({kinds})"
+                       if footing != "no figure" else "no figure")
+            if plain:
+                typer.echo(heading)
+            else:
+                from rich.markup import escape
+
+                out.print(f"[bold]{escape(heading)}[/bold]", highlight=False)
             section_columns = [c for c in columns if not (c.endswith("_claimed") and part[c].isna().all())]
-            out.print(_table(_cells(part, section_columns), part["missing"]))
-            out.print()
+            _print_table(out, _cells(part, section_columns), part["missing"], plain)
+            typer.echo("") if plain else out.print()
     else:
-        out.print(_table(_cells(shown_df, columns), shown_df["missing"]))
+        _print_table(out, _cells(shown_df, columns), shown_df["missing"], plain)
     if speed and device is None:
         note(SPEED_HINT.format(m=metric.value))
     if (df["measured_card_id"].notna() & (df["measured_card_id"] != df["id"])).any():
