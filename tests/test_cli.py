@@ -68,15 +68,51 @@ def test_show_alias_says_which_card_it_picked():
     assert text.startswith("# mindcv/mobilenet_v2_075") and "mobilenet_v2_075-bd7bd4c4.ckpt" in text
 
 
-def test_compare_latency_table_shows_devices_and_marks_missing():
+def test_compare_latency_shows_one_section_per_footing_and_a_hint():
     result = zoo("compare", "--metric", "latency")
     assert result.exit_code == 0
-    header, first = result.stdout.splitlines()[:2]
-    assert "latency (ms)" in header and "device" in header
-    assert "yours" not in header and "claimed on" not in header  # nothing measured yet: no empty columns
-    assert first.split()[0] == "1" and "NVIDIA V100" in first
-    assert "no latency figure" in result.stderr
-    assert result.stdout.splitlines()[-1].split()[0] == "—"
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("Pixel 1 CPU (large core)  batch 1 · fp32 · TF-Lite  (claimed)")
+    assert "latency (ms)" in lines[1] and "basis" in lines[1] and "claimed (ms)" not in lines[1]
+    assert lines[2].split()[:2] == ["1", "tf-slim/mobilenet_v2_0.35_96"]
+    v100 = lines.index(next(line for line in lines if line.startswith("NVIDIA V100")))
+    assert lines[v100 + 2].split()[0] == "1"  # ranked first within its own footing only
+    assert "zoo compare --metric latency --measure" in result.stderr and '--device "rdk x5"' in result.stderr
+    assert "have no latency figure on these footings: shown with --wide" in result.stderr
+    wide = zoo("compare", "--metric", "latency", "--wide")
+    assert "device" in wide.stdout and "precision" in wide.stdout and "no figure" in wide.stdout
+
+
+def test_compare_a_device_that_matches_nothing_is_one_line():
+    result = zoo("compare", "--metric", "latency", "--device", "pixel 9")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "RDK X5 BPU" in result.stderr
+
+
+@pytest.mark.parametrize("width", [100, 120])
+def test_compare_tables_fit_the_terminal_with_ids_whole(width, monkeypatch):
+    from rich.console import Console
+
+    from zoo.cli import results as results_cli
+
+    monkeypatch.setattr(results_cli, "console", lambda: Console(width=width))
+    from zoo.results import store
+    from zoo.results.records import Run
+
+    store.record(Run(kind="eval", card_id="coral/mobilenet_v2_1.0_224_quant", artifact_file=None,
+                     artifact_sha256="7aad0c74c5e3c06e5eb3c827e13304fdd68a83da6087d92ee169c24ff9fd4776", runtime="litert",
+                     runtime_version="1", provider=None, threads=None, batch=None, device="host",
+                     machine_fingerprint="x", machine={}, dataset={"path": "/d/imagenet-sample", "n_images": 200},
+                     metrics={"top1": 83.0, "top5": 95.0, "n": 200, "top1_ci95": [77.2, 87.6]}))
+    for metric in ("accuracy", "latency", "fps", "flops", "storage"):
+        out = zoo("compare", "--metric", metric).stdout
+        assert max(len(line) for line in out.splitlines()) <= width, metric
+        shown = {word for line in out.splitlines() for word in line.split()}
+        ranked = {r["id"] for r in json.loads(zoo("compare", "--metric", metric, "--json").stdout) if not r["missing"]}
+        assert ranked and ranked <= shown, metric  # every ranked id printed whole on one line
+    out = zoo("compare", "--metric", "accuracy", "axis/*", "coral/*").stdout
+    assert "77.2–87.6" in out and "83.00†" in out and "too few images" in out
+
 
 
 @pytest.mark.parametrize("fmt", ["csv", "json", "markdown"])
@@ -90,7 +126,7 @@ def test_compare_formats(fmt):
         assert result.stdout.splitlines()[0].startswith("rank,id,source,width,resolution,top1_pct")
         assert len(result.stdout.splitlines()) == 4
     else:
-        assert result.stdout.splitlines()[0].replace(" ", "").startswith("|#|id|source|") and "MACs (M)" in result.stdout
+        assert result.stdout.splitlines()[0].replace(" ", "").startswith("|#|id|top-1%|MACs(M)|") 
 
 
 def test_cards_lint_names_file_and_field(tmp_path):
@@ -187,7 +223,7 @@ def test_target_add_ls_rm(tmp_path):
 
 
 def test_compare_plot_writes_a_png(tmp_path):
-    result = zoo("compare", "--metric", "latency", "--pareto", "--plot", str(tmp_path / "f.png"))
+    result = zoo("compare", "--metric", "latency", "--device", "snapdragon", "--plot", str(tmp_path / "f.png"))
     assert result.exit_code == 0 and (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -269,3 +305,17 @@ def test_a_garbage_archive_is_one_error_line(tmp_path, monkeypatch):
     monkeypatch.setenv("ZOO_MIRROR", str(tmp_path / "mirror"))
     line = _one_error_line(zoo("--registry", str(tmp_path / "cards"), "fetch", "x/garbage"), code=5)
     assert "not a readable tar archive" in line
+
+
+@pytest.mark.parametrize("where, words", [
+    ("missing/f.png", "does not exist"),
+    (".", "is a folder"),
+    ("plain/f.png", "does not exist"),  # a file where the folder should be
+])
+def test_compare_plot_into_a_bad_place_is_one_line_and_writes_nothing(tmp_path, where, words):
+    (tmp_path / "plain").write_text("x")
+    target = tmp_path / where if where != "." else tmp_path
+    proc = subprocess.run([sys.executable, "-c", "import zoo_cli; zoo_cli.main()", "compare", "--metric", "latency",
+                           "--plot", str(target)], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and words in proc.stderr, proc.stderr
+    assert proc.stdout == "" and sorted(p.name for p in tmp_path.rglob("*")) == ["plain"]

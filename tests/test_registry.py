@@ -199,3 +199,32 @@ def test_lint_refuses_ids_that_differ_only_in_case_and_newlines_in_file_names(tm
     assert len(cards) == 1
     assert any("b.yaml: id:" in p and "ids must differ in more than case" in p for p in problems)
     assert any("'c\\n.yaml': the file name has a control character" in p for p in problems)
+
+
+def test_a_card_directory_is_validated_once_until_a_file_changes(tmp_path, monkeypatch):
+    import os
+
+    from zoo.cards import directory
+
+    cards = tmp_path / "cards"
+    card = yaml.safe_load((CARDS / "coral" / "mobilenet_v2_1.0_224_quant.yaml").read_text())
+    card.update(id="mine/quant-v2", source="mine", name="my requantized model")
+    (cards / "mine").mkdir(parents=True)
+    path = cards / "mine" / "quant-v2.yaml"
+    path.write_text(yaml.safe_dump(card))
+    assert reg.load_registry([cards]).resolve("mine/quant-v2")[0].card["name"] == "my requantized model"
+    parsed = []
+    real_read = directory.read_card_file
+    monkeypatch.setattr(directory, "read_card_file", lambda p: parsed.append(p) or real_read(p))
+    assert "mine/quant-v2" in {e.id for e in reg.load_registry([cards]).entries(copy_cards=False)}
+    assert parsed == []  # unchanged: served from the cache under ZOO_HOME, no YAML parsed
+    card["name"] = "renamed"
+    path.write_text(yaml.safe_dump(card))
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000))
+    assert reg.load_registry([cards]).resolve("mine/quant-v2")[0].card["name"] == "renamed"
+    assert parsed == [path]
+    # A broken card is never remembered: it fails on every call, naming the file.
+    (cards / "mine" / "bad.yaml").write_text("id: x/y\nwidth: : 1\n")
+    for _ in range(2):
+        with pytest.raises(InvalidCardError, match="bad.yaml:2"):
+            reg.load_registry([cards])

@@ -13,7 +13,7 @@ from pathlib import Path
 from zoo._version import __version__
 from zoo.errors import UsageError, ZooError
 
-__all__ = ["ZooError", "__version__", "list_cards", "get", "resolve", "show", "compare", "plot", "lint_cards",
+__all__ = ["ZooError", "__version__", "list_cards", "get", "resolve", "show", "compare", "plot", "report", "lint_cards",
            "build_registry", "card_schema", "fetch", "convert", "evaluate", "preprocess", "runs", "bench", "inspect",
            "cache_ls", "cache_verify", "cache_rm", "cache_prune"]
 
@@ -334,10 +334,11 @@ def compare(patterns: list[str] | None = None, metric: str = "accuracy", *, devi
             top: int | None = None, pareto: bool = False, measured: bool = True,
             registries: list[Path] | None = None):
     """A pandas DataFrame ranking the matching cards on `metric`, claims beside measurements (see
-    zoo.results.ranking; which runs it uses: zoo.results.selection).
+    zoo.results.ranking; which runs it uses: zoo.results.selection). Latency and fps rank only within one
+    footing (device, batch, precision, runtime): one row per card and footing, `rank` within the footing.
 
-    device: None ranks latency/fps on this host's measurements, else on claims; "host" or a target name
-    ranks on measurements there only; other text keeps claims and runs whose device contains it.
+    device: None shows this host's and the targets' runs beside every claim; "host" or a target name, runs
+    there only; other text, claims and runs whose device contains it (no match: UsageError listing devices).
     measured=False ignores the results store.
     """
     from zoo.errors import CardNotFoundError, UsageError
@@ -350,12 +351,12 @@ def compare(patterns: list[str] | None = None, metric: str = "accuracy", *, devi
     if patterns:
         seen, entries = set(), []
         for pattern in patterns:
-            matched = registry.find(pattern)
+            matched = registry.find(pattern, copy_cards=False)  # ranking only reads the cards
             if not matched:
                 raise CardNotFoundError(f"no card matches {pattern!r}", registry.suggest(pattern))
             entries += [e for e in matched if not (e.id in seen or seen.add(e.id))]
     else:
-        entries = registry.entries()
+        entries = registry.entries(copy_cards=False)
     selection = Selection(claim_device=device)
     if measured:
         from zoo.measure import machine, targets
@@ -370,5 +371,21 @@ def plot(df, metric: str, path: Path) -> Path:
     """Draw a `compare` table as accuracy against `metric` in a PNG (see zoo.results.plots)."""
     from zoo.results.plots import plot as draw
 
-    draw(df, metric, path)
-    return Path(path)
+    return draw(df, metric, path)
+
+
+def report(path: Path, patterns: list[str] | None = None, *, registries: list[Path] | None = None) -> dict:
+    """Write one self-contained HTML report (see zoo.results.report): {path, cards, runs}."""
+    from zoo.measure import machine
+    from zoo.results import report as html_report
+    from zoo.results.store import list_runs
+
+    html_report.check_output(path, "-o", suffixes=(".html", ".htm"))  # before any work
+    accuracy = compare(patterns, "accuracy", registries=registries)
+    latency = compare(patterns, "latency", pareto=True, registries=registries)
+    ids = set(accuracy["id"])
+    runs = [r for r in list_runs() if r.card_id in ids]
+    cards = {e.id: e.card for e in _registry(registries).entries() if e.id in ids}
+    text = html_report.build(accuracy=accuracy, latency=latency, runs=runs, cards=cards, host=machine.host(),
+                             title="MobileNetV2 variants compared on one footing")
+    return {"path": str(html_report.write(path, text)), "cards": len(ids), "runs": len(runs)}

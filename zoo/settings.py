@@ -14,6 +14,7 @@ ENV_OFFLINE = "ZOO_OFFLINE"      # "1": serve only from the cache, never touch t
 ENV_MIRROR = "ZOO_MIRROR"        # mirrors (base URLs or directories), separated by whitespace or ';'
 ENV_REGISTRY = "ZOO_REGISTRY"    # extra card directories, separated by os.pathsep
 ENV_DEBUG = "ZOO_DEBUG"          # "1": show tracebacks for errors
+ENV_COMPLETE = "_ZOO_COMPLETE"   # set by the shell completion script (click's protocol), never by hand
 # Download tuning; tests shrink these so that fault injection stays fast.
 ENV_RETRIES = "ZOO_RETRIES"                  # attempts per URL (default 4)
 ENV_BACKOFF = "ZOO_BACKOFF"                  # first retry wait in seconds, doubled each time (default 1)
@@ -71,6 +72,11 @@ def debug() -> bool:
     return _flag(ENV_DEBUG)
 
 
+def completing() -> bool:
+    """True while a shell asks for completions (`zoo completion SHELL` installs the script that sets it)."""
+    return bool(os.environ.get(ENV_COMPLETE))
+
+
 def mirrors() -> list[str]:
     # Not os.pathsep: on POSIX that is ':', which every URL contains.
     raw = os.environ.get(ENV_MIRROR, "")
@@ -107,6 +113,11 @@ def _number(name: str, default: float, low: float, high: float, *, above: bool =
 def cache_dir() -> Path:
     """Content-addressed downloads, partial files, unpacked archives and their locks."""
     return zoo_home() / "cache"
+
+
+def card_dirs_cache() -> Path:
+    """Validated cards of each --registry / ZOO_REGISTRY directory, keyed by its files' sizes and mtimes."""
+    return zoo_home() / "card-dirs"
 
 
 def pins_file() -> Path:

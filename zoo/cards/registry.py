@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from zoo import settings
-from zoo.cards.directory import lint, natural_key
+from zoo.cards.directory import lint_cached, natural_key
 from zoo.cards.index import EMBEDDED, Entry, embedded_index_path, read_index
 from zoo.cards.remote import cached_entries
 from zoo.errors import CardNotFoundError, InvalidCardError, RegistryError
@@ -44,8 +44,10 @@ class Registry:
         for entry in entries:  # later sources override earlier ones with the same id
             self._by_id[entry.id.lower()] = entry
 
-    def entries(self) -> list[Entry]:
-        return sorted((copy.deepcopy(e) for e in self._by_id.values()), key=lambda e: natural_key(e.id))
+    def entries(self, copy_cards: bool = True) -> list[Entry]:
+        """Every card in natural id order; copy_cards=False shares the registry's dicts with read-only callers."""
+        entries = sorted(self._by_id.values(), key=lambda e: natural_key(e.id))
+        return copy.deepcopy(entries) if copy_cards else entries
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -188,7 +190,7 @@ def load_registry(extra_dirs: list[Path] | None = None) -> Registry:
         if not directory.is_dir():
             raise RegistryError(f"registry directory {directory} does not exist",
                                 "Check --registry / ZOO_REGISTRY")
-        cards, problems = lint([directory])
+        cards, problems = lint_cached(directory)
         if problems:
             raise InvalidCardError(f"{problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""),
                                    f"Run `zoo cards lint {directory}`")

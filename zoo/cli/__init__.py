@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from zoo.cli import artifacts, cards, measure, registry, results, targets  # noqa: F401  (they add their commands)
+from zoo.cli import artifacts, cards, completion, measure, registry, results, targets  # noqa: F401  (they add their commands)
 from zoo.cli.app import app
 
 __all__ = ["app", "main"]
@@ -19,7 +19,13 @@ __all__ = ["app", "main"]
 
 def main() -> None:
     """Entry point: click's usage errors become one line too (`zoo: error: ... Try 'zoo X --help'.`)."""
+    from zoo import settings
+
     try:
+        if settings.completing():  # a shell asking for completions: card ids and target names too
+            from zoo.cli.completion import prepared_command
+
+            prepared_command()(prog_name="zoo", complete_var=settings.ENV_COMPLETE)
         code = app(prog_name="zoo", standalone_mode=False)
     except Exception as exc:  # click's exception classes live in typer's vendored click: match by shape
         if type(exc).__name__ == "NoArgsIsHelpError":

@@ -105,7 +105,7 @@ def eval_(
     for line in r["notes"]:
         note(f"note: {line}")
     if r["unreadable"]:
-        note(f"{r['unreadable']} unreadable image(s), not counted: " + ", ".join(r["unreadable_files"][:20])
+        note(f"zoo: note: {r['unreadable']} unreadable image(s), not counted: " + ", ".join(r["unreadable_files"][:20])
               + (" ..." if r["unreadable"] > 20 else ""))
     if as_json:
         print_json(r)

@@ -42,6 +42,12 @@ def console():
     return Console() if sys.stdout.isatty() else Console(width=400, soft_wrap=True)
 
 
+def wide_console():
+    from rich.console import Console
+
+    return Console(width=400, soft_wrap=True)
+
+
 def fmt(value, digits: int = 2) -> str:
     if value is None:
         return "—"

@@ -11,7 +11,7 @@ import typer
 
 import zoo
 from zoo.cli.app import app, state
-from zoo.cli.render import console, fmt, note, print_json
+from zoo.cli.render import console, fmt, note, plain_table, print_json, wide_console
 
 
 class Metric(str, Enum):
@@ -20,7 +20,9 @@ class Metric(str, Enum):
     latency = "latency"
     fps = "fps"
     macs = "macs"
+    flops = "flops"
     params = "params"
+    storage = "storage"
     size = "size"
 
 
@@ -32,11 +34,92 @@ class OutputFormat(str, Enum):
 
 
 HEADERS = {"rank": "#", "id": "id", "source": "source", "width": "width", "resolution": "res",
-           "top1_pct": "top-1 (%)", "top5_pct": "top-5 (%)", "params_m": "params (M)", "macs_m": "MACs (M)",
-           "size_mb": "size (MB)", "latency_ms": "latency (ms)", "fps": "fps (img/s)", "device": "device",
-           "basis": "basis", "pareto": "pareto", "top1_measured_pct": "top-1 yours (%)",
-           "top5_measured_pct": "top-5 yours (%)", "measured_images": "images", "latency_ms_claimed": "claimed (ms)",
-           "fps_claimed": "claimed (img/s)", "claimed_device": "claimed on"}
+           "top1_pct": "top-1 %", "top5_pct": "top-5 %", "params_m": "params (M)", "macs_m": "MACs (M)",
+           "flops_g": "FLOPs (G, 2×MACs)", "flops_g_reported": "source's FLOPs (G)",
+           "flops_convention": "source counts", "size_mb": "size on disk (MB)", "artifact_file": "file",
+           "latency_ms": "latency (ms)", "fps": "fps (img/s)", "device": "device", "batch": "batch",
+           "precision": "precision", "runtime": "runtime", "threads": "threads", "basis": "basis",
+           "pareto": "pareto", "top1_measured_pct": "yours %", "ci95": "95% CI",
+           "measured_images": "images", "measured_dataset": "measured on", "verdict": "verdict",
+           "latency_ms_claimed": "claimed (ms)", "fps_claimed": "claimed (img/s)", "claimed_device": "claimed on"}
+# The compact table's columns per metric (the rest with --wide); measured-beside-claimed ones only once measured.
+COMPACT = {"accuracy": ["rank", "id", "top1_pct", "top5_pct", "top1_measured_pct", "ci95", "verdict", "macs_m"],
+           "latency": ["rank", "id", "top1_pct", "latency_ms", "basis", "latency_ms_claimed", "pareto"],
+           "fps": ["rank", "id", "top1_pct", "fps", "basis", "fps_claimed", "pareto"],
+           "macs": ["rank", "id", "top1_pct", "macs_m", "basis", "pareto"],
+           "flops": ["rank", "id", "top1_pct", "flops_g", "flops_g_reported", "flops_convention", "pareto"],
+           "params": ["rank", "id", "top1_pct", "params_m", "basis", "pareto"],
+           "storage": ["rank", "id", "top1_pct", "size_mb", "artifact_file", "basis", "pareto"]}
+COMPACT["top5"], COMPACT["size"] = COMPACT["accuracy"], COMPACT["storage"]
+WIDE_DROP = ("footing", "missing", "run_id", "reference", "top1_ci95_low", "top1_ci95_high", "measured_card_id")
+SPEED_HINT = ("Ranked within each footing (device, batch, precision, runtime), never across them. "
+              "To rank on this host: zoo compare --metric {m} --measure; on one device: --device \"rdk x5\" "
+              "or --device TARGET.")
+
+
+def _cells(df, columns: list[str]):
+    """The table's text: numbers to 2 places, '—' for nothing, the 95% interval as low–high."""
+    shown = df.copy()
+    shown["ci95"] = [f"{lo:.1f}–{hi:.1f}" if lo == lo and hi == hi else "—"
+                     for lo, hi in zip(df["top1_ci95_low"], df["top1_ci95_high"])]
+    # Your top-1 measured on the same file under another card says so with a mark and a note.
+    shown["top1_measured_pct"] = [("—" if v != v else f"{v:.2f}" + ("†" if other not in (None, card) else ""))
+                                  for v, other, card in zip(df["top1_measured_pct"], df["measured_card_id"], df["id"])]
+    if "pareto" in shown:
+        shown["pareto"] = shown["pareto"].map({True: "★", False: ""})
+    shown = shown[columns].rename(columns=HEADERS)
+    for column in shown.columns:
+        if shown[column].dtype == "float64":
+            digits = 3 if column.startswith(("FLOPs", "source's FLOPs")) else 2
+            shown[column] = shown[column].map(lambda v: "—" if v != v else f"{v:.{digits}f}")
+    return shown.astype(object).where(shown.notna(), "—")
+
+
+def _table(pretty, dim):
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in pretty.columns:
+        if column == "id":  # ids stay whole: the other columns wrap first
+            table.add_column(column, no_wrap=True, min_width=int(pretty[column].str.len().max()))
+        elif pretty[column].map(_numeric).all():  # figures never break; words wrap
+            table.add_column(column, justify="right", no_wrap=True)
+        else:
+            table.add_column(column, justify="left", min_width=10 if column == "verdict" else None)
+    for row, is_dim in zip(pretty.itertuples(index=False), dim):
+        table.add_row(*[str(v) for v in row], style="dim" if is_dim else None)
+    return table
+
+
+def _print_table(out, pretty, dim, plain: bool) -> None:
+    """rich on a terminal (it fits the width); the hand-rolled plain table for big piped output (rich takes
+    seconds on thousands of rows, and a pipe keeps the full width anyway)."""
+    if plain:
+        left = {i for i, c in enumerate(pretty.columns) if not pretty[c].map(_numeric).all()}
+        typer.echo(plain_table(list(pretty.columns), pretty.astype(str).values.tolist(), left))
+    else:
+        out.print(_table(pretty, dim))
+
+
+def _numeric(value) -> bool:
+    text = str(value).rstrip("†").replace("–", "").replace(".", "")
+    return text.isdigit() or text in ("—", "", "★")
+
+
+def _chosen_columns(df, metric: str, wide: bool) -> list[str]:
+    if wide:
+        columns = [c for c in df.columns if c not in WIDE_DROP and c != "top1_ci95_low"]
+        columns.insert(columns.index("top1_measured_pct") + 1, "ci95")
+    else:
+        columns = [c for c in COMPACT[metric] if c == "ci95" or c in df.columns]
+    measured_cols = ("top1_measured_pct", "ci95", "verdict", "measured_images", "measured_dataset")
+    if df["top1_measured_pct"].isna().all():
+        columns = [c for c in columns if c not in measured_cols]
+    elif not wide:
+        columns = [c for c in columns if c != "top5_pct"]  # room for yours, its interval and the verdict
+    if not df["basis"].str.startswith(("measured", "synthetic")).any():
+        columns = [c for c in columns if c not in ("latency_ms_claimed", "fps_claimed", "claimed_device")]
+    return [c for c in columns if c in df.columns or c == "ci95"]
 
 
 @app.command("compare")
@@ -44,49 +127,84 @@ def compare_(
     patterns: Optional[List[str]] = typer.Argument(None, metavar="[PATTERN]...", help="Cards to compare (default: all)."),
     metric: Metric = typer.Option(Metric.accuracy, "--metric", help="What to rank on."),
     device: Optional[str] = typer.Option(None, "--device", help="host, a target name, or TEXT in a claimed device."),
-    top: Optional[int] = typer.Option(None, "--top", min=1, help="Show the best N."),
+    top: Optional[int] = typer.Option(None, "--top", min=1, help="Show the best N (per footing for latency/fps)."),
     pareto: bool = typer.Option(False, "--pareto", help="Mark the accuracy/metric Pareto frontier."),
     output: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table, csv, json or markdown."),
     as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
+    wide: bool = typer.Option(False, "--wide", help="Every column, and the cards without a figure."),
     plot: Optional[Path] = typer.Option(None, "--plot", metavar="FILE.png", help="Also draw top-1 against the metric."),
 ):
-    """Rank cards on one metric, best first; cards without it come last, marked."""
+    """Rank cards on one metric, best first; latency and fps only within one footing (device, batch, precision,
+    runtime)."""
+    if plot:
+        from zoo.results.plots import check_output
+
+        check_output(plot, "--plot")  # before any work: a bad path fails at once
     df = zoo.compare(patterns, metric.value, device=device, top=top, pareto=pareto, registries=state["registries"])
     if plot:
         note(f"drew {zoo.plot(df, metric.value, plot)}")
     if as_json or output is OutputFormat.json:
         print_json(json.loads(df.to_json(orient="records")))
         return
-    shown = df.drop(columns=["missing"])
     if output is OutputFormat.csv:
-        sys.stdout.write(shown.to_csv(index=False))
+        sys.stdout.write(df.drop(columns=["missing"]).to_csv(index=False))
         return
-    # Tables leave out the measured-beside-claimed columns until something has been measured.
-    drop = [c for c in ("top1_measured_pct", "top5_measured_pct", "measured_images") if shown[c].isna().all()]
-    if not shown["basis"].str.startswith("measured").any():
-        drop += [c for c in ("latency_ms_claimed", "fps_claimed", "claimed_device") if c in shown]
-    shown = shown.drop(columns=drop)
-    pretty = shown.rename(columns=HEADERS)
-    for column in pretty.columns:
-        if pretty[column].dtype == "float64":
-            pretty[column] = pretty[column].map(lambda v: "—" if v != v else f"{v:.2f}")
-    pretty = pretty.astype(object).where(pretty.notna(), "—")
-    if "pareto" in pretty:
-        pretty["pareto"] = pretty["pareto"].map({True: "★", False: ""})
+    speed = metric.value in ("latency", "fps")
+    # --wide never squeezes columns into the terminal: it prints every column at full width, like a pipe.
+    out = console() if not wide else wide_console()
     missing = int(df["missing"].sum())
+    shown_df = df if (wide or not speed) else df[~df["missing"]]
+    plain = not sys.stdout.isatty() and len(shown_df) > 500
+    columns = _chosen_columns(shown_df, metric.value, wide)
     if output is OutputFormat.markdown:
-        typer.echo(pretty.to_markdown(index=False))
-    else:
-        from rich.table import Table
+        typer.echo(_cells(shown_df, (["footing"] if speed else []) + columns).to_markdown(index=False))
+    elif speed:
+        for footing, part in shown_df.groupby(shown_df["footing"].fillna("no figure"), sort=False):
+            kinds = ", ".join(dict.fromkeys(part["basis"]))
+            device_, batch, precision, runtime = (footing.split(" · ") + [""] * 4)[:4]
+            heading = (f"{device_}  batch {batch.removeprefix('batch ')} · {precision} · {runtime}  ({kinds})"
+                       if footing != "no figure" else "no figure")
+            if plain:
+                typer.echo(heading)
+            else:
+                from rich.markup import escape
 
-        table = Table(box=None, header_style="bold")
-        for column in pretty.columns:
-            table.add_column(column, justify="left" if column in ("id", "source", "device", "basis") else "right")
-        for row, is_missing in zip(pretty.itertuples(index=False), df["missing"]):
-            table.add_row(*[str(v) for v in row], style="dim" if is_missing else None)
-        console().print(table)
+                out.print(f"[bold]{escape(heading)}[/bold]", highlight=False)
+            section_columns = [c for c in columns if not (c.endswith("_claimed") and part[c].isna().all())]
+            _print_table(out, _cells(part, section_columns), part["missing"], plain)
+            typer.echo("") if plain else out.print()
+    else:
+        _print_table(out, _cells(shown_df, columns), shown_df["missing"], plain)
+    if speed and device is None:
+        note(SPEED_HINT.format(m=metric.value))
+    if (df["measured_card_id"].notna() & (df["measured_card_id"] != df["id"])).any():
+        for card_id, other in df.loc[df["measured_card_id"].notna() & (df["measured_card_id"] != df["id"]),
+                                     ["id", "measured_card_id"]].drop_duplicates().itertuples(index=False):
+            note(f"† {card_id}: your top-1 was measured on the same file as {other}, not on this card")
+    for dataset in df["measured_dataset"].dropna().unique():
+        note(f"yours %: top-1 measured on {dataset}; the verdict is about that set, and a set other than "
+             "ImageNet val (50,000 images) says so: the bundled ImageNet sample is easier than val.")
     if missing:
-        note(f"{missing} card(s) have no {metric.value} figure: listed last, rank '—'.")
+        where = "listed last, rank '—'" if (wide or not speed) else "shown with --wide"
+        note(f"{missing} card(s) have no {metric.value} figure{' on these footings' if speed else ''}: {where}.")
+    if metric.value == "flops":
+        note("FLOPs (G, 2×MACs) counts a multiply-accumulate as two FLOPs for every card; the source's own figure "
+             "and what it counts (macs or 2x_macs) are beside it.")
+
+
+@app.command("report")
+def report_(
+    patterns: Optional[List[str]] = typer.Argument(None, metavar="[PATTERN]...", help="Cards to include (default: all)."),
+    out: Path = typer.Option(..., "-o", "--output", metavar="FILE.html", help="The HTML file to write."),
+    as_json: bool = typer.Option(False, "--json", help="Print {path, cards, runs}."),
+):
+    """Write one self-contained HTML report: ranked tables per footing, plots, claimed against measured,
+    worst classes, environment and provenance."""
+    result = zoo.report(out, patterns, registries=state["registries"])
+    if as_json:
+        print_json(result)
+    else:
+        note(f"wrote {result['path']} ({result['cards']} cards, {result['runs']} runs)")
 
 
 @app.command("runs")
