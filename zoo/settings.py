@@ -186,3 +186,8 @@ def converted_dir() -> Path:
 def derived_dir() -> Path:
     """Derived cards (`zoo convert --dequantize`), one JSON card per file: the registry "derived"."""
     return zoo_home() / "derived"
+
+
+def quantized_dir() -> Path:
+    """int8 models quantized on the user's calibration images, by what decides their bytes."""
+    return zoo_home() / "quantized"

@@ -77,11 +77,14 @@ def candidate_urls(artifact: dict, mirrors: list[str]) -> list[str]:
 
 def local_url_refusal(url: str, mirrors: list[str]) -> str | None:
     """Why a file:// URL may not be read (None: it may). A card may name a local file only inside a mirror
-    directory the user named; otherwise `urls: [file:///etc/shadow]` would copy any readable file into the cache."""
+    directory the user named, or among the models zoo itself made under ZOO_HOME (a derived card's converted
+    or quantized file, checked by its sha256 like any other); otherwise `urls: [file:///etc/shadow]` would
+    copy any readable file into the cache."""
     if not url.startswith("file://"):
         return None
     path = _local_path(url).resolve()  # links resolved: a link in a mirror to /etc/shadow is outside it
-    if any(path.is_relative_to(directory) for directory in mirror_directories(mirrors)):
+    own = [settings.converted_dir().resolve(), settings.quantized_dir().resolve()]
+    if any(path.is_relative_to(directory) for directory in mirror_directories(mirrors) + own):
         return None
     return (f"{url}: file:// URLs are read only inside a mirror directory you named (--mirror or ZOO_MIRROR), "
             "and this one is not")
