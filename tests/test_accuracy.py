@@ -165,9 +165,9 @@ def test_a_failing_batch_stops_the_run_at_once_and_stores_nothing(zoo_home, samp
     decoded = []
 
     class CountingPreprocessor(Preprocessor):
-        def __call__(self, source, channels_first=False):
+        def pixels(self, source):
             decoded.append(source)
-            return super().__call__(source, channels_first)
+            return super().pixels(source)
 
     model = Model.from_card(open_runtime(model_path, threads=1), card)
     with pytest.raises(InvalidCardError, match="num_classes 1001 on the card, 1000 outputs"):
