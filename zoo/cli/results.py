@@ -49,9 +49,16 @@ def compare_(
     output: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table, csv, json or markdown."),
     as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
     plot: Optional[Path] = typer.Option(None, "--plot", metavar="FILE.png", help="Also draw top-1 against the metric."),
+    measure: bool = typer.Option(False, "--measure", help="First measure what the comparison lacks (then rank)."),
+    data: Optional[Path] = typer.Option(None, "--data", metavar="DIR", help="With --measure: images for accuracy."),
+    target: Optional[str] = typer.Option(None, "--target", help="With --measure: time latency on this board."),
 ):
     """Rank cards on one metric, best first; cards without it come last, marked."""
-    df = zoo.compare(patterns, metric.value, device=device, top=top, pareto=pareto, registries=state["registries"])
+    from zoo.cli.render import SweepProgress
+
+    with SweepProgress(False, quiet=False, lines_to_stderr=True) as progress:
+        df = zoo.compare(patterns, metric.value, device=device, top=top, pareto=pareto, measure=measure, data=data,
+                         target=target, registries=state["registries"], progress=progress)
     if plot:
         note(f"drew {zoo.plot(df, metric.value, plot)}")
     if as_json or output is OutputFormat.json:

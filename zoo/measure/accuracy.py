@@ -209,8 +209,9 @@ def open_lanes(card: dict, model_path: Path, *, provider: str | None = None, thr
 
 
 def eval_result(card: dict, model_path: Path, runtime, preprocessor, dataset, figures: dict, *,
-                artifact: dict | None = None, sha256: str | None = None) -> dict:
-    """The eval result of `figures` (the keys of run_accuracy) with what produced them."""
+                artifact: dict | None = None, sha256: str | None = None, described: dict | None = None) -> dict:
+    """The eval result of `figures` (the keys of run_accuracy) with what produced them (`described`: the
+    dataset's describe(), when the caller has it: fingerprinting a large set stats every file)."""
     if figures["n"] == 0:
         raise DatasetError(f"none of the {len(dataset)} images in {dataset.root} could be read "
                            f"(e.g. {figures['unreadable_files'][0]})", "Check that the files are JPEG/PNG images")
@@ -221,7 +222,7 @@ def eval_result(card: dict, model_path: Path, runtime, preprocessor, dataset, fi
                      "sha256": sha256 or run_sha256(model_path)},
         "runtime": {**runtime.describe(), "threads": (runtime.threads or 1) * figures["lanes"]},
         "preprocess": preprocessor.describe(), "input": card["input"],
-        "dataset": dataset.describe(), "notes": list(dataset.notes),
+        "dataset": described or dataset.describe(), "notes": list(dataset.notes),
         "claims": [c for c in card.get("claims", []) if c["metric"] in ("top1", "top5")],
         "machine": host(),
         **figures,

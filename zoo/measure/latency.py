@@ -74,7 +74,8 @@ def _counted(model_path: Path) -> dict:
 
 def bench_file(card: dict, model_path: Path, *, artifact: dict | None = None, synthetic: bool = False,
                target: dict | None = None, provider: str | None = None, threads: int | None = None, batch: int = 1,
-               warmup: int = DEFAULT_WARMUP, iters: int | None = None, seconds: float | None = None) -> dict:
+               warmup: int = DEFAULT_WARMUP, iters: int | None = None, seconds: float | None = None,
+               cpus: list[int] | None = None) -> dict:
     """Time one model file of `card` on this host, or on `target` (a target's configuration).
 
     The run lasts `iters` calls or `seconds`, whichever is given (both: whichever ends later);
@@ -87,12 +88,14 @@ def bench_file(card: dict, model_path: Path, *, artifact: dict | None = None, sy
     if batch < 1 or warmup < 0 or iters < 1 or seconds < 0:
         raise UsageError("--batch and --iters must be at least 1, --warmup and --seconds at least 0")
     model_sha256 = file_sha256(model_path)  # what is copied to a board is keyed by its own bytes
+    if cpus and target:
+        raise UsageError("--cpus pins the timed loop on this host; leave it out with --target")
     if target:
         result = _bench_on_target(target, model_path, model_sha256, threads=threads, batch=batch, warmup=warmup,
                                   iters=iters, seconds=seconds)
     else:
         result = _bench_on_host(model_path, provider=provider, threads=threads, batch=batch, warmup=warmup,
-                                iters=iters, seconds=seconds)
+                                iters=iters, seconds=seconds, cpus=cpus)
     result.update(_counted(model_path))
     result.update({
         "kind": "bench", "card_id": card["id"], "synthetic_weights": synthetic,
@@ -105,7 +108,40 @@ def bench_file(card: dict, model_path: Path, *, artifact: dict | None = None, sy
     return result
 
 
-def _bench_on_host(model_path: Path, *, provider, threads, batch, warmup, iters, seconds) -> dict:
+def pinned(cpus: list[int] | None):
+    """A context that runs its body on `cpus` only (os.sched_setaffinity, this process and the runtime threads
+    it starts), restoring the previous set after; a no-op without cpus."""
+    import contextlib
+    import os
+
+    @contextlib.contextmanager
+    def pin():
+        if not cpus:
+            yield
+            return
+        if not hasattr(os, "sched_setaffinity"):
+            raise UsageError("--cpus needs a Linux host (os.sched_setaffinity)")
+        available = os.sched_getaffinity(0)
+        wrong = sorted(set(cpus) - available)
+        if wrong:
+            raise UsageError(f"--cpus {','.join(map(str, wrong))}: not among this process's cores "
+                             f"{','.join(map(str, sorted(available)))}")
+        os.sched_setaffinity(0, set(cpus))
+        try:
+            yield
+        finally:
+            os.sched_setaffinity(0, available)
+
+    return pin()
+
+
+def _bench_on_host(model_path: Path, *, provider, threads, batch, warmup, iters, seconds, cpus=None) -> dict:
+    with pinned(cpus):  # pinned before the session starts its threads: they inherit the set
+        return _bench_pinned(model_path, provider=provider, threads=threads, batch=batch, warmup=warmup,
+                             iters=iters, seconds=seconds, cpus=cpus)
+
+
+def _bench_pinned(model_path: Path, *, provider, threads, batch, warmup, iters, seconds, cpus) -> dict:
     runtime = open_runtime(model_path, provider=provider, threads=threads)
     if runtime.max_batch is not None and batch != runtime.max_batch:
         raise UsageError(f"{model_path.name} takes batch {runtime.max_batch} only, not {batch}",
