@@ -250,6 +250,9 @@ def bench_sweep(entries: list, *, runtime: str | None = None, provider: str | No
                 cpus: list[int] | None = None, mirrors: list[str] | None = None, force: bool = False,
                 store_runs: bool = True, progress: Progress | None = None) -> dict:
     """Time every card, one after another (a timed loop never shares the machine with another)."""
+    latency.check_cpus(cpus)  # a bad --cpus fails the command, not each card
+    if cpus and target:
+        raise UsageError("--cpus pins the timed loop on this host; leave it out with --target")
     sweep = Sweep("bench", progress)
     warmup = latency.DEFAULT_WARMUP if warmup is None else warmup
     sweep.emit({"event": "start", "kind": "bench", "cards": len(entries), "units": len(entries)})

@@ -108,6 +108,22 @@ def bench_file(card: dict, model_path: Path, *, artifact: dict | None = None, sy
     return result
 
 
+def check_cpus(cpus: list[int] | None) -> set[int] | None:
+    """The cores this process may run on now, after checking `cpus` are among them (None: no pinning)."""
+    import os
+
+    if not cpus:
+        return None
+    if not hasattr(os, "sched_setaffinity"):
+        raise UsageError("--cpus needs a Linux host (os.sched_setaffinity)")
+    available = os.sched_getaffinity(0)
+    wrong = sorted(set(cpus) - available)
+    if wrong:
+        raise UsageError(f"--cpus {','.join(map(str, wrong))}: not among this process's cores "
+                         f"{','.join(map(str, sorted(available)))}")
+    return available
+
+
 def pinned(cpus: list[int] | None):
     """A context that runs its body on `cpus` only (os.sched_setaffinity, this process and the runtime threads
     it starts), restoring the previous set after; a no-op without cpus."""
@@ -116,16 +132,10 @@ def pinned(cpus: list[int] | None):
 
     @contextlib.contextmanager
     def pin():
-        if not cpus:
+        available = check_cpus(cpus)
+        if available is None:
             yield
             return
-        if not hasattr(os, "sched_setaffinity"):
-            raise UsageError("--cpus needs a Linux host (os.sched_setaffinity)")
-        available = os.sched_getaffinity(0)
-        wrong = sorted(set(cpus) - available)
-        if wrong:
-            raise UsageError(f"--cpus {','.join(map(str, wrong))}: not among this process's cores "
-                             f"{','.join(map(str, sorted(available)))}")
         os.sched_setaffinity(0, set(cpus))
         try:
             yield
