@@ -260,33 +260,51 @@ def _sweep_entries(patterns: list[str] | str, registries, progress) -> list:
 def eval_sweep(patterns: list[str] | str, data: Path, *, labels: Path | None = None, limit: int | None = None,
                batch: int | None = None, workers: int | None = None, provider: str | None = None,
                threads: int | None = None, mirrors: list[str] | None = None, force: bool = False,
-               store: bool = True, registries: list[Path] | None = None, progress=None) -> dict:
+               store: bool = True, registries: list[Path] | None = None, progress=None,
+               ray: str | bool | None = None) -> dict:
     """Evaluate every card the patterns (ids, aliases, wildcards) match on the images in `data`, reusing stored
-    runs measured the same way unless `force` (see zoo.engine.sweep for the summary and the progress events)."""
+    runs measured the same way unless `force` (see zoo.engine.sweep for the summary and the progress events).
+
+    ray: run on Ray (True or "": RAY_ADDRESS or a new local instance; text: that cluster's address)."""
     from zoo.engine.sweep import eval_sweep as sweep
     from zoo.measure.accuracy import load_data
 
     entries = _sweep_entries(patterns, registries, progress)
     dataset = load_data(data, labels, limit)  # fail fast on bad data, before any download
+    _join(ray, progress)
+    root = str(Path(data).absolute())
     return sweep(entries, dataset, batch=batch, workers=workers, provider=provider, threads=threads,
-                 mirrors=mirrors, force=force, store_runs=store, progress=progress)
+                 mirrors=mirrors, force=force, store_runs=store, progress=progress, ray=ray not in (None, False),
+                 data=(root, str(Path(labels).absolute()) if labels else None, limit))
+
+
+def _join(ray: str | bool | None, progress) -> None:
+    if ray in (None, False):
+        return
+    from zoo.engine.cluster import connect
+
+    joined = connect(ray if isinstance(ray, str) and ray else None)
+    progress and progress({"event": "note", "message": f"Ray: {joined['address']}, {joined['nodes']} node(s)"})
 
 
 def bench_sweep(patterns: list[str] | str, *, runtime: str | None = None, provider: str | None = None,
                 threads: int | None = None, batch: int = 1, warmup: int | None = None, iters: int | None = None,
                 seconds: float | None = None, synthetic: bool = False, target: str | None = None,
                 cpus: list[int] | None = None, mirrors: list[str] | None = None, force: bool = False,
-                store: bool = True, registries: list[Path] | None = None, progress=None) -> dict:
-    """Time every card the patterns match on this host or a target board; cards without weights are timed
-    with synthetic weights (marked), stored runs measured the same way are reused unless `force`."""
+                store: bool = True, registries: list[Path] | None = None, progress=None,
+                ray: str | bool | None = None) -> dict:
+    """Time every card the patterns match on this host, a target board, or (ray) whole nodes of a Ray cluster;
+    cards without weights are timed with synthetic weights (marked), stored runs measured the same way are
+    reused unless `force`."""
     from zoo.engine.sweep import bench_sweep as sweep
     from zoo.measure import targets
 
     entries = _sweep_entries(patterns, registries, progress)
     target_config = targets.get(target) if target else None
+    _join(ray, progress)
     return sweep(entries, runtime=runtime, provider=provider, threads=threads, batch=batch, warmup=warmup,
                  iters=iters, seconds=seconds, synthetic=synthetic, target=target_config, cpus=cpus,
-                 mirrors=mirrors, force=force, store_runs=store, progress=progress)
+                 mirrors=mirrors, force=force, store_runs=store, progress=progress, ray=ray not in (None, False))
 
 
 def inspect(ref: str, *, synthetic: bool = False, mirrors: list[str] | None = None,

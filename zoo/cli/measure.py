@@ -41,6 +41,8 @@ def bench(
     target: Optional[str] = typer.Option(None, "--target", help="Run on this target board (`zoo target add`)."),
     cpus: Optional[str] = typer.Option(None, "--cpus", metavar="LIST", help="Pin the timed loop to these cores (0,2-3)."),
     mirror: Optional[List[str]] = typer.Option(None, "--mirror", help="Mirror for the artifact (also ZOO_MIRROR)."),
+    ray: Optional[str] = typer.Option(None, "--ray", metavar="[ADDRESS]",
+                                      help="Run on Ray: alone, RAY_ADDRESS or a new local instance; or this cluster's address."),
     force: bool = typer.Option(False, "--force", help="Measure again even where a stored run matches."),
     no_store: bool = typer.Option(False, "--no-store", help="Do not record the runs in the results store."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress display, notes or reused-card lines."),
@@ -54,7 +56,7 @@ def bench(
         summary = zoo.bench_sweep(refs, runtime=runtime_name, provider=provider, threads=threads, batch=batch,
                                   warmup=warmup, iters=iters, seconds=seconds, synthetic=synthetic, target=target,
                                   cpus=parse_cpus(cpus), mirrors=mirror, force=force, store=not no_store,
-                                  registries=state["registries"], progress=progress)
+                                  registries=state["registries"], progress=progress, ray=ray)
     sweep_summary(summary, as_json)
     if as_json or quiet or len(summary["records"]) != 1:
         return
@@ -110,6 +112,8 @@ def eval_(
                                          help="Run this local .onnx/.tflite file under the (one) card's conventions."),
     mirror: Optional[List[str]] = typer.Option(None, "--mirror", metavar="URL_OR_DIR",
                                                help="Try this base URL or directory first (also ZOO_MIRROR)."),
+    ray: Optional[str] = typer.Option(None, "--ray", metavar="[ADDRESS]",
+                                      help="Run on Ray: alone, RAY_ADDRESS or a new local instance; or this cluster's address."),
     force: bool = typer.Option(False, "--force", help="Measure again even where a stored run matches."),
     no_store: bool = typer.Option(False, "--no-store", help="Do not record the runs in the results store."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress display, notes or reused-card lines."),
@@ -122,7 +126,7 @@ def eval_(
     with SweepProgress(as_json, quiet) as progress:
         summary = zoo.eval_sweep(refs, data, labels=labels, limit=limit, batch=batch, workers=workers,
                                  provider=provider, threads=threads, mirrors=mirror, force=force, store=not no_store,
-                                 registries=state["registries"], progress=progress)
+                                 registries=state["registries"], progress=progress, ray=ray)
     measured = [r["result"] for r in summary["records"] if r.get("result")]
     if measured and not quiet:
         for line in measured[0]["notes"]:

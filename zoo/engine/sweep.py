@@ -149,8 +149,12 @@ def prepare_eval(sweep: Sweep, card: dict, dataset_fp: str, *, provider, mirrors
 
 def eval_sweep(entries: list, dataset, *, batch: int | None = None, workers: int | None = None,
                provider: str | None = None, threads: int | None = None, mirrors: list[str] | None = None,
-               force: bool = False, store_runs: bool = True, progress: Progress | None = None) -> dict:
-    """Evaluate every card on `dataset`; cards sharing preprocessing share each decoded image (accuracy.predict)."""
+               force: bool = False, store_runs: bool = True, progress: Progress | None = None,
+               ray: bool = False, data: tuple | None = None) -> dict:
+    """Evaluate every card on `dataset`; cards sharing preprocessing share each decoded image (accuracy.predict).
+
+    ray=True: on the Ray cluster joined already (zoo.engine.cluster.connect); `data` is (root, labels, limit),
+    how each node loads the same set."""
     sweep = Sweep("eval", progress)
     described = dataset.describe()
     pending = [p for e in entries if (p := prepare_eval(sweep, e.card, described["fingerprint"], provider=provider,
@@ -162,45 +166,29 @@ def eval_sweep(entries: list, dataset, *, batch: int | None = None, workers: int
     sweep.emit({"event": "start", "kind": "eval", "cards": len(pending), "units": units})
     host = machine.host()
     for members in groups.values():
-        jobs, opened = [], []
-        for item in members:
-            try:
-                runtime, models, default_batch = accuracy.open_lanes(item.card, item.path, provider=provider,
-                                                                     threads=threads)
-            except ZooError as error:
-                sweep.finish("failed", item.card["id"], error=error)
-                continue
-            jobs.append(accuracy.Job(models, item.preprocessor, item.card["id"]))
-            opened.append((item, runtime, default_batch))
-        if not jobs:
-            continue
         offset = done
 
-        def advance(count, total, offset=offset):
+        def advance(count, total=None, offset=offset):
             sweep.emit({"event": "advance", "done": offset + count, "units": units})
 
-        try:
-            pass_ = accuracy.predict(jobs, dataset, batch=batch or min(b for _, _, b in opened), workers=workers,
-                                     progress=advance)
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except Exception as error:  # every model of the group failed (each job keeps its own error)
-            for job, (item, _, _) in zip(jobs, opened):
-                sweep.finish("failed", item.card["id"], error=job.error or error)
-            done += len(jobs) * len(dataset)
-            continue
-        done += len(jobs) * len(dataset)
-        for job, (item, runtime, _) in zip(jobs, opened):
-            if job.error is not None:
-                sweep.finish("failed", item.card["id"], error=job.error)
+        if ray:
+            from zoo.engine import cluster
+
+            outcomes = cluster.eval_group([(m.card, m.artifact) for m in members], dataset, data,
+                                          described["fingerprint"], batch=batch, provider=provider,
+                                          mirrors=mirrors, advance=advance)
+        else:
+            outcomes = _local_group(members, dataset, batch=batch, workers=workers, provider=provider,
+                                    threads=threads, advance=advance, host=host)
+        done += len(members) * len(dataset)
+        for item, outcome in zip(members, outcomes):
+            if "error" in outcome:
+                sweep.finish("failed", item.card["id"], error=outcome["error"])
                 continue
-            figures = accuracy.metrics(pass_["labels"], job.predictions(), pass_["unreadable"], len(dataset),
-                                       pass_["wall_s"])
-            figures |= {"batch": pass_["batch"], "workers": pass_["workers"], "lanes": len(job.models),
-                        "engine": {"name": "local", "nodes": [host["device"]], "shared_decode": len(jobs)}}
             try:
-                result = accuracy.eval_result(item.card, item.path, runtime, item.preprocessor, dataset, figures,
-                                              artifact=item.artifact, sha256=item.sha256, described=described)
+                result = accuracy.eval_result(item.card, item.path, outcome["runtime"], item.preprocessor, dataset,
+                                              outcome["figures"], artifact=item.artifact, sha256=item.sha256,
+                                              described=described)
             except ZooError as error:
                 sweep.finish("failed", item.card["id"], error=error)
                 continue
@@ -211,6 +199,40 @@ def eval_sweep(entries: list, dataset, *, batch: int | None = None, workers: int
                 result["run_id"] = run.id
             sweep.finish("measured", item.card["id"], run=run, result=result)
     return sweep.summary()
+
+
+def _local_group(members: list[EvalCard], dataset, *, batch, workers, provider, threads, advance, host) -> list[dict]:
+    """One shared-decode pass on this machine: per card {figures, runtime} or {error}."""
+    jobs, opened, out = [], [], {}
+    for item in members:
+        try:
+            runtime, models, default_batch = accuracy.open_lanes(item.card, item.path, provider=provider,
+                                                                 threads=threads)
+        except ZooError as error:
+            out[item.card["id"]] = {"error": error}
+            continue
+        jobs.append(accuracy.Job(models, item.preprocessor, item.card["id"]))
+        opened.append((item, runtime, default_batch))
+    if jobs:
+        try:
+            pass_ = accuracy.predict(jobs, dataset, batch=batch or min(b for _, _, b in opened), workers=workers,
+                                     progress=advance)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as error:  # every model of the group failed (each job keeps its own error)
+            pass_ = None
+            for job, (item, _, _) in zip(jobs, opened):
+                out[item.card["id"]] = {"error": job.error or error}
+        for job, (item, runtime, _) in zip(jobs, opened) if pass_ else ():
+            if job.error is not None:
+                out[item.card["id"]] = {"error": job.error}
+                continue
+            figures = accuracy.metrics(pass_["labels"], job.predictions(), pass_["unreadable"], len(dataset),
+                                       pass_["wall_s"])
+            figures |= {"batch": pass_["batch"], "workers": pass_["workers"], "lanes": len(job.models),
+                        "engine": {"name": "local", "nodes": [host["device"]], "shared_decode": len(jobs)}}
+            out[item.card["id"]] = {"figures": figures, "runtime": runtime}
+    return [out[item.card["id"]] for item in members]
 
 
 # ---------------------------------------------------------------- bench
@@ -248,14 +270,21 @@ def bench_sweep(entries: list, *, runtime: str | None = None, provider: str | No
                 threads: int | None = None, batch: int = 1, warmup: int | None = None, iters: int | None = None,
                 seconds: float | None = None, synthetic: bool = False, target: dict | None = None,
                 cpus: list[int] | None = None, mirrors: list[str] | None = None, force: bool = False,
-                store_runs: bool = True, progress: Progress | None = None) -> dict:
-    """Time every card, one after another (a timed loop never shares the machine with another)."""
+                store_runs: bool = True, progress: Progress | None = None, ray: bool = False) -> dict:
+    """Time every card, one after another (a timed loop never shares the machine with another); ray=True:
+    each on a whole node of the Ray cluster joined already (zoo.engine.cluster)."""
     latency.check_cpus(cpus)  # a bad --cpus fails the command, not each card
     if cpus and target:
         raise UsageError("--cpus pins the timed loop on this host; leave it out with --target")
     sweep = Sweep("bench", progress)
     warmup = latency.DEFAULT_WARMUP if warmup is None else warmup
     sweep.emit({"event": "start", "kind": "bench", "cards": len(entries), "units": len(entries)})
+    if ray:
+        if target:
+            raise UsageError("--ray times cards on the cluster's nodes; leave out --target")
+        return _bench_on_ray(sweep, entries, dict(runtime=runtime, provider=provider, threads=threads, batch=batch,
+                                                  warmup=warmup, iters=iters, seconds=seconds, cpus=cpus),
+                             synthetic=synthetic, mirrors=mirrors, force=force, store_runs=store_runs)
     host = None if target else machine.host()
     for number, entry in enumerate(entries, start=1):
         card = entry.card
@@ -292,4 +321,51 @@ def bench_sweep(entries: list, *, runtime: str | None = None, provider: str | No
         except Exception as error:  # a card failing mid-sweep: reported, the others go on
             sweep.finish("failed", card["id"], error=error)
         sweep.emit({"event": "advance", "done": number, "units": len(entries)})
+    return sweep.summary()
+
+
+def _bench_on_ray(sweep: Sweep, entries: list, options: dict, *, synthetic, mirrors, force, store_runs) -> dict:
+    from zoo.engine import cluster
+
+    runtime = options.pop("runtime")
+    todo, settings_of, notes = [], {}, {}
+    for entry in entries:
+        card = entry.card
+        try:
+            _, path, is_synthetic, notes[card["id"]] = bench_model(card, synthetic=synthetic, runtime=runtime,
+                                                                   target=None, mirrors=mirrors)
+        except UnsupportedArtifactError as error:
+            sweep.finish("skipped", card["id"], error=error)
+            continue
+        except ZooError as error:
+            sweep.finish("failed", card["id"], error=error)
+            continue
+        settings = bench_settings(**{k: options[k] for k in ("provider", "threads", "batch", "warmup", "iters",
+                                                             "seconds", "cpus")},
+                                  synthetic=is_synthetic, target=None) | {"engine": "ray"}
+        name = runtime_for_path(path).name
+        found = None if force else store.find_run("bench", card["id"], artifact_sha256=run_sha256(path), runtime=name,
+                                                  runtime_version=runtime_version(name), settings=settings)
+        if found is not None:
+            sweep.finish("reused", card["id"], run=found, note=notes[card["id"]])
+        else:
+            settings_of[card["id"]] = settings
+            todo.append(card)
+    finished = [len(sweep.records)]
+
+    def done(card, outcome):
+        if isinstance(outcome, BaseException):
+            sweep.finish("failed", card["id"], error=outcome)
+        else:
+            outcome["settings"] = settings_of[card["id"]]
+            run = Run.from_bench(outcome)
+            if store_runs:
+                store.record(run)
+                outcome["run_id"] = run.id
+            sweep.finish("measured", card["id"], run=run, result=outcome, note=outcome.pop("note", None))
+        finished[0] += 1
+        sweep.emit({"event": "advance", "done": finished[0], "units": len(entries)})
+
+    if todo:
+        cluster.bench_cards(todo, {**options, "runtime": runtime, "synthetic": synthetic, "mirrors": mirrors}, done)
     return sweep.summary()

@@ -210,17 +210,19 @@ def open_lanes(card: dict, model_path: Path, *, provider: str | None = None, thr
 
 def eval_result(card: dict, model_path: Path, runtime, preprocessor, dataset, figures: dict, *,
                 artifact: dict | None = None, sha256: str | None = None, described: dict | None = None) -> dict:
-    """The eval result of `figures` (the keys of run_accuracy) with what produced them (`described`: the
-    dataset's describe(), when the caller has it: fingerprinting a large set stats every file)."""
+    """The eval result of `figures` (the keys of run_accuracy) with what produced them. `runtime`: the Runtime,
+    or its describe() (from a remote node); `described`: the dataset's describe(), when the caller has it
+    (fingerprinting a large set stats every file)."""
     if figures["n"] == 0:
         raise DatasetError(f"none of the {len(dataset)} images in {dataset.root} could be read "
                            f"(e.g. {figures['unreadable_files'][0]})", "Check that the files are JPEG/PNG images")
     model_path = Path(model_path)
+    described_runtime = runtime.describe() if hasattr(runtime, "describe") else dict(runtime)
     return {
         "kind": "eval", "card_id": card["id"],
         "artifact": {"file": (artifact or {}).get("file", model_path.name), "path": str(model_path),
                      "sha256": sha256 or run_sha256(model_path)},
-        "runtime": {**runtime.describe(), "threads": (runtime.threads or 1) * figures["lanes"]},
+        "runtime": {**described_runtime, "threads": (described_runtime["threads"] or 1) * figures["lanes"]},
         "preprocess": preprocessor.describe(), "input": card["input"],
         "dataset": described or dataset.describe(), "notes": list(dataset.notes),
         "claims": [c for c in card.get("claims", []) if c["metric"] in ("top1", "top5")],
