@@ -141,7 +141,7 @@ def eval_group(cards: list, dataset, data: tuple, fingerprint: str, *, batch: in
 
 def _bench_card(card: dict, options: dict) -> dict:
     """On a node: time one card (its weights, or synthetic ones) and return the bench result."""
-    from zoo.engine.sweep import bench_model
+    from zoo.engine.plan import bench_model
     from zoo.measure import latency
 
     artifact, path, synthetic, note = bench_model(card, synthetic=options.pop("synthetic"), runtime=options.pop("runtime"),

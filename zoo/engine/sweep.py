@@ -17,22 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from zoo.artifacts.choose import choose, local_model, run_sha256, runtime_for_path, synthetic_model
-from zoo.errors import (
-    DownloadError,
-    IntegrityError,
-    OfflineError,
-    UnsupportedArtifactError,
-    UsageError,
-    ZooError,
-)
+from zoo.artifacts.choose import choose, local_model, run_sha256, runtime_for_path
+from zoo.engine.plan import UNAVAILABLE, bench_model
+from zoo.errors import UnsupportedArtifactError, UsageError, ZooError
 from zoo.measure import accuracy, latency, machine
 from zoo.measure.preprocess import Preprocessor
 from zoo.results import store
 from zoo.results.records import Run
 
 Progress = Callable[[dict], None]
-UNAVAILABLE = (DownloadError, OfflineError, IntegrityError)  # the weights cannot be had here
 
 
 class NothingMeasured(ZooError, RuntimeError):
@@ -242,28 +235,6 @@ def bench_settings(*, provider, threads, batch, warmup, iters, seconds, syntheti
     return {"provider": provider or "cpu", "threads": threads, "batch": batch, "warmup": warmup, "iters": iters,
             "seconds": seconds, "synthetic_weights": synthetic, "cpus": sorted(cpus) if cpus else None,
             "target": target["name"] if target else None}
-
-
-def bench_model(card: dict, *, synthetic: bool, runtime: str | None, target: dict | None,
-                mirrors) -> tuple[dict | None, Path, bool, str | None]:
-    """(artifact, model file, synthetic, note) to time: the card's weights, or its architecture with random
-    weights (synthetic) when it has none or they cannot be had. Raises UnsupportedArtifactError for a card
-    that cannot run here at all (an RDK .bin without an RDK target)."""
-    if synthetic:
-        return None, synthetic_model(card), True, None
-    try:
-        artifact = choose(card, runtime=runtime, target=target)
-        return artifact, local_model(card, artifact, mirrors=mirrors), False, None
-    except UnsupportedArtifactError as error:
-        artifacts = card.get("artifacts", [])
-        if artifacts and all(a["runtime"] == "rdk-bpu" for a in artifacts) or runtime or target:
-            raise
-        why = error.one_line()
-    except UNAVAILABLE as error:
-        if target and target["runtime"] != "onnxruntime":
-            raise
-        why = f"weights unavailable: {error.one_line()}"
-    return None, synthetic_model(card), True, f"synthetic weights ({why})"
 
 
 def bench_sweep(entries: list, *, runtime: str | None = None, provider: str | None = None,
