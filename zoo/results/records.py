@@ -62,7 +62,8 @@ class Run:
                    runtime_version=result["runtime"]["version"], provider=result["runtime"]["provider"],
                    threads=result["runtime"]["threads"], batch=result["batch"], device=machine["device"],
                    machine_fingerprint=machine["fingerprint"], machine=machine,
-                   metrics={k: result[k] for k in EVAL_METRICS}, preprocess=result["preprocess"],
+                   metrics={k: result.get(k) if k == "engine" else result[k] for k in EVAL_METRICS},
+                   preprocess=result["preprocess"],
                    dataset_fingerprint=result["dataset"]["fingerprint"], dataset=result["dataset"],
                    settings=result.get("settings"))
 
