@@ -170,9 +170,9 @@ def test_a_failing_batch_stops_the_run_at_once_and_stores_nothing(zoo_home, samp
     decoded = []
 
     class CountingPreprocessor(Preprocessor):
-        def __call__(self, source, channels_first=False):
+        def pixels(self, source):
             decoded.append(source)
-            return super().__call__(source, channels_first)
+            return super().pixels(source)
 
     model = Model.from_card(open_runtime(model_path, threads=1), card)
     with pytest.raises(InvalidCardError, match="num_classes 1001 on the card, 1000 outputs"):
@@ -244,7 +244,8 @@ def test_cli_eval_json_and_runs(coral_mirror, sample_dir):
     result = runner.invoke(app, ["eval", "coral/mobilenet_v2_1.0_224_quant", "--data", str(sample_dir),
                                  "--limit", "40", "--json"])
     assert result.exit_code == 0, result.output
-    data = json.loads(result.stdout)
+    data, summary = [json.loads(line) for line in result.stdout.splitlines()]
+    assert summary["summary"]["measured"] == ["coral/mobilenet_v2_1.0_224_quant"] and data["status"] == "measured"
     assert {"top1", "top5", "top1_ci95", "top5_ci95", "n", "images_per_s", "per_class", "run_id", "artifact",
             "runtime", "dataset", "preprocess", "unreadable", "unreadable_files"} <= set(data)
     assert data["n"] == 40

@@ -196,7 +196,8 @@ def test_bench_json_keys_and_stored(tmp_path):
     result = zoo("bench", "timm/mobilenetv2_050.lamb_in1k", "--synthetic-weights", "--iters", "5", "--seconds", "0",
                  "--warmup", "1", "--json")
     assert result.exit_code == 0, result.output
-    out = json.loads(result.stdout)
+    out, summary = [json.loads(line) for line in result.stdout.splitlines()]
+    assert summary["summary"]["measured"] == ["timm/mobilenetv2_050.lamb_in1k"]
     assert {"p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms", "max_ms", "fps", "peak_rss_bytes",
             "environment", "runtime", "run_id", "macs", "params", "size_bytes"} <= set(out)
     assert out["iterations"] == 5 and out["synthetic_weights"] is True

@@ -11,7 +11,7 @@ import pytest
 import zoo
 from zoo.cards.registry import load_registry
 from zoo.errors import UnsupportedArtifactError, UsageError
-from zoo.measure.latency import latency_stats
+from zoo.measure.latency import conservative_percentile, latency_stats
 from zoo.results import store
 
 
@@ -31,6 +31,42 @@ def test_latency_stats():
     assert (stats["p50_ms"], stats["mean_ms"], stats["min_ms"], stats["max_ms"]) == (2.5, 2.5, 1.0, 4.0)
     assert stats["fps"] == 800.0 and stats["iterations"] == 4
     assert stats["p90_ms"] == pytest.approx(3.7) and stats["std_ms"] == pytest.approx(1.291, abs=1e-3)
+
+
+def test_conservative_percentiles_follow_the_binomial_bound():
+    import math
+
+    def exact_k(n, p, confidence=0.99):  # the least k with P(Binomial(n, p) <= k - 1) >= confidence, exactly
+        total = 0.0
+        for j in range(n + 1):
+            total += math.comb(n, j) * p ** j * (1 - p) ** (n - j)
+            if total >= confidence:
+                return j + 1
+        return n + 1
+
+    samples = [float(i) for i in range(1, 1001)]  # sorted: the k-th smallest is k
+    for p in (0.9, 0.99):
+        k = exact_k(1000, p)
+        assert conservative_percentile(samples[::-1], p) == (k if k <= 1000 else None)
+    assert 900 < conservative_percentile(samples, 0.9) < 1000  # above the plain p90, as a bound must be
+    assert conservative_percentile(samples[:50], 0.99) is None  # 50 samples say nothing about p99
+    assert conservative_percentile([], 0.9) is None
+
+
+def test_bench_records_load_first_inference_memory_and_samples(home):
+    import os
+
+    result = zoo.bench("timm/mobilenetv2_075", synthetic=True, iters=12, seconds=0, warmup=2)
+    assert result["load_ms"] > 0 and result["first_inference_ms"] > 0
+    assert 1 * 2**20 < result["model_peak_bytes"] < result["peak_rss_bytes"]
+    assert len(result["samples_ms"]) == result["iterations"] == 12
+    assert result["p50_ms"] == pytest.approx(sorted(result["samples_ms"])[5:7][0] / 2 + sorted(result["samples_ms"])[5:7][1] / 2, abs=1e-3)
+    assert result["p90_conservative_ms"] is None or result["p90_conservative_ms"] >= result["p90_ms"]
+    [run] = store.list_runs(kind="bench")
+    assert run.metrics["samples_ms"] == result["samples_ms"] and run.metrics["load_ms"] == result["load_ms"]
+    core = sorted(os.sched_getaffinity(0))[-1]
+    pinned = zoo.bench_sweep(["timm/mobilenetv2_075"], synthetic=True, iters=3, seconds=0, warmup=0, cpus=[core])
+    assert pinned["records"][0]["result"]["cpus"] == [core] and os.sched_getaffinity(0) != {core} or os.cpu_count() == 1
 
 
 def test_synthetic_weights_bench_is_measured_and_stored(home):

@@ -1,5 +1,8 @@
 """The architecture as a checked fact: zoo's import graph (function-local imports included) has no cycle, and
-no stage imports a later one (base → cards → artifacts → measure → results → the facade → the CLI)."""
+no stage imports a later one (base → cards → artifacts → measure → results → engine → the facade → the CLI).
+
+The sweep engine comes after results: it records each run and looks up runs to reuse (zoo.results.store),
+while no results module needs to run a sweep."""
 from __future__ import annotations
 
 import ast
@@ -8,7 +11,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "zoo"
-STAGES = ["base", "cards", "artifacts", "measure", "results", "facade", "cli"]
+STAGES = ["base", "cards", "artifacts", "measure", "results", "engine", "facade", "cli"]
 
 
 def _module_name(path: Path) -> str:

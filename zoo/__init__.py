@@ -15,6 +15,7 @@ from zoo.errors import UsageError, ZooError
 
 __all__ = ["ZooError", "__version__", "list_cards", "get", "resolve", "show", "compare", "plot", "report", "lint_cards",
            "build_registry", "card_schema", "fetch", "convert", "evaluate", "preprocess", "runs", "bench", "inspect",
+           "eval_sweep", "bench_sweep",
            "cache_ls", "cache_verify", "cache_rm", "cache_prune"]
 
 
@@ -300,6 +301,65 @@ def bench(ref: str, *, runtime: str | None = None, provider: str | None = None, 
     return result
 
 
+def _sweep_entries(patterns: list[str] | str, registries, progress) -> list:
+    from zoo.engine.plan import expand
+
+    entries, notes = expand(_registry(registries), [patterns] if isinstance(patterns, str) else list(patterns))
+    for line in notes:
+        progress and progress({"event": "note", "message": line})
+    return entries
+
+
+def eval_sweep(patterns: list[str] | str, data: Path, *, labels: Path | None = None, limit: int | None = None,
+               batch: int | None = None, workers: int | None = None, provider: str | None = None,
+               threads: int | None = None, mirrors: list[str] | None = None, force: bool = False,
+               store: bool = True, registries: list[Path] | None = None, progress=None,
+               ray: str | bool | None = None) -> dict:
+    """Evaluate every card the patterns (ids, aliases, wildcards) match on the images in `data`, reusing stored
+    runs measured the same way unless `force` (see zoo.engine.sweep for the summary and the progress events).
+
+    ray: run on Ray (True or "": RAY_ADDRESS or a new local instance; text: that cluster's address)."""
+    from zoo.engine.sweep import eval_sweep as sweep
+    from zoo.measure.accuracy import load_data
+
+    entries = _sweep_entries(patterns, registries, progress)
+    dataset = load_data(data, labels, limit)  # fail fast on bad data, before any download
+    _join(ray, progress)
+    root = str(Path(data).absolute())
+    return sweep(entries, dataset, batch=batch, workers=workers, provider=provider, threads=threads,
+                 mirrors=mirrors, force=force, store_runs=store, progress=progress, ray=ray not in (None, False),
+                 data=(root, str(Path(labels).absolute()) if labels else None, limit))
+
+
+def _join(ray: str | bool | None, progress) -> None:
+    if ray in (None, False):
+        return
+    from zoo.engine.cluster import connect
+
+    joined = connect(ray if isinstance(ray, str) and ray else None)
+    progress and progress({"event": "note", "message": f"Ray: {joined['address']}, {joined['nodes']} node(s)"})
+
+
+def bench_sweep(patterns: list[str] | str, *, runtime: str | None = None, provider: str | None = None,
+                threads: int | None = None, batch: int = 1, warmup: int | None = None, iters: int | None = None,
+                seconds: float | None = None, synthetic: bool = False, target: str | None = None,
+                cpus: list[int] | None = None, mirrors: list[str] | None = None, force: bool = False,
+                store: bool = True, registries: list[Path] | None = None, progress=None,
+                ray: str | bool | None = None) -> dict:
+    """Time every card the patterns match on this host, a target board, or (ray) whole nodes of a Ray cluster;
+    cards without weights are timed with synthetic weights (marked), stored runs measured the same way are
+    reused unless `force`."""
+    from zoo.engine.sweep import bench_sweep as sweep
+    from zoo.measure import targets
+
+    entries = _sweep_entries(patterns, registries, progress)
+    target_config = targets.get(target) if target else None
+    _join(ray, progress)
+    return sweep(entries, runtime=runtime, provider=provider, threads=threads, batch=batch, warmup=warmup,
+                 iters=iters, seconds=seconds, synthetic=synthetic, target=target_config, cpus=cpus,
+                 mirrors=mirrors, force=force, store_runs=store, progress=progress, ray=ray not in (None, False))
+
+
 def inspect(ref: str, *, synthetic: bool = False, mirrors: list[str] | None = None,
             registries: list[Path] | None = None) -> dict:
     """Inputs, outputs, MACs, params and size of a model file, or of a card's runnable artifact (or, synthetic,
@@ -331,8 +391,9 @@ def runs(*, kind: str | None = None, card: str | None = None, limit: int | None 
 
 
 def compare(patterns: list[str] | None = None, metric: str = "accuracy", *, device: str | None = None,
-            top: int | None = None, pareto: bool = False, measured: bool = True,
-            registries: list[Path] | None = None):
+            top: int | None = None, pareto: bool = False, measured: bool = True, measure: bool = False,
+            data: Path | None = None, target: str | None = None, registries: list[Path] | None = None,
+            progress=None):
     """A pandas DataFrame ranking the matching cards on `metric`, claims beside measurements (see
     zoo.results.ranking; which runs it uses: zoo.results.selection). Latency and fps rank only within one
     footing (device, batch, precision, runtime): one row per card and footing, `rank` within the footing.
@@ -340,6 +401,8 @@ def compare(patterns: list[str] | None = None, metric: str = "accuracy", *, devi
     device: None shows this host's and the targets' runs beside every claim; "host" or a target name, runs
     there only; other text, claims and runs whose device contains it (no match: UsageError listing devices).
     measured=False ignores the results store.
+    measure=True first measures what the comparison lacks (an eval sweep on `data` for accuracy/top5, a
+    bench sweep on this host or `target` for latency/fps; runs measured the same way are reused), then ranks.
     """
     from zoo.errors import CardNotFoundError, UsageError
     from zoo.results.ranking import compare as rank
@@ -357,6 +420,9 @@ def compare(patterns: list[str] | None = None, metric: str = "accuracy", *, devi
             entries += [e for e in matched if not (e.id in seen or seen.add(e.id))]
     else:
         entries = registry.entries(copy_cards=False)
+    if measure:
+        _measure_for(entries, metric, data=data, target=target, progress=progress)
+        device = device or target
     selection = Selection(claim_device=device)
     if measured:
         from zoo.measure import machine, targets
@@ -365,6 +431,41 @@ def compare(patterns: list[str] | None = None, metric: str = "accuracy", *, devi
         selection = select(entries, list_runs(), device=device, host=machine.host(),
                            target_names={t["name"] for t in targets.ls()})
     return rank(entries, metric, selection=selection, top=top, pareto=pareto)
+
+
+def _measure_for(entries: list, metric: str, *, data: Path | None, target: str | None, progress) -> dict | None:
+    """compare --measure: sweep the cards that have no measurement for `metric` yet (on these images, on this
+    host or on `target`); None when none lacks one."""
+    from zoo.engine import sweep
+    from zoo.errors import UsageError
+    from zoo.measure import machine, targets
+    from zoo.results.store import list_runs
+
+    if metric in ("accuracy", "top5"):
+        if data is None:
+            raise UsageError(f"--measure with --metric {metric} evaluates on your images: give --data DIR")
+        from zoo.measure.accuracy import load_data
+
+        dataset = load_data(data)
+        fingerprint = dataset.fingerprint()
+        have = {r.card_id for r in list_runs(kind="eval") if r.dataset_fingerprint == fingerprint}
+        run = lambda todo: sweep.eval_sweep(todo, dataset, progress=progress)  # noqa: E731
+    elif metric in ("latency", "fps"):
+        config = targets.get(target) if target else None
+        here = machine.host()["fingerprint"]
+        have = {r.card_id for r in list_runs(kind="bench")
+                if (r.device == target if target else r.machine_fingerprint == here)}
+        run = lambda todo: sweep.bench_sweep(todo, target=config, progress=progress)  # noqa: E731
+    else:
+        raise UsageError(f"--measure applies to accuracy, top5, latency and fps, not {metric}",
+                         "macs, params and size are counted from the graph, not measured")
+    todo = [e for e in entries if e.id not in have]
+    if not todo:
+        return None
+    try:
+        return run(todo)
+    except sweep.NothingMeasured:
+        return None  # every lacking card was skipped or failed: the progress events said why; rank what there is
 
 
 def plot(df, metric: str, path: Path) -> Path:

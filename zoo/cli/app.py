@@ -15,8 +15,18 @@ from zoo.errors import ZooError
 state: dict = {"registries": [], "debug": False}
 
 
+# Options whose value may be left out (`--ray` alone: a local instance or RAY_ADDRESS; `--ray ADDRESS`). Typer
+# has no optional option values, so a bare one (last, or before another option) is given its empty value here.
+OPTIONAL_VALUES = ("--ray",)
+
+
 class _Group(typer.core.TyperGroup):
     """Turns a ZooError into one line on stderr and the error's exit code."""
+
+    def parse_args(self, ctx, args):
+        args = [f"{a}=" if a in OPTIONAL_VALUES and (i + 1 == len(args) or args[i + 1].startswith("-")) else a
+                for i, a in enumerate(args)]
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx):
         try:

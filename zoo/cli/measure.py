@@ -8,12 +8,28 @@ import typer
 
 import zoo
 from zoo.cli.app import app, state
-from zoo.cli.render import EvalProgress, fmt, note, print_json, print_resolved
+from zoo.cli.render import EvalProgress, SweepProgress, fmt, note, print_json, print_resolved, sweep_summary
+
+
+def parse_cpus(text: str | None) -> list[int] | None:
+    """'0,2-3' -> [0, 2, 3]."""
+    if not text:
+        return None
+    from zoo.errors import UsageError
+
+    cpus = set()
+    try:
+        for part in text.split(","):
+            low, _, high = part.strip().partition("-")
+            cpus.update(range(int(low), int(high or low) + 1))
+    except ValueError:
+        raise UsageError(f"--cpus {text!r}: give core numbers and ranges, e.g. 0,2-3") from None
+    return sorted(cpus)
 
 
 @app.command()
 def bench(
-    ref: str = typer.Argument(..., metavar="ID", help="Card id, NAME@source or alias."),
+    refs: List[str] = typer.Argument(..., metavar="PATTERN...", help="Card ids, aliases, NAME@source or wildcards ('timm/*')."),
     runtime_name: Optional[str] = typer.Option(None, "--runtime", help="onnxruntime or litert: which artifact to time."),
     provider: Optional[str] = typer.Option(None, "--provider", help="ONNX Runtime execution provider (cpu, cuda, ...)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Intra-op threads (default: the runtime's)."),
@@ -21,32 +37,37 @@ def bench(
     warmup: int = typer.Option(10, "--warmup", min=0, help="Uncounted calls first."),
     iters: Optional[int] = typer.Option(None, "--iters", min=1, help="Timed calls (default: >= 100 and >= 3 s)."),
     seconds: Optional[float] = typer.Option(None, "--seconds", min=0, help="Timed duration instead of --iters."),
-    synthetic: bool = typer.Option(False, "--synthetic-weights", help="Time the card's architecture, random weights."),
+    synthetic: bool = typer.Option(False, "--synthetic-weights", help="Time the cards' architectures, random weights."),
     target: Optional[str] = typer.Option(None, "--target", help="Run on this target board (`zoo target add`)."),
+    cpus: Optional[str] = typer.Option(None, "--cpus", metavar="LIST", help="Pin the timed loop to these cores (0,2-3)."),
     mirror: Optional[List[str]] = typer.Option(None, "--mirror", help="Mirror for the artifact (also ZOO_MIRROR)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    ray: Optional[str] = typer.Option(None, "--ray", metavar="[ADDRESS]",
+                                      help="Run on Ray: alone, RAY_ADDRESS or a new local instance; or this cluster's address."),
+    force: bool = typer.Option(False, "--force", help="Measure again even where a stored run matches."),
+    no_store: bool = typer.Option(False, "--no-store", help="Do not record the runs in the results store."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress display, notes or reused-card lines."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON line per card, then a summary line."),
 ):
-    """Measure latency on this host or a target board; the run is stored."""
-    where = f"target {target}" if target else "this host"
-    note(f"timing {ref}{' (synthetic weights)' if synthetic else ''} on {where} ...")
-    result = zoo.bench(ref, runtime=runtime_name, provider=provider, threads=threads, batch=batch, warmup=warmup,
-                       iters=iters, seconds=seconds, synthetic=synthetic, target=target, mirrors=mirror,
-                       registries=state["registries"])
-    print_resolved(result)
-    if as_json:
-        print_json(result)
+    """Measure latency of one or many cards on this host or a target board; each run is stored."""
+    if len(refs) == 1 and not any(c in refs[0] for c in "*?[") and not quiet and not as_json:
+        where = f"target {target}" if target else "this host"
+        note(f"timing {refs[0]}{' (synthetic weights)' if synthetic else ''} on {where} ...")
+    with SweepProgress(as_json, quiet) as progress:
+        summary = zoo.bench_sweep(refs, runtime=runtime_name, provider=provider, threads=threads, batch=batch,
+                                  warmup=warmup, iters=iters, seconds=seconds, synthetic=synthetic, target=target,
+                                  cpus=parse_cpus(cpus), mirrors=mirror, force=force, store=not no_store,
+                                  registries=state["registries"], progress=progress, ray=ray)
+    sweep_summary(summary, as_json)
+    if as_json or quiet or len(summary["records"]) != 1:
         return
-    rt = result["runtime"]
-    typer.echo(f"{result['card_id']} on {result['device']} ({rt['name']} {rt['version']}, {rt['provider']}, "
-               f"threads {rt['threads'] or 'default'}, batch {result['batch']}, {result['iterations']} calls)")
-    typer.echo("  " + "  ".join(f"{k.removesuffix('_ms')} {fmt(result[k], 3)} ms"
-                                for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "min_ms", "max_ms")
-                                if result.get(k) is not None)
-               + f"  fps {fmt(result['fps'], 1)}")
-    for claim in result["claims"]:
-        unit = "ms" if claim["metric"] == "latency_ms" else "img/s"
-        typer.echo(f"  claimed {claim['metric']} {claim['value']:g} {unit} on {claim['device']}")
-    note(f"stored as run {result.get('run_id')}")
+    result = summary["records"][0].get("result")
+    if result:  # one card measured: its figures in full
+        typer.echo("  " + "  ".join(f"{k.removesuffix('_ms')} {fmt(result[k], 3)} ms"
+                                    for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "min_ms", "max_ms")
+                                    if result.get(k) is not None))
+        for claim in result["claims"]:
+            unit = "ms" if claim["metric"] == "latency_ms" else "img/s"
+            typer.echo(f"  claimed {claim['metric']} {claim['value']:g} {unit} on {claim['device']}")
 
 
 @app.command()
@@ -77,7 +98,7 @@ def inspect(
 
 @app.command("eval")
 def eval_(
-    ref: str = typer.Argument(..., metavar="ID", help="Card id, alias or NAME@source."),
+    refs: List[str] = typer.Argument(..., metavar="PATTERN...", help="Card ids, aliases, NAME@source or wildcards ('coral/*')."),
     data: Path = typer.Option(..., "--data", metavar="DIR", help="Validation images (layouts in the README)."),
     labels: Optional[Path] = typer.Option(None, "--labels", metavar="FILE",
                                           help="'FILE IDX' lines (0-based, standard order) or LOC_val_solution.csv."),
@@ -88,15 +109,45 @@ def eval_(
     provider: Optional[str] = typer.Option(None, "--provider", help="ONNX Runtime execution provider (cpu, cuda, ...)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Inference lanes: batches run at once, each single-threaded on CPU (default: one per core)."),
     model: Optional[Path] = typer.Option(None, "--model", metavar="FILE",
-                                         help="Run this local .onnx/.tflite file under the card's conventions."),
+                                         help="Run this local .onnx/.tflite file under the (one) card's conventions."),
     runtime: Optional[str] = typer.Option(None, "--runtime",
-                                          help="Which host runtime's model (onnxruntime runs a .tflite card's QDQ conversion)."),
+                                          help="Which host runtime's model, for one card (onnxruntime runs a .tflite card's QDQ conversion)."),
     mirror: Optional[List[str]] = typer.Option(None, "--mirror", metavar="URL_OR_DIR",
                                                help="Try this base URL or directory first (also ZOO_MIRROR)."),
-    no_store: bool = typer.Option(False, "--no-store", help="Do not record the run in the results store."),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON (keys in the README)."),
+    ray: Optional[str] = typer.Option(None, "--ray", metavar="[ADDRESS]",
+                                      help="Run on Ray: alone, RAY_ADDRESS or a new local instance; or this cluster's address."),
+    force: bool = typer.Option(False, "--force", help="Measure again even where a stored run matches."),
+    no_store: bool = typer.Option(False, "--no-store", help="Do not record the runs in the results store."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress display, notes or reused-card lines."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON line per card, then a summary line (keys in the README)."),
 ):
-    """Measure top-1/top-5 of a card's model on your validation images, preprocessed as its source does."""
+    """Measure top-1/top-5 of one or many cards on your validation images, each preprocessed as its source does."""
+    if model is not None or runtime is not None:
+        return _eval_one(refs, data, model, runtime, labels=labels, limit=limit, batch=batch, workers=workers,
+                         provider=provider, threads=threads, mirror=mirror, no_store=no_store, as_json=as_json)
+    with SweepProgress(as_json, quiet) as progress:
+        summary = zoo.eval_sweep(refs, data, labels=labels, limit=limit, batch=batch, workers=workers,
+                                 provider=provider, threads=threads, mirrors=mirror, force=force, store=not no_store,
+                                 registries=state["registries"], progress=progress, ray=ray)
+    measured = [r["result"] for r in summary["records"] if r.get("result")]
+    if measured and not quiet:
+        for line in measured[0]["notes"]:
+            note(f"note: {line}")
+        if measured[0]["unreadable"]:
+            r = measured[0]
+            note(f"zoo: note: {r['unreadable']} unreadable image(s), not counted: "
+                 + ", ".join(r["unreadable_files"][:20]) + (" ..." if r["unreadable"] > 20 else ""))
+    sweep_summary(summary, as_json)
+
+
+def _eval_one(refs, data, model, runtime, *, labels, limit, batch, workers, provider, threads, mirror, no_store,
+              as_json):
+    """One card: a local --model file under its conventions, or its model on the --runtime named."""
+    from zoo.errors import UsageError
+
+    if len(refs) != 1:
+        raise UsageError(f"{'--model' if model is not None else '--runtime'} applies to one card: give one card")
+    ref = refs[0]
     with EvalProgress(ref) as progress:
         r = zoo.evaluate(ref, data, labels=labels, limit=limit, batch=batch, workers=workers, provider=provider,
                          threads=threads, model=model, runtime=runtime, mirrors=mirror, store=not no_store,
@@ -120,7 +171,6 @@ def eval_(
     threads_note = f", {rt['threads']} threads" if rt["threads"] else ""
     typer.echo(f"  {r['images_per_s']:.1f} images/s; {rt['name']} {rt['version']} ({rt['provider']}{threads_note}), "
                f"batch {r['batch']}, {r['workers']} workers")
-    typer.echo(f"  artifact {r['artifact']['file']} sha256 {r['artifact']['sha256']}")
     if "run_id" in r:
         typer.echo(f"  stored as run {r['run_id']} (zoo runs)")
 

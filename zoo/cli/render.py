@@ -136,3 +136,83 @@ class FetchProgress:
                 if kind == "retry":
                     text += f"; retrying in {event['wait_s']:g} s"
                 (self.bars.console.print if self.bars else note)(f"{kind}: {event.get('file', '')} {text}".strip())
+
+
+class SweepProgress:
+    """Renders a sweep's events (zoo.engine.sweep): one rich bar over the whole sweep on a terminal's stderr,
+    a line per finished card on stdout (a JSON line with --json), notes on stderr; -q keeps only the results."""
+
+    def __init__(self, as_json: bool, quiet: bool, lines_to_stderr: bool = False):
+        import threading
+
+        self.as_json, self.quiet, self.lines_to_stderr = as_json, quiet, lines_to_stderr
+        self.lock, self.bar, self.task = threading.Lock(), None, None
+
+    def __enter__(self):
+        if sys.stderr.isatty() and not self.quiet:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar:
+            self.bar.stop()
+
+    def _say(self, text: str, err: bool = False) -> None:
+        if self.bar:
+            self.bar.console.print(text, markup=False, highlight=False)
+        else:
+            typer.echo(text, err=err)
+
+    def __call__(self, event: dict) -> None:
+        with self.lock:
+            kind = event["event"]
+            if kind == "note" and not self.quiet:
+                self._say(event["message"], err=True)
+            elif kind == "start" and self.bar:
+                label = "evaluating" if event["kind"] == "eval" else "timing"
+                self.task = self.bar.add_task(f"{label} {event['cards']} card(s)", total=event["units"] or 1)
+            elif kind == "advance" and self.bar and self.task is not None:
+                self.bar.update(self.task, completed=event["done"])
+            elif kind == "card":
+                self.card(event)
+
+    def card(self, event: dict) -> None:
+        record = {k: v for k, v in event.items() if k not in ("event", "result")}
+        if self.as_json:
+            line = json.dumps({**(event.get("result") or {}), **record}, ensure_ascii=False, default=str)
+            if self.bar:
+                self.bar.console.file.flush()
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+            return
+        if self.quiet and record["status"] == "reused":
+            return
+        self._say(card_line(record), err=self.lines_to_stderr)
+
+
+def card_line(r: dict) -> str:
+    status, card = r["status"], r["card_id"]
+    if status in ("skipped", "failed"):
+        return f"{status:8} {card}: {r['reason']}"
+    if r["kind"] == "eval":
+        figures = f"top-1 {fmt(r['top1'])} %  top-5 {fmt(r['top5'])} %  ({r['n']} images)"
+    else:
+        figures = (f"p50 {fmt(r['p50_ms'], 3)} ms  fps {fmt(r['fps'], 1)}"
+                   + ("  (synthetic weights)" if r.get("synthetic_weights") else ""))
+    run = f"  run {r['run_id']}" if r.get("run_id") else ""
+    return f"{status:8} {card}  {figures}{run}" + (f"  [{r['note']}]" if r.get("note") else "")
+
+
+def sweep_summary(summary: dict, as_json: bool) -> None:
+    """The sweep's last line: counts, and the reason of each card skipped or failed."""
+    if as_json:
+        out = {k: v for k, v in summary.items() if k != "records"}
+        sys.stdout.write(json.dumps({"summary": out}, ensure_ascii=False, default=str) + "\n")
+        return
+    typer.echo(f"{len(summary['measured'])} measured, {len(summary['reused'])} reused, "
+               f"{len(summary['skipped'])} skipped, {len(summary['failed'])} failed")

@@ -133,14 +133,21 @@ def compare_(
     as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
     wide: bool = typer.Option(False, "--wide", help="Every column, and the cards without a figure."),
     plot: Optional[Path] = typer.Option(None, "--plot", metavar="FILE.png", help="Also draw top-1 against the metric."),
+    measure: bool = typer.Option(False, "--measure", help="First measure what the comparison lacks (then rank)."),
+    data: Optional[Path] = typer.Option(None, "--data", metavar="DIR", help="With --measure: images for accuracy."),
+    target: Optional[str] = typer.Option(None, "--target", help="With --measure: time latency on this board."),
 ):
     """Rank cards on one metric, best first; latency and fps only within one footing (device, batch, precision,
-    runtime)."""
+    runtime). --measure first measures what the comparison lacks on this host (or --target)."""
+    from zoo.cli.render import SweepProgress
+
     if plot:
         from zoo.results.plots import check_output
 
         check_output(plot, "--plot")  # before any work: a bad path fails at once
-    df = zoo.compare(patterns, metric.value, device=device, top=top, pareto=pareto, registries=state["registries"])
+    with SweepProgress(False, quiet=False, lines_to_stderr=True) as progress:
+        df = zoo.compare(patterns, metric.value, device=device, top=top, pareto=pareto, measure=measure, data=data,
+                         target=target, registries=state["registries"], progress=progress)
     if plot:
         note(f"drew {zoo.plot(df, metric.value, plot)}")
     if as_json or output is OutputFormat.json:

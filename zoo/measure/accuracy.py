@@ -37,13 +37,120 @@ def wilson_interval(hits: int, n: int, z: float = 1.959964) -> list[float]:
     return [round(100 * max(0.0, centre - half), 3), round(100 * min(1.0, centre + half), 3)]
 
 
-def _load(model, preprocessor, path: Path):
-    from PIL import Image
+DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError)
 
+
+def pixels_key(preprocessor) -> str:
+    """What decides the decoded pixels (protocol, geometry, resolution, backend): the preprocessing minus its
+    normalisation. Cards with equal keys share each decoded image in a sweep (predict)."""
+    import json
+
+    described = {k: v for k, v in preprocessor.describe().items() if k not in NORMALISATION_KEYS}
+    return json.dumps(described, sort_keys=True, default=str)
+
+
+NORMALISATION_KEYS = {"mean", "std", "scale", "offset", "normalisation"}
+
+
+class Job:
+    """One model in a shared-decode pass: its inference lanes, its preprocessor (for normalise), and what it
+    has predicted so far (per batch start, so the results come out in dataset order)."""
+
+    def __init__(self, models, preprocessor, name: str = ""):
+        import queue
+
+        self.models = list(models) if isinstance(models, (list, tuple)) else [models]
+        self.preprocessor, self.name = preprocessor, name
+        self.free = queue.SimpleQueue()
+        for model in self.models:
+            self.free.put(model)
+        self.top5: dict[int, object] = {}
+        self.error: BaseException | None = None
+
+    def run(self, start: int, pixels: list) -> None:
+        import numpy as np
+
+        if self.error is not None:
+            return
+        try:
+            lead = self.models[0]
+            tensors = [lead.encode(self.preprocessor.normalise(px, lead.channels_first)) for px in pixels]
+            if tensors:
+                model = self.free.get()
+                try:
+                    scores = model.scores(np.stack(tensors))
+                finally:
+                    self.free.put(model)
+                # Stable sort: equal (quantized) scores rank the lower class index first.
+                self.top5[start] = np.argsort(-scores, axis=1, kind="stable")[:, :5]
+            else:
+                self.top5[start] = np.zeros((0, 5), np.int64)
+        except Exception as error:  # this model failed: the others in the pass go on
+            self.error = error
+
+    def predictions(self):
+        import numpy as np
+
+        parts = [self.top5[k] for k in sorted(self.top5)]
+        return np.concatenate(parts) if parts else np.zeros((0, 5), np.int64)
+
+
+def predict(jobs: list[Job], dataset, *, batch: int = CPU_BATCH, workers: int | None = None,
+            items: list | None = None, progress: Callable[[int, int], None] | None = None) -> dict:
+    """Decode each image once and run it through every job's model (all jobs share one pixels_key).
+
+    `workers` threads each take the next batch, decode it with the first job's preprocessor, then normalise,
+    encode and run it for each job on a free lane of that job's model. Only the batches in flight are held
+    in memory. A job whose model fails is dropped from the pass with its error kept; when every job has
+    failed, the first error is raised at once. Returns {labels, unreadable, wall_s} (in `items` order; each
+    job's top-5 is in job.predictions()). `progress(done, total)` counts images times jobs."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    if batch < 1:
+        raise UsageError(f"--batch must be at least 1, got {batch}")
+    limits = [job.models[0].batch_limit for job in jobs if job.models[0].batch_limit]
+    batch = min([batch, *limits])
+    check_threads(workers, "--workers")
+    workers = workers or os.cpu_count() or 1
+    # Each worker holds one batch: decoded, preprocessed, and run by every job's model.
+    check_batch_memory(batch, sum(input_bytes(job.models[0].runtime) for job in jobs), in_flight=workers)
+    items = dataset.items if items is None else items
+    total = len(items)
+    decoder = jobs[0].preprocessor
+
+    def run_batch(start: int):
+        from PIL import Image
+
+        pixels, labels, unreadable = [], [], []
+        for relative, label in items[start:start + batch]:
+            try:
+                pixels.append(decoder.values(dataset.path(relative)))
+                labels.append(label)
+            except (*DECODE_ERRORS, Image.DecompressionBombError):
+                unreadable.append(relative)  # unreadable or corrupt image: counted, never fatal
+        for job in jobs:
+            job.run(start, pixels)
+        return labels, unreadable
+
+    started = time.perf_counter()
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="zoo-eval")
     try:
-        return model.encode(preprocessor(path, channels_first=model.channels_first))
-    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
-        return None  # unreadable or corrupt image: counted by the caller
+        futures = {pool.submit(run_batch, start): min(batch, total - start) for start in range(0, total, batch)}
+        done = 0
+        for future in as_completed(futures):
+            future.result()  # raises a worker's error here, at once
+            if all(job.error is not None for job in jobs):
+                raise jobs[0].error
+            done += futures[future]
+            if progress:
+                progress(done * len(jobs), total * len(jobs))
+    finally:
+        pool.shutdown(cancel_futures=True)  # on an error or Ctrl-C, the batches not yet begun never run
+    wall = time.perf_counter() - started
+    results = [future.result() for future in futures]  # in dataset order (dicts keep insertion order)
+    return {"labels": [label for labels, _ in results for label in labels],
+            "unreadable": [name for _, names in results for name in names], "wall_s": wall, "batch": batch,
+            "workers": workers}
 
 
 def run_accuracy(models, preprocessor, dataset, *, batch: int = CPU_BATCH, workers: int | None = None,
@@ -55,71 +162,19 @@ def run_accuracy(models, preprocessor, dataset, *, batch: int = CPU_BATCH, worke
     one single-threaded lane per core keeps every core working, where one run split over all cores
     waits for its slowest thread; and with as many workers as cores, no thread waits for a core.
     """
-    import queue
-    from concurrent.futures import ThreadPoolExecutor, as_completed
-
-    import numpy as np
-
-    models = list(models) if isinstance(models, (list, tuple)) else [models]
-    if batch < 1:
-        raise UsageError(f"--batch must be at least 1, got {batch}")
-    if models[0].batch_limit:
-        batch = min(batch, models[0].batch_limit)
-    check_threads(workers, "--workers")
-    workers = workers or os.cpu_count() or 1
-    # Each worker holds one batch: decoded, preprocessed, and run.
-    check_batch_memory(batch, input_bytes(models[0].runtime), in_flight=workers)
-    items, total = dataset.items, len(dataset.items)
-    free = queue.SimpleQueue()
-    for model in models:
-        free.put(model)
-
-    def run_batch(start: int):
-        """(labels, top-5 indices, unreadable files) of items[start:start + batch]."""
-        tensors, labels, unreadable = [], [], []
-        for relative, label in items[start:start + batch]:
-            tensor = _load(models[0], preprocessor, dataset.path(relative))
-            if tensor is None:
-                unreadable.append(relative)
-            else:
-                tensors.append(tensor)
-                labels.append(label)
-        if not tensors:
-            return labels, np.zeros((0, 5), np.int64), unreadable
-        model = free.get()
-        try:
-            scores = model.scores(np.stack(tensors))
-        finally:
-            free.put(model)
-        # Stable sort: equal (quantized) scores rank the lower class index first.
-        return labels, np.argsort(-scores, axis=1, kind="stable")[:, :5], unreadable
-
-    started = time.perf_counter()
-    pool = ThreadPoolExecutor(workers, thread_name_prefix="zoo-eval")
-    try:
-        futures = {pool.submit(run_batch, start): min(batch, total - start) for start in range(0, total, batch)}
-        done = 0
-        for future in as_completed(futures):
-            future.result()  # raises a worker's error here, at once
-            done += futures[future]
-            if progress:
-                progress(done, total)
-    finally:
-        pool.shutdown(cancel_futures=True)  # on an error or Ctrl-C, the batches not yet begun never run
-    wall = time.perf_counter() - started
-    results = [future.result() for future in futures]  # in dataset order (dicts keep insertion order)
-    labels = [label for batch_labels, _, _ in results for label in batch_labels]
-    top5 = [batch_top5 for _, batch_top5, _ in results]
-    unreadable = [name for _, _, names in results for name in names]
-    return _metrics(labels, top5, unreadable, total, wall) | {"batch": batch, "workers": workers, "lanes": len(models)}
+    job = Job(models, preprocessor)
+    done = predict([job], dataset, batch=batch, workers=workers, progress=progress)
+    return metrics(done["labels"], job.predictions(), done["unreadable"], len(dataset.items), done["wall_s"]) | {
+        "batch": done["batch"], "workers": done["workers"], "lanes": len(job.models)}
 
 
-def _metrics(labels: list[int], top5: list, unreadable: list[str], total: int, wall: float) -> dict:
+def metrics(labels: list[int], predicted, unreadable: list[str], total: int, wall: float) -> dict:
+    """The accuracy figures of per-image top-5 predictions (N, 5) against their labels."""
     import numpy as np
 
     n = len(labels)
     truth = np.asarray(labels, dtype=np.int64)
-    predicted = np.concatenate(top5) if top5 else np.zeros((0, 5), np.int64)
+    predicted = np.asarray(predicted, dtype=np.int64).reshape(-1, 5)
     hit1 = predicted[:, 0] == truth
     hit5 = (predicted == truth[:, None]).any(axis=1)
     per_class = {}
@@ -139,6 +194,48 @@ def _metrics(labels: list[int], top5: list, unreadable: list[str], total: int, w
     }
 
 
+def open_lanes(card: dict, model_path: Path, *, provider: str | None = None, threads: int | None = None):
+    """(runtime, one Model per inference lane, default batch) for a model file under `card`'s conventions."""
+    model_path = Path(model_path)
+    check_threads(threads, "--threads")  # before any runtime opens: 100000 threads crashed ONNX Runtime
+    if not model_path.is_file():
+        raise UsageError(f"model file {model_path} does not exist", "Give --model an existing .onnx or .tflite file")
+    if provider not in (None, "cpu", "CPUExecutionProvider"):
+        # An accelerator: one lane; `threads` are the runtime's own.
+        runtime = open_runtime(model_path, provider=provider, threads=threads, spinning=False)
+        return runtime, [Model.from_card(runtime, card)], ACCELERATOR_BATCH
+    # CPU: `threads` lanes of single-threaded runs (default: one per core), see run_accuracy.
+    runtime = open_runtime(model_path, provider=provider, threads=1, spinning=False)
+    lanes = threads or os.cpu_count() or 1
+    models = [Model.from_card(runtime, card)]
+    models += [models[0] if runtime.thread_safe else
+               Model.from_card(open_runtime(model_path, threads=1), card) for _ in range(lanes - 1)]
+    return runtime, models, CPU_BATCH
+
+
+def eval_result(card: dict, model_path: Path, runtime, preprocessor, dataset, figures: dict, *,
+                artifact: dict | None = None, sha256: str | None = None, described: dict | None = None) -> dict:
+    """The eval result of `figures` (the keys of run_accuracy) with what produced them. `runtime`: the Runtime,
+    or its describe() (from a remote node); `described`: the dataset's describe(), when the caller has it
+    (fingerprinting a large set stats every file)."""
+    if figures["n"] == 0:
+        raise DatasetError(f"none of the {len(dataset)} images in {dataset.root} could be read "
+                           f"(e.g. {figures['unreadable_files'][0]})", "Check that the files are JPEG/PNG images")
+    model_path = Path(model_path)
+    described_runtime = runtime.describe() if hasattr(runtime, "describe") else dict(runtime)
+    return {
+        "kind": "eval", "card_id": card["id"],
+        "artifact": {"file": (artifact or {}).get("file", model_path.name), "path": str(model_path),
+                     "sha256": sha256 or run_sha256(model_path)},
+        "runtime": {**described_runtime, "threads": (described_runtime["threads"] or 1) * figures["lanes"]},
+        "preprocess": preprocessor.describe(), "input": card["input"],
+        "dataset": described or dataset.describe(), "notes": list(dataset.notes),
+        "claims": [c for c in card.get("claims", []) if c["metric"] in ("top1", "top5")],
+        "machine": host(),
+        **figures,
+    }
+
+
 def evaluate_file(card: dict, model_path: Path, dataset, *, artifact: dict | None = None, batch: int | None = None,
                   workers: int | None = None, provider: str | None = None, threads: int | None = None,
                   progress: Callable[[int, int], None] | None = None) -> dict:
@@ -148,41 +245,11 @@ def evaluate_file(card: dict, model_path: Path, dataset, *, artifact: dict | Non
     preprocess, input, dataset {path, layout, n_images, labels_file, unlabelled_entries, fingerprint},
     notes, claims (the card's published top1/top5 figures), machine, and the keys of run_accuracy.
     """
-
-    model_path = Path(model_path)
-    check_threads(threads, "--threads")
-    check_threads(workers, "--workers")
-    if not model_path.is_file():
-        raise UsageError(f"model file {model_path} does not exist", "Give --model an existing .onnx or .tflite file")
-    if provider not in (None, "cpu", "CPUExecutionProvider"):
-        # An accelerator: one lane; `threads` are the runtime's own.
-        runtime = open_runtime(model_path, provider=provider, threads=threads, spinning=False)
-        models = [Model.from_card(runtime, card)]
-        batch = batch or ACCELERATOR_BATCH
-    else:
-        # CPU: `threads` lanes of single-threaded runs (default: one per core), see run_accuracy.
-        runtime = open_runtime(model_path, provider=provider, threads=1, spinning=False)
-        lanes = threads or os.cpu_count() or 1
-        batch = batch or CPU_BATCH
-        models = [Model.from_card(runtime, card)]
-        models += [models[0] if runtime.thread_safe else
-                   Model.from_card(open_runtime(model_path, threads=1), card) for _ in range(lanes - 1)]
+    runtime, models, default_batch = open_lanes(card, model_path, provider=provider, threads=threads)
     preprocessor = Preprocessor(card["preprocess"], card["resolution"])
-    metrics = run_accuracy(models, preprocessor, dataset, batch=batch, workers=workers, progress=progress)
-    if metrics["n"] == 0:
-        raise DatasetError(f"none of the {len(dataset)} images in {dataset.root} could be read "
-                           f"(e.g. {metrics['unreadable_files'][0]})", "Check that the files are JPEG/PNG images")
-    return {
-        "kind": "eval", "card_id": card["id"],
-        "artifact": {"file": (artifact or {}).get("file", model_path.name), "path": str(model_path),
-                     "sha256": run_sha256(model_path)},
-        "runtime": {**runtime.describe(), "threads": (runtime.threads or 1) * metrics["lanes"]},
-        "preprocess": preprocessor.describe(), "input": card["input"],
-        "dataset": dataset.describe(), "notes": list(dataset.notes),
-        "claims": [c for c in card.get("claims", []) if c["metric"] in ("top1", "top5")],
-        "machine": host(),
-        **metrics,
-    }
+    figures = run_accuracy(models, preprocessor, dataset, batch=batch or default_batch, workers=workers,
+                           progress=progress)
+    return eval_result(card, model_path, runtime, preprocessor, dataset, figures, artifact=artifact)
 
 
 def load_data(data: Path, labels: Path | None = None, limit: int | None = None):

@@ -38,6 +38,28 @@ def latency_stats(latencies_ms: list[float], batch: int) -> dict:
             "fps": round(batch * 1000.0 / mean, 2), "iterations": int(len(values))}
 
 
+def conservative_percentile(latencies_ms, percentile: float, confidence: float = 0.99) -> float | None:
+    """An upper bound of the `percentile` (0..1) latency that holds with `confidence`, given the sample count:
+    MLPerf LoadGen's early-stopping estimate. Of n sorted samples it takes the k-th smallest, k the least
+    with P(Binomial(n, percentile) <= k - 1) >= confidence (so that fewer than k samples lie at or below the
+    true percentile with probability below 1 - confidence). None when n is too small for any bound."""
+    import math
+
+    import numpy as np
+
+    values = np.sort(np.asarray(latencies_ms, dtype=np.float64))
+    n = len(values)
+    if n == 0 or not 0 < percentile < 1:
+        return None
+    i = np.arange(n + 1)
+    log_pmf = (math.lgamma(n + 1) - np.array([math.lgamma(k + 1) + math.lgamma(n - k + 1) for k in i])
+               + i * math.log(percentile) + (n - i) * math.log1p(-percentile))
+    cdf = np.cumsum(np.exp(log_pmf))  # cdf[j] = P(X <= j)
+    reached = np.nonzero(cdf >= confidence)[0]
+    k = int(reached[0]) + 1 if len(reached) else n + 1  # the k-th smallest sample, 1-based
+    return round(float(values[k - 1]), 4) if k <= n else None
+
+
 def time_runtime(runtime, batch_tensor, *, warmup: int, iters: int, seconds: float) -> list[float]:
     """Per-call latencies in ms of runtime.run(batch_tensor), after `warmup` uncounted calls."""
     run = runtime.run
@@ -83,7 +105,8 @@ def _counted(model_path: Path) -> dict:
 
 def bench_file(card: dict, model_path: Path, *, artifact: dict | None = None, synthetic: bool = False,
                target: dict | None = None, provider: str | None = None, threads: int | None = None, batch: int = 1,
-               warmup: int = DEFAULT_WARMUP, iters: int | None = None, seconds: float | None = None) -> dict:
+               warmup: int = DEFAULT_WARMUP, iters: int | None = None, seconds: float | None = None,
+               cpus: list[int] | None = None) -> dict:
     """Time one model file of `card` on this host, or on `target` (a target's configuration).
 
     The run lasts `iters` calls or `seconds`, whichever is given (both: whichever ends later);
@@ -97,12 +120,14 @@ def bench_file(card: dict, model_path: Path, *, artifact: dict | None = None, sy
         raise UsageError("--batch and --iters must be at least 1, --warmup and --seconds at least 0 (and finite)")
     machine.check_threads(threads, "--threads", on_target=bool(target))
     model_sha256 = file_sha256(model_path)  # what is copied to a board is keyed by its own bytes
+    if cpus and target:
+        raise UsageError("--cpus pins the timed loop on this host; leave it out with --target")
     if target:
         result = _bench_on_target(target, model_path, model_sha256, threads=threads, batch=batch, warmup=warmup,
                                   iters=iters, seconds=seconds)
     else:
         result = _bench_on_host(model_path, provider=provider, threads=threads, batch=batch, warmup=warmup,
-                                iters=iters, seconds=seconds)
+                                iters=iters, seconds=seconds, cpus=cpus)
     result.update(_counted(model_path))
     result.update({
         "kind": "bench", "card_id": card["id"], "synthetic_weights": synthetic,
@@ -115,17 +140,97 @@ def bench_file(card: dict, model_path: Path, *, artifact: dict | None = None, sy
     return result
 
 
-def _bench_on_host(model_path: Path, *, provider, threads, batch, warmup, iters, seconds) -> dict:
+def check_cpus(cpus: list[int] | None) -> set[int] | None:
+    """The cores this process may run on now, after checking `cpus` are among them (None: no pinning)."""
+    import os
+
+    if not cpus:
+        return None
+    if not hasattr(os, "sched_setaffinity"):
+        raise UsageError("--cpus needs a Linux host (os.sched_setaffinity)")
+    available = os.sched_getaffinity(0)
+    wrong = sorted(set(cpus) - available)
+    if wrong:
+        raise UsageError(f"--cpus {','.join(map(str, wrong))}: not among this process's cores "
+                         f"{','.join(map(str, sorted(available)))}")
+    return available
+
+
+def pinned(cpus: list[int] | None):
+    """A context that runs its body on `cpus` only (os.sched_setaffinity, this process and the runtime threads
+    it starts), restoring the previous set after; a no-op without cpus."""
+    import contextlib
+    import os
+
+    @contextlib.contextmanager
+    def pin():
+        available = check_cpus(cpus)
+        if available is None:
+            yield
+            return
+        os.sched_setaffinity(0, set(cpus))
+        try:
+            yield
+        finally:
+            os.sched_setaffinity(0, available)
+
+    return pin()
+
+
+def _bench_on_host(model_path: Path, *, provider, threads, batch, warmup, iters, seconds, cpus=None) -> dict:
+    with pinned(cpus):  # pinned before the session starts its threads: they inherit the set
+        return _bench_pinned(model_path, provider=provider, threads=threads, batch=batch, warmup=warmup,
+                             iters=iters, seconds=seconds, cpus=cpus)
+
+
+def _memory() -> dict[str, int]:
+    """This process's resident set now and its peak (bytes), from /proc/self/status (Linux); {} elsewhere."""
+    try:
+        lines = Path("/proc/self/status").read_text().splitlines()
+    except OSError:
+        return {}
+    fields = dict(line.split(":", 1) for line in lines if ":" in line)
+    return {key: int(fields[key].split()[0]) * 1024 for key in ("VmRSS", "VmHWM") if key in fields}
+
+
+def _reset_peak() -> bool:
+    """Start a new peak-RSS window (Linux: writing 5 to /proc/self/clear_refs resets VmHWM to VmRSS)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _bench_pinned(model_path: Path, *, provider, threads, batch, warmup, iters, seconds, cpus) -> dict:
+    import time
+
+    # The model's own memory: the peak RSS during load and run above the RSS before it (not the process's
+    # lifetime peak, which an earlier model or a large import may have set).
+    windowed = _reset_peak()
+    before = _memory().get("VmRSS")
+    started = time.perf_counter()
     runtime = open_runtime(model_path, provider=provider, threads=threads)
+    load_ms = (time.perf_counter() - started) * 1000.0
     if runtime.max_batch is not None and batch != runtime.max_batch:
         raise UsageError(f"{model_path.name} takes batch {runtime.max_batch} only, not {batch}",
                          f"Use --batch {runtime.max_batch}")
     machine.check_batch_memory(batch, input_bytes(runtime))
     tensor = random_input(runtime, batch)
-    latencies = time_runtime(runtime, tensor, warmup=warmup, iters=iters, seconds=seconds)
+    started = time.perf_counter()
+    runtime.run(tensor)  # the first inference (allocations, kernel choice), counted apart from the warm loop
+    first_ms = (time.perf_counter() - started) * 1000.0
+    latencies = time_runtime(runtime, tensor, warmup=max(warmup - 1, 0), iters=iters, seconds=seconds)
+    after = _memory()
     env = machine.host()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if platform.system() == "Darwin" else 1024)
-    return {**latency_stats(latencies, batch), "peak_rss_bytes": peak, "device": env["device"], "target": None,
+    model_peak = after["VmHWM"] - before if windowed and before and "VmHWM" in after else None
+    return {**latency_stats(latencies, batch), "peak_rss_bytes": peak, "model_peak_bytes": model_peak,
+            "load_ms": round(load_ms, 3), "first_inference_ms": round(first_ms, 3),
+            "p90_conservative_ms": conservative_percentile(latencies, 0.90),
+            "p99_conservative_ms": conservative_percentile(latencies, 0.99),
+            "samples_ms": [round(x, 4) for x in latencies], "cpus": sorted(cpus) if cpus else None,
+            "device": env["device"], "target": None,
             "runtime": runtime.describe(), "environment": {**env, **runtime.describe(), "batch": batch}}
 
 
@@ -148,6 +253,9 @@ def _bench_on_target(target: dict, model_path: Path, sha256: str, *, threads, ba
     board = machine.board(target["name"], target["ssh"], raw["machine"])
     runtime_info = {"name": "onnxruntime", "version": raw["runtime_version"], "provider": raw["provider"],
                     "threads": threads}
-    return {**latency_stats(raw["latencies_ms"], batch), "peak_rss_bytes": raw["peak_rss_bytes"],
+    samples = raw["latencies_ms"]
+    return {**latency_stats(samples, batch), "peak_rss_bytes": raw["peak_rss_bytes"],
+            "p90_conservative_ms": conservative_percentile(samples, 0.90),
+            "p99_conservative_ms": conservative_percentile(samples, 0.99), "samples_ms": samples,
             "device": target["name"], "target": target["name"], "runtime": runtime_info,
             "environment": {**board, **runtime_info, "batch": batch}}

@@ -337,8 +337,9 @@ class Preprocessor:
         _check(size, math.ceil(size * max(w, h) / min(w, h)), "resized")
         return data, image
 
-    def _values(self, source):
-        """The protocol's image before normalisation: uint8 pixels, or float32 (paddleclas, TF bilinear)."""
+    def values(self, source):
+        """The protocol's image before normalisation: uint8 pixels, or float32 (paddleclas, TF bilinear): what
+        normalise() takes, and what a sweep decodes once and shares between cards of one preprocessing."""
         import numpy as np
 
         data, image = self._open(source)
@@ -408,7 +409,7 @@ class Preprocessor:
         bilinear, PaddleClas after scaling) these are the values before normalisation, rounded to 0..255."""
         import numpy as np
 
-        x = self._values(source)
+        x = self.values(source)
         if x.dtype == np.uint8:
             return np.ascontiguousarray(x)
         return np.clip(np.rint(x * 255), 0, 255).astype(np.uint8)
@@ -430,7 +431,7 @@ class Preprocessor:
         return out.transpose(1, 2, 0) if channels_first else out
 
     def __call__(self, source, channels_first: bool = False):
-        return self.normalise(self._values(source), channels_first)
+        return self.normalise(self.values(source), channels_first)
 
 
 # ---------------------------------------------------------------------------------------------- zoo preprocess

@@ -9,10 +9,16 @@ from zoo._version import __version__
 
 KINDS = ("eval", "bench")
 EVAL_METRICS = ("top1", "top5", "top1_ci95", "top5_ci95", "n", "unreadable", "unreadable_files", "images_per_s",
-                "wall_s", "workers", "lanes", "per_class")
+                "wall_s", "workers", "lanes", "per_class", "engine")
 BENCH_METRICS = ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms", "max_ms", "fps", "iterations",
-                 "peak_rss_bytes", "synthetic_weights", "warmup", "macs", "params", "size_bytes")
-JSON_FIELDS = ("preprocess", "dataset", "machine", "metrics")
+                 "peak_rss_bytes", "synthetic_weights", "warmup", "macs", "params", "size_bytes",
+                 "load_ms", "first_inference_ms", "model_peak_bytes", "p90_conservative_ms", "p99_conservative_ms",
+                 "samples_ms", "cpus")
+JSON_FIELDS = ("preprocess", "dataset", "machine", "metrics", "settings")
+
+
+def cls_json(value) -> str:
+    return json.dumps(value, sort_keys=True)
 
 
 @dataclass
@@ -36,6 +42,7 @@ class Run:
     preprocess: dict | None = None
     dataset_fingerprint: str | None = None
     dataset: dict | None = None
+    settings: dict | None = None  # what the sweep engine matches to reuse a run (zoo.engine.sweep)
     zoo_version: str = __version__
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     id: int | None = None
@@ -55,8 +62,10 @@ class Run:
                    runtime_version=result["runtime"]["version"], provider=result["runtime"]["provider"],
                    threads=result["runtime"]["threads"], batch=result["batch"], device=machine["device"],
                    machine_fingerprint=machine["fingerprint"], machine=machine,
-                   metrics={k: result[k] for k in EVAL_METRICS}, preprocess=result["preprocess"],
-                   dataset_fingerprint=result["dataset"]["fingerprint"], dataset=result["dataset"])
+                   metrics={k: result.get(k) if k == "engine" else result[k] for k in EVAL_METRICS},
+                   preprocess=result["preprocess"],
+                   dataset_fingerprint=result["dataset"]["fingerprint"], dataset=result["dataset"],
+                   settings=result.get("settings"))
 
     @classmethod
     def from_bench(cls, result: dict) -> Run:
@@ -67,14 +76,19 @@ class Run:
                    runtime_version=runtime["version"] or "unknown", provider=runtime["provider"],
                    threads=runtime["threads"], batch=result["batch"], device=result["device"],
                    machine_fingerprint=machine["fingerprint"], machine=machine,
-                   metrics={k: result.get(k) for k in BENCH_METRICS})
+                   metrics={k: result.get(k) for k in BENCH_METRICS}, settings=result.get("settings"))
 
     # ------------------------------------------------------------ store rows
 
     def to_row(self) -> dict:
         """Column -> SQLite value (JSON text for the dict columns); `id` left out."""
         row = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "id"}
-        return {k: json.dumps(v, sort_keys=True) if k in JSON_FIELDS and v is not None else v for k, v in row.items()}
+        return {k: cls_json(v) if k in JSON_FIELDS and v is not None else v for k, v in row.items()}
+
+    @staticmethod
+    def to_json(value) -> str:
+        """A dict column's text, canonical (sorted keys) so equal settings compare equal in SQL."""
+        return cls_json(value)
 
     @classmethod
     def from_row(cls, row) -> Run:

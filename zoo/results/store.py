@@ -41,6 +41,7 @@ MIGRATIONS = (
     );
     CREATE INDEX runs_card ON runs (card_id, kind, created_at);
     """,
+    "ALTER TABLE runs ADD COLUMN settings TEXT",
 )
 
 
@@ -79,6 +80,27 @@ def record_eval(result: dict, path: Path | None = None) -> int:
 def record_bench(result: dict, path: Path | None = None) -> int:
     """Store a bench result (zoo.measure.latency.bench_file); returns the run id."""
     return record(Run.from_bench(result), path)
+
+
+def find_run(kind: str, card_id: str, *, artifact_sha256: str, runtime: str, runtime_version: str | None,
+             settings: dict, dataset_fingerprint: str | None = None, machine_fingerprint: str | None = None,
+             path: Path | None = None) -> Run | None:
+    """The newest stored run measured the same way (None: none, or no store yet). runtime_version and
+    machine_fingerprint None match any."""
+    path = Path(path) if path else store_path()
+    if not path.exists():
+        return None
+    sql = ("SELECT * FROM runs WHERE kind = ? AND card_id = ? AND artifact_sha256 = ? AND runtime = ? "
+           "AND settings = ?")
+    args = [kind, card_id, artifact_sha256, runtime, Run.to_json(settings)]
+    for column, value in (("runtime_version", runtime_version), ("dataset_fingerprint", dataset_fingerprint),
+                          ("machine_fingerprint", machine_fingerprint)):
+        if value is not None:
+            sql += f" AND {column} = ?"
+            args.append(value)
+    with closing(connect(path)) as db:
+        row = db.execute(sql + " ORDER BY id DESC LIMIT 1", args).fetchone()
+    return Run.from_row(row) if row else None
 
 
 def list_runs(*, kind: str | None = None, card_id: str | None = None, limit: int | None = None,

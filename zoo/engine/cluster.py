@@ -1,0 +1,175 @@
+"""Sweeps on a Ray cluster (the optional `zoo[ray]` extra): eval shards and whole-node benches as Ray tasks.
+
+Eval: each group of cards sharing preprocessing is split into shards of images; a task evaluates one shard for
+every card of its group (each image decoded once) and returns per-image top-5 predictions, which the driver
+merges in shard order into one run per card. On its node, a task first loads the validation set from the same
+path and checks its fingerprint against the driver's (a shared filesystem is assumed: a node that sees other
+data fails the group with one clear line), then fetches and verifies the artifacts into the node's own cache
+(ZOO_HOME and mirrors as set on that node). A node lost mid-sweep: Ray runs its tasks again elsewhere
+(max_retries); shards are merged by index, so nothing is counted twice and the figures equal a local run's.
+
+Bench: one task per card, asking for every CPU of a node (so no other task shares it), placed round-robin
+over the alive nodes; the run records that node's machine, so runs rank per node class.
+"""
+from __future__ import annotations
+
+import math
+import os
+import socket
+from pathlib import Path
+
+from zoo.errors import DatasetError, UsageError, ZooError
+
+RETRIES = 3  # a task whose node died runs again elsewhere, up to this many times
+
+
+def connect(address: str | None = None) -> dict:
+    """Join the Ray cluster at `address` (else RAY_ADDRESS, else a new local instance); {address, nodes}."""
+    try:
+        import ray
+    except ImportError:
+        raise UsageError("--ray needs Ray, which is not installed", "pip install 'zoo[ray]'") from None
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address and address not in ("auto", "local") and not address.startswith("ray://"):
+        host, _, port = address.rpartition(":")
+        try:
+            socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
+        except (OSError, ValueError):
+            raise UsageError(f"no Ray cluster answers at {address}",
+                             "Start one with `ray start --head`, or check --ray / RAY_ADDRESS") from None
+    if not ray.is_initialized():
+        try:
+            ray.init(address=address, ignore_reinit_error=True, log_to_driver=False, include_dashboard=False,
+                     configure_logging=False)
+        except (ConnectionError, RuntimeError, ValueError) as error:
+            raise UsageError(f"could not join the Ray cluster at {address or 'a new local instance'}: "
+                             f"{str(error).splitlines()[0] if str(error) else type(error).__name__}",
+                             "Check --ray / RAY_ADDRESS") from None
+    return {"address": address or "local", "nodes": len([n for n in ray.nodes() if n["Alive"]])}
+
+
+def _node() -> str:
+    import ray
+
+    return f"{ray.util.get_node_ip_address()}/{ray.get_runtime_context().get_node_id()[:8]}"
+
+
+def _cause(error: BaseException) -> BaseException:
+    """The task's own exception inside Ray's wrapper."""
+    return getattr(error, "cause", None) or error
+
+
+def _eval_shard(cards: list, data: tuple, fingerprint: str, start: int, stop: int, batch: int | None,
+                provider: str | None, mirrors) -> dict:
+    """On a node: evaluate images [start, stop) of the set for every (card, artifact) of one preprocessing."""
+    from zoo.artifacts.choose import local_model
+    from zoo.measure import accuracy
+    from zoo.measure.preprocess import Preprocessor
+
+    root, labels, limit = data
+    node = _node()
+    dataset = accuracy.load_data(Path(root), Path(labels) if labels else None, limit)
+    if dataset.fingerprint() != fingerprint:
+        raise DatasetError(f"node {node} sees different images at {root} than the driver (dataset fingerprint "
+                           "differs)", "Give every node the same data at the same path (a shared filesystem)")
+    jobs, runtimes = [], []
+    for card, artifact in cards:
+        path = local_model(card, artifact, mirrors=mirrors)  # fetched and verified into this node's cache
+        runtime, models, default = accuracy.open_lanes(card, path, provider=provider, threads=1)
+        jobs.append(accuracy.Job(models, Preprocessor(card["preprocess"], card["resolution"]), card["id"]))
+        runtimes.append(runtime.describe())
+        batch = batch or default
+    done = accuracy.predict(jobs, dataset, batch=batch, workers=1, items=dataset.items[start:stop])
+    return {"start": start, "labels": done["labels"], "unreadable": done["unreadable"], "node": node,
+            "batch": done["batch"], "runtimes": runtimes, "wall_s": done["wall_s"],
+            "top5": [None if job.error else job.predictions() for job in jobs],
+            "errors": [None if job.error is None else _one_line(job.error) for job in jobs]}
+
+
+def _one_line(error: BaseException) -> str:
+    return error.one_line() if isinstance(error, ZooError) else f"{type(error).__name__}: {error}"
+
+
+def eval_group(cards: list, dataset, data: tuple, fingerprint: str, *, batch: int | None, provider: str | None,
+               mirrors, advance) -> list[dict]:
+    """Per card of one preprocessing group: {figures, runtime, nodes} or {error}; figures merged from shards."""
+    import numpy as np
+    import ray
+
+    from zoo.measure import accuracy
+
+    n = len(dataset)
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    step = batch or accuracy.CPU_BATCH
+    # about two shards per CPU, a whole number of batches each (so batches are the same as a local run's)
+    shard = max(step, math.ceil(n / (2 * cpus) / step) * step)
+    task = ray.remote(_eval_shard).options(num_cpus=1, max_retries=RETRIES, retry_exceptions=False)
+    cards_ref = ray.put(cards)
+    refs = {task.remote(cards_ref, data, fingerprint, s, min(s + shard, n), batch, provider, mirrors): s
+            for s in range(0, n, shard)}
+    results, pending = {}, list(refs)
+    try:
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            for ref in ready:
+                part = ray.get(ref)
+                results[refs[ref]] = part
+                advance(sum(len(p["labels"]) + len(p["unreadable"]) for p in results.values()) * len(cards))
+    except Exception as error:  # a task failed for its own reason (not a lost node): the group fails with it
+        for ref in pending:
+            ray.cancel(ref)
+        cause = _cause(error)
+        return [{"error": cause if isinstance(cause, ZooError) else RuntimeError(_one_line(cause))} for _ in cards]
+    parts = [results[s] for s in sorted(results)]
+    labels = [label for p in parts for label in p["labels"]]
+    unreadable = [name for p in parts for name in p["unreadable"]]
+    wall = max(p["wall_s"] for p in parts)
+    nodes = sorted({p["node"] for p in parts})
+    out = []
+    for i, _ in enumerate(cards):
+        errors = [p["errors"][i] for p in parts if p["errors"][i]]
+        if errors:
+            out.append({"error": RuntimeError(errors[0])})
+            continue
+        top5 = np.concatenate([p["top5"][i] for p in parts])
+        figures = accuracy.metrics(labels, top5, unreadable, n, wall) | {
+            "batch": parts[0]["batch"], "workers": len(parts), "lanes": cpus,
+            "engine": {"name": "ray", "nodes": nodes, "shards": len(parts), "shared_decode": len(cards)}}
+        out.append({"figures": figures, "runtime": {**parts[0]["runtimes"][i], "threads": 1}})
+    return out
+
+
+def _bench_card(card: dict, options: dict) -> dict:
+    """On a node: time one card (its weights, or synthetic ones) and return the bench result."""
+    from zoo.engine.plan import bench_model
+    from zoo.measure import latency
+
+    artifact, path, synthetic, note = bench_model(card, synthetic=options.pop("synthetic"), runtime=options.pop("runtime"),
+                                                  target=None, mirrors=options.pop("mirrors"))
+    result = latency.bench_file(card, path, artifact=artifact, synthetic=synthetic, **options)
+    result["note"], result["node"] = note, _node()
+    return result
+
+
+def bench_cards(cards: list[dict], options: dict, done) -> None:
+    """Bench each card on a whole node (every CPU of it), round-robin over the alive nodes; done(card, result
+    or exception) as each finishes."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    nodes = [n for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU")]
+    refs = {}
+    for i, card in enumerate(cards):
+        node = nodes[i % len(nodes)]
+        task = ray.remote(_bench_card).options(
+            num_cpus=node["Resources"]["CPU"], max_retries=RETRIES, retry_exceptions=False,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=True))
+        refs[task.remote(card, dict(options))] = card
+    pending = list(refs)
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1)
+        for ref in ready:
+            try:
+                done(refs[ref], ray.get(ref))
+            except Exception as error:
+                done(refs[ref], _cause(error))

@@ -1,0 +1,342 @@
+"""Eval and bench sweeps over many cards: reuse what the store has, measure the rest, report every card.
+
+A sweep reports through `progress(event)`: {"event": "note", message}, {"event": "start", kind, cards,
+units} (units: images x cards to evaluate, or cards to bench), {"event": "advance", done, units}, and
+{"event": "card", ...} once per card with its record (see `card record` below). It returns the summary:
+{kind, cards, measured, reused, skipped, failed, records}; measured/reused are card ids, skipped/failed
+are {card_id, reason}. Each run is stored in its own transaction as soon as it is done, so Ctrl-C leaves
+the store holding only whole runs, and running the sweep again measures only what is missing.
+
+Card record: {status: measured|reused|skipped|failed, card_id, kind, reason (skipped/failed), run_id,
+and for measured/reused the headline figures: top1, top5, n (eval) or p50_ms, fps, synthetic_weights
+(bench)}; a measured card also carries the whole result under `result`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from zoo.artifacts.choose import choose, local_model, run_sha256, runtime_for_path
+from zoo.engine.plan import UNAVAILABLE, bench_model
+from zoo.errors import UnsupportedArtifactError, UsageError, ZooError
+from zoo.measure import accuracy, latency, machine
+from zoo.measure.preprocess import Preprocessor
+from zoo.results import store
+from zoo.results.records import Run
+
+Progress = Callable[[dict], None]
+
+
+class NothingMeasured(ZooError, RuntimeError):
+    """A sweep in which no card was measured or reused."""
+
+    exit_code = 1
+    default_hint = "See the lines above for each card's reason"
+
+
+def runtime_version(name: str) -> str:
+    """The installed version of a host runtime, as its Runtime.describe() reports it."""
+    if name == "onnxruntime":
+        import onnxruntime
+
+        return onnxruntime.__version__
+    from importlib.metadata import version
+
+    return version("ai-edge-litert")
+
+
+@dataclass
+class Sweep:
+    kind: str
+    progress: Progress | None = None
+    records: list = field(default_factory=list)
+    errors: dict = field(default_factory=dict)  # card id -> the exception that skipped or failed it
+
+    def emit(self, event: dict) -> None:
+        if self.progress:
+            self.progress(event)
+
+    def finish(self, status: str, card_id: str, *, reason: str | None = None, error: BaseException | None = None,
+               run: Run | None = None, result: dict | None = None, note: str | None = None) -> None:
+        record = {"status": status, "card_id": card_id, "kind": self.kind}
+        if error is not None:
+            self.errors[card_id] = error
+            reason = reason or (error.one_line() if isinstance(error, ZooError) else f"{type(error).__name__}: {error}")
+        if reason:
+            record["reason"] = reason
+        if note:
+            record["note"] = note
+        if run is not None:
+            record["run_id"] = run.id
+            if self.kind == "eval":
+                record.update(top1=run.top1, top5=run.top5, n=run.n_images)
+            else:
+                record.update(p50_ms=run.metrics.get("p50_ms"), fps=run.fps, synthetic_weights=run.synthetic_weights,
+                              device=run.device)
+        if result is not None:
+            record["result"] = result
+        self.records.append(record)
+        self.emit({"event": "card", **record})
+
+    def summary(self) -> dict:
+        def of(status):
+            return [r for r in self.records if r["status"] == status]
+
+        out = {"kind": self.kind, "cards": len(self.records),
+               "measured": [r["card_id"] for r in of("measured")], "reused": [r["card_id"] for r in of("reused")],
+               "skipped": [{"card_id": r["card_id"], "reason": r["reason"]} for r in of("skipped")],
+               "failed": [{"card_id": r["card_id"], "reason": r["reason"]} for r in of("failed")],
+               "records": self.records}
+        if not out["measured"] and not out["reused"]:
+            if len(self.records) == 1 and isinstance(self.errors.get(self.records[0]["card_id"]), ZooError):
+                raise self.errors[self.records[0]["card_id"]]  # one card: its own error, its own exit code
+            raise NothingMeasured(f"nothing measured: {len(out['skipped'])} card(s) skipped, "
+                                  f"{len(out['failed'])} failed")
+        return out
+
+
+# ---------------------------------------------------------------- eval
+
+@dataclass
+class EvalCard:
+    card: dict
+    artifact: dict
+    path: Path
+    sha256: str
+    preprocessor: Preprocessor
+    settings: dict
+
+
+def eval_settings(card: dict, provider: str | None) -> dict:
+    """What decides an eval's figures besides the artifact, runtime and data: reused runs match it."""
+    return {"provider": provider or "cpu", "preprocess": Preprocessor(card["preprocess"], card["resolution"]).describe()}
+
+
+def prepare_eval(sweep: Sweep, card: dict, dataset_fp: str, *, provider, mirrors, force) -> EvalCard | None:
+    """The card's local model when it needs measuring; None when it was reused, skipped or failed (reported)."""
+    try:
+        artifact = choose(card)
+        path = local_model(card, artifact, mirrors=mirrors)
+    except UnsupportedArtifactError as error:
+        sweep.finish("skipped", card["id"], error=error)
+        return None
+    except UNAVAILABLE as error:
+        sweep.finish("skipped", card["id"], error=error, reason=f"weights unavailable: {error.one_line()}")
+        return None
+    except ZooError as error:
+        sweep.finish("failed", card["id"], error=error)
+        return None
+    sha256, spec = run_sha256(path), runtime_for_path(path)
+    settings = eval_settings(card, provider)
+    if not force:
+        run = store.find_run("eval", card["id"], artifact_sha256=sha256, runtime=spec.name,
+                             runtime_version=runtime_version(spec.name), settings=settings,
+                             dataset_fingerprint=dataset_fp)
+        if run is not None:
+            sweep.finish("reused", card["id"], run=run)
+            return None
+    preprocessor = Preprocessor(card["preprocess"], card["resolution"])
+    return EvalCard(card, artifact, path, sha256, preprocessor, settings)
+
+
+def eval_sweep(entries: list, dataset, *, batch: int | None = None, workers: int | None = None,
+               provider: str | None = None, threads: int | None = None, mirrors: list[str] | None = None,
+               force: bool = False, store_runs: bool = True, progress: Progress | None = None,
+               ray: bool = False, data: tuple | None = None) -> dict:
+    """Evaluate every card on `dataset`; cards sharing preprocessing share each decoded image (accuracy.predict).
+
+    ray=True: on the Ray cluster joined already (zoo.engine.cluster.connect); `data` is (root, labels, limit),
+    how each node loads the same set."""
+    sweep = Sweep("eval", progress)
+    described = dataset.describe()
+    pending = [p for e in entries if (p := prepare_eval(sweep, e.card, described["fingerprint"], provider=provider,
+                                                        mirrors=mirrors, force=force))]
+    groups: dict[str, list[EvalCard]] = {}
+    for item in pending:
+        groups.setdefault(accuracy.pixels_key(item.preprocessor), []).append(item)
+    units, done = len(pending) * len(dataset), 0
+    sweep.emit({"event": "start", "kind": "eval", "cards": len(pending), "units": units})
+    host = machine.host()
+    for members in groups.values():
+        offset = done
+
+        def advance(count, total=None, offset=offset):
+            sweep.emit({"event": "advance", "done": offset + count, "units": units})
+
+        if ray:
+            from zoo.engine import cluster
+
+            outcomes = cluster.eval_group([(m.card, m.artifact) for m in members], dataset, data,
+                                          described["fingerprint"], batch=batch, provider=provider,
+                                          mirrors=mirrors, advance=advance)
+        else:
+            outcomes = _local_group(members, dataset, batch=batch, workers=workers, provider=provider,
+                                    threads=threads, advance=advance, host=host)
+        done += len(members) * len(dataset)
+        for item, outcome in zip(members, outcomes):
+            if "error" in outcome:
+                sweep.finish("failed", item.card["id"], error=outcome["error"])
+                continue
+            try:
+                result = accuracy.eval_result(item.card, item.path, outcome["runtime"], item.preprocessor, dataset,
+                                              outcome["figures"], artifact=item.artifact, sha256=item.sha256,
+                                              described=described)
+            except ZooError as error:
+                sweep.finish("failed", item.card["id"], error=error)
+                continue
+            result["settings"] = item.settings
+            run = Run.from_eval(result)
+            if store_runs:
+                store.record(run)
+                result["run_id"] = run.id
+            sweep.finish("measured", item.card["id"], run=run, result=result)
+    return sweep.summary()
+
+
+def _local_group(members: list[EvalCard], dataset, *, batch, workers, provider, threads, advance, host) -> list[dict]:
+    """One shared-decode pass on this machine: per card {figures, runtime} or {error}."""
+    jobs, opened, out = [], [], {}
+    for item in members:
+        try:
+            runtime, models, default_batch = accuracy.open_lanes(item.card, item.path, provider=provider,
+                                                                 threads=threads)
+        except ZooError as error:
+            out[item.card["id"]] = {"error": error}
+            continue
+        jobs.append(accuracy.Job(models, item.preprocessor, item.card["id"]))
+        opened.append((item, runtime, default_batch))
+    if jobs:
+        try:
+            pass_ = accuracy.predict(jobs, dataset, batch=batch or min(b for _, _, b in opened), workers=workers,
+                                     progress=advance)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as error:  # every model of the group failed (each job keeps its own error)
+            pass_ = None
+            for job, (item, _, _) in zip(jobs, opened):
+                out[item.card["id"]] = {"error": job.error or error}
+        for job, (item, runtime, _) in zip(jobs, opened) if pass_ else ():
+            if job.error is not None:
+                out[item.card["id"]] = {"error": job.error}
+                continue
+            figures = accuracy.metrics(pass_["labels"], job.predictions(), pass_["unreadable"], len(dataset),
+                                       pass_["wall_s"])
+            figures |= {"batch": pass_["batch"], "workers": pass_["workers"], "lanes": len(job.models),
+                        "engine": {"name": "local", "nodes": [host["device"]], "shared_decode": len(jobs)}}
+            out[item.card["id"]] = {"figures": figures, "runtime": runtime}
+    return [out[item.card["id"]] for item in members]
+
+
+# ---------------------------------------------------------------- bench
+
+def bench_settings(*, provider, threads, batch, warmup, iters, seconds, synthetic, cpus, target) -> dict:
+    """What decides a bench's figures besides the artifact, runtime and machine: reused runs match it."""
+    return {"provider": provider or "cpu", "threads": threads, "batch": batch, "warmup": warmup, "iters": iters,
+            "seconds": seconds, "synthetic_weights": synthetic, "cpus": sorted(cpus) if cpus else None,
+            "target": target["name"] if target else None}
+
+
+def bench_sweep(entries: list, *, runtime: str | None = None, provider: str | None = None,
+                threads: int | None = None, batch: int = 1, warmup: int | None = None, iters: int | None = None,
+                seconds: float | None = None, synthetic: bool = False, target: dict | None = None,
+                cpus: list[int] | None = None, mirrors: list[str] | None = None, force: bool = False,
+                store_runs: bool = True, progress: Progress | None = None, ray: bool = False) -> dict:
+    """Time every card, one after another (a timed loop never shares the machine with another); ray=True:
+    each on a whole node of the Ray cluster joined already (zoo.engine.cluster)."""
+    latency.check_cpus(cpus)  # a bad --cpus fails the command, not each card
+    if cpus and target:
+        raise UsageError("--cpus pins the timed loop on this host; leave it out with --target")
+    sweep = Sweep("bench", progress)
+    warmup = latency.DEFAULT_WARMUP if warmup is None else warmup
+    sweep.emit({"event": "start", "kind": "bench", "cards": len(entries), "units": len(entries)})
+    if ray:
+        if target:
+            raise UsageError("--ray times cards on the cluster's nodes; leave out --target")
+        return _bench_on_ray(sweep, entries, dict(runtime=runtime, provider=provider, threads=threads, batch=batch,
+                                                  warmup=warmup, iters=iters, seconds=seconds, cpus=cpus),
+                             synthetic=synthetic, mirrors=mirrors, force=force, store_runs=store_runs)
+    host = None if target else machine.host()
+    for number, entry in enumerate(entries, start=1):
+        card = entry.card
+        try:
+            artifact, path, is_synthetic, note = bench_model(card, synthetic=synthetic, runtime=runtime,
+                                                              target=target, mirrors=mirrors)
+            settings = bench_settings(provider=provider, threads=threads, batch=batch, warmup=warmup, iters=iters,
+                                      seconds=seconds, synthetic=is_synthetic, cpus=cpus, target=target)
+            run_name = target["runtime"] if target else runtime_for_path(path).name
+            found = None if force else store.find_run(
+                "bench", card["id"], artifact_sha256=run_sha256(path), runtime=run_name,
+                runtime_version=None if target else runtime_version(run_name), settings=settings,
+                machine_fingerprint=host["fingerprint"] if host else None)
+            if found is not None:
+                sweep.finish("reused", card["id"], run=found, note=note)
+            else:
+                result = latency.bench_file(card, path, artifact=artifact, synthetic=is_synthetic, target=target,
+                                            provider=provider, threads=threads, batch=batch, warmup=warmup,
+                                            iters=iters, seconds=seconds, cpus=cpus)
+                result["settings"] = settings
+                run = Run.from_bench(result)
+                if store_runs:
+                    store.record(run)
+                    result["run_id"] = run.id
+                sweep.finish("measured", card["id"], run=run, result=result, note=note)
+        except UnsupportedArtifactError as error:
+            sweep.finish("skipped", card["id"], error=error)
+        except UsageError as error:
+            if len(entries) == 1:
+                raise
+            sweep.finish("failed", card["id"], error=error)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as error:  # a card failing mid-sweep: reported, the others go on
+            sweep.finish("failed", card["id"], error=error)
+        sweep.emit({"event": "advance", "done": number, "units": len(entries)})
+    return sweep.summary()
+
+
+def _bench_on_ray(sweep: Sweep, entries: list, options: dict, *, synthetic, mirrors, force, store_runs) -> dict:
+    from zoo.engine import cluster
+
+    runtime = options.pop("runtime")
+    todo, settings_of, notes = [], {}, {}
+    for entry in entries:
+        card = entry.card
+        try:
+            _, path, is_synthetic, notes[card["id"]] = bench_model(card, synthetic=synthetic, runtime=runtime,
+                                                                   target=None, mirrors=mirrors)
+        except UnsupportedArtifactError as error:
+            sweep.finish("skipped", card["id"], error=error)
+            continue
+        except ZooError as error:
+            sweep.finish("failed", card["id"], error=error)
+            continue
+        settings = bench_settings(**{k: options[k] for k in ("provider", "threads", "batch", "warmup", "iters",
+                                                             "seconds", "cpus")},
+                                  synthetic=is_synthetic, target=None) | {"engine": "ray"}
+        name = runtime_for_path(path).name
+        found = None if force else store.find_run("bench", card["id"], artifact_sha256=run_sha256(path), runtime=name,
+                                                  runtime_version=runtime_version(name), settings=settings)
+        if found is not None:
+            sweep.finish("reused", card["id"], run=found, note=notes[card["id"]])
+        else:
+            settings_of[card["id"]] = settings
+            todo.append(card)
+    finished = [len(sweep.records)]
+
+    def done(card, outcome):
+        if isinstance(outcome, BaseException):
+            sweep.finish("failed", card["id"], error=outcome)
+        else:
+            outcome["settings"] = settings_of[card["id"]]
+            run = Run.from_bench(outcome)
+            if store_runs:
+                store.record(run)
+                outcome["run_id"] = run.id
+            sweep.finish("measured", card["id"], run=run, result=outcome, note=outcome.pop("note", None))
+        finished[0] += 1
+        sweep.emit({"event": "advance", "done": finished[0], "units": len(entries)})
+
+    if todo:
+        cluster.bench_cards(todo, {**options, "runtime": runtime, "synthetic": synthetic, "mirrors": mirrors}, done)
+    return sweep.summary()
