@@ -125,7 +125,8 @@ def test_registry_build_writes_the_index(tmp_path):
     out = tmp_path / "index.json"
     result = zoo("registry", "build", "--cards", str(tmp_path / "cards"), "--out", str(out), "--json")
     assert result.exit_code == 0
-    assert json.loads(result.stdout) == {"path": str(out), "cards": 2, "signature": None}
+    assert json.loads(result.stdout) == {"path": str(out), "cards": 2, "signature": None, "version": None,
+                                         "expires": None, "warnings": []}
     assert [c["id"] for c in json.loads(out.read_text())["cards"]] == [
         "coral/mobilenet_v2_1.0_224_quant", "coral/tf2_mobilenet_v2_1.0_224_ptq"]
 
