@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from datetime import datetime, timezone
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,37 +53,45 @@ def embedded_index_path() -> Path:
     return Path(__file__).resolve().parents[2] / "registry" / "index.json"
 
 
-def json_depth(text: str) -> int:
-    """How deeply a JSON text nests arrays and objects, counted without parsing it."""
-    brackets = re.sub(r'"(?:[^"\\]|\\.)*"|[^"\[\]{}]+', "", text)
-    depth = deepest = 0
-    for char in brackets:
-        depth += 1 if char in "[{" else -1
-        deepest = max(deepest, depth)
+def json_depth(value) -> int:
+    """How deeply a parsed JSON value nests arrays and objects (iterative: no recursion of its own)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is not None:
+            deepest = max(deepest, depth)
+            stack += [(child, depth + 1) for child in children if isinstance(child, (dict, list))]
     return deepest
 
 
 def loads_bounded(data: bytes, where: str, max_depth: int = MAX_JSON_DEPTH):
-    """Parse untrusted JSON whose nesting is first checked, so RecursionError never escapes."""
+    """Parse untrusted JSON: RecursionError (json's C parser stops at Python's recursion limit) becomes a
+    RegistryError, and anything nested deeper than max_depth is refused before a caller walks it."""
     try:
-        text = data.decode("utf-8")
-        if json_depth(text) > max_depth:
-            raise RegistryError(f"registry index {where} nests deeper than {max_depth} levels")
-        return json.loads(text)
-    except (ValueError, RecursionError) as exc:
+        value = json.loads(data.decode("utf-8"))
+    except RecursionError:
+        raise RegistryError(f"registry index {where} nests deeper than {max_depth} levels") from None
+    except ValueError as exc:
         reason = " ".join(str(exc).split())[:120] or type(exc).__name__
         raise RegistryError(f"registry index {where} is not valid JSON ({reason})") from None
+    if json_depth(value) > max_depth:
+        raise RegistryError(f"registry index {where} nests deeper than {max_depth} levels")
+    return value
 
 
 def read_index(path: Path, registry: str) -> list[Entry]:
-    """Read an index file and check every card against its recorded sha256."""
+    """Read an index file and check every card against its recorded sha256.
+
+    The embedded index and the last good copies of remote ones (checked by loads_bounded when they
+    were downloaded) are parsed directly: this is the path of `zoo list`."""
     try:
-        data = Path(path).read_bytes()
+        index = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise RegistryError(f"registry index {path} is missing") from None
-    except OSError as exc:
-        raise RegistryError(f"registry index {path} is not readable ({type(exc).__name__})") from None
-    return entries_from_index(loads_bounded(data, str(path)), registry, str(path))
+    except (OSError, ValueError, RecursionError) as exc:
+        raise RegistryError(f"registry index {path} is not valid JSON ({type(exc).__name__})") from None
+    return entries_from_index(index, registry, str(path))
 
 
 def index_meta(index: dict, where: str) -> tuple[int | None, datetime | None]:
