@@ -358,7 +358,10 @@ def test_cli_convert_without_native_weights_or_torch(home, monkeypatch):
 
 
 def test_eval_without_the_converter_says_how_to_install_it(home, monkeypatch, tmp_path):
+    from zoo.artifacts import choose
+
     monkeypatch.setattr(convert, "available", lambda: False)
+    monkeypatch.setattr(choose, "available", lambda: False)  # bound at its import, maybe by an earlier test
     (tmp_path / "images" / "n01440764").mkdir(parents=True)  # the class-folder layout
     from PIL import Image
 
