@@ -129,8 +129,9 @@ class Download:
             headers["Range"] = f"bytes={offset}-"
             if validator:
                 headers["If-Range"] = validator
+        timeout = settings.timeouts_s()  # read outside the try: a bad setting is the user's error, not this URL's
         try:
-            response = session.get(self.url, headers=headers, stream=True, timeout=settings.timeouts_s())
+            response = session.get(self.url, headers=headers, stream=True, timeout=timeout)
         except requests.TooManyRedirects:
             raise Skip(f"{self.url}: more than {session.max_redirects} redirects") from None
         except (requests.ConnectionError, requests.Timeout) as exc:
