@@ -133,3 +133,8 @@ def converted_dir() -> Path:
 def synthetic_dir() -> Path:
     """Architectures built with random weights (`--synthetic-weights`)."""
     return zoo_home() / "synthetic"
+
+
+def quantized_dir() -> Path:
+    """int8 models quantized on the user's calibration images, by what decides their bytes."""
+    return zoo_home() / "quantized"
