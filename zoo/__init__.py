@@ -15,7 +15,7 @@ from zoo.errors import UsageError, ZooError
 
 __all__ = ["ZooError", "__version__", "list_cards", "get", "resolve", "show", "compare", "plot", "report", "lint_cards",
            "build_registry", "card_schema", "fetch", "convert", "evaluate", "preprocess", "runs", "bench", "inspect",
-           "eval_sweep", "bench_sweep",
+           "eval_sweep", "bench_sweep", "quantize",
            "cache_ls", "cache_verify", "cache_rm", "cache_prune"]
 
 
@@ -378,6 +378,34 @@ def inspect(ref: str, *, synthetic: bool = False, mirrors: list[str] | None = No
                 claimed={"params": card.get("complexity", {}).get("params"),
                          "macs": card.get("complexity", {}).get("macs")})
     return info
+
+
+def quantize(ref: str, calib: Path, *, calib_n: int = 300, method: str = "minmax", per_channel: bool = True,
+             labels: Path | None = None, force: bool = False, mirrors: list[str] | None = None,
+             registries: list[Path] | None = None) -> dict:
+    """int8 of a float card, calibrated on `calib_n` images of `calib` (chosen deterministically, spread over the
+    classes) preprocessed as the card's source does: ONNX Runtime's static QDQ quantization, cached by what
+    decides its bytes, and a derived card ID+int8 that eval, bench and compare take like any card.
+
+    Result keys: id (the derived card), derived_from, card_path, path, sha256, size_bytes, source, calibration,
+    options, quantizer_version, onnxruntime, cached, resolved (see zoo.measure.quantize)."""
+    from zoo.artifacts.choose import choose, local_model, run_sha256, runtime_for_path
+    from zoo.errors import UnsupportedArtifactError
+    from zoo.measure.accuracy import load_data
+    from zoo.measure.quantize import calibration_set, derive_int8_card, quantize_file
+
+    card, how = _resolved(ref, registries)
+    calibration = calibration_set(load_data(calib, labels), calib_n)  # bad images fail before any download
+    artifact = choose(card, runtime="onnxruntime") if card["input"]["dtype"] == "float32" else choose(card)
+    model_path = local_model(card, artifact, mirrors=mirrors)
+    if runtime_for_path(model_path).name != "onnxruntime":
+        raise UnsupportedArtifactError(f"{card['id']} has no float ONNX model to quantize")
+    record = quantize_file(card, model_path, calibration, method=method, per_channel=per_channel, force=force)
+    derived = derive_int8_card(card, record, run_sha256(model_path))
+    from zoo.artifacts.convert import derived_card_path
+
+    return {**record, "id": derived["id"], "derived_from": derived["derived_from"],
+            "card_path": str(derived_card_path(derived["id"])), "resolved": how}
 
 
 # ---------------------------------------------------------------- results

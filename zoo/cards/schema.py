@@ -251,12 +251,24 @@ class Claim(_Strict):
         return self
 
 
+class Calibration(_Strict):
+    """The calibration set of a quantized derived card (`zoo quantize`)."""
+
+    root: str = Field(min_length=1, description="the folder the images came from")
+    n: int = Field(gt=0, description="how many images calibrated it")
+    fingerprint: Sha256 = Field(description="sha256 over the images' relative paths, sizes and labels")
+    files: list[str] = Field(default_factory=list, description="the images, relative to root")
+    method: str = Field(min_length=1)
+    per_channel: bool
+
+
 class DerivedFrom(_Strict):
     """Where a derived card's model comes from: another card's artifact, and what was done to it."""
 
     id: str = Field(pattern=ID_PATTERN, description="the card it was derived from")
     artifact_sha256: Sha256 = Field(description="the sha256 of that card's file it was made from")
     how: str = Field(min_length=1, description="e.g. 'zoo convert --dequantize (converter version 2)'")
+    calibration: Calibration | None = Field(None, description="the images a quantized model was calibrated on")
 
 
 class Card(_Strict):

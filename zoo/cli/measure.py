@@ -200,3 +200,29 @@ def preprocess_(
                + (f"; encoded {r['encoded']['shape']} {r['encoded']['dtype']}" if r["encoded"] else ""))
     if r["png"]:
         typer.echo(f"  {len(r['png'])} PNG crop(s) in {png}")
+
+
+@app.command("quantize")
+def quantize_(
+    ref: str = typer.Argument(..., metavar="ID", help="A float card: id, alias or NAME@source (e.g. a `+float` card)."),
+    calib: Path = typer.Option(..., "--calib", metavar="DIR", help="Calibration images (the layouts of --data)."),
+    calib_n: int = typer.Option(300, "--calib-n", min=1, help="How many images calibrate (spread over the classes)."),
+    method: str = typer.Option("minmax", "--method", help="minmax, entropy or percentile."),
+    per_channel: bool = typer.Option(True, "--per-channel/--per-tensor", help="Weight scales per output channel."),
+    labels: Optional[Path] = typer.Option(None, "--labels", metavar="FILE", help="Labels for --calib, as for eval."),
+    mirror: Optional[List[str]] = typer.Option(None, "--mirror", metavar="URL_OR_DIR", help="Mirror for the artifact."),
+    force: bool = typer.Option(False, "--force", help="Quantize again even when a cached model matches."),
+    as_json: bool = typer.Option(False, "--json", help="Print the record as JSON (`id` is the int8 card)."),
+):
+    """int8 of a float card, calibrated on your images as its source preprocesses: a derived card ID+int8."""
+    r = zoo.quantize(ref, calib, calib_n=calib_n, method=method, per_channel=per_channel, labels=labels,
+                     force=force, mirrors=mirror, registries=state["registries"])
+    print_resolved(r)
+    if as_json:
+        print_json(r)
+        return
+    o = r["options"]
+    typer.echo(f"{r['id']}: {o['method']}, {'per-channel' if o['per_channel'] else 'per-tensor'} int8 weights, "
+               f"uint8 activations, {r['calibration']['n']} calibration images{'  (cached)' if r['cached'] else ''}")
+    typer.echo(f"  {r['path']}  sha256 {r['sha256']}  {r['size_bytes']:,} bytes")
+    note(f"evaluate it with `zoo eval {r['id']} --data DIR` (use other images than the calibration set)")

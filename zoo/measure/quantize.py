@@ -1,0 +1,190 @@
+"""int8 on the user's own images: ONNX Runtime's static quantization (QDQ), calibrated on images preprocessed
+exactly as the card's source does, and the paired test that says whether the accuracy drop is real.
+
+The quantized model is cached by everything that decides its bytes: the float model's sha256, the
+calibration set's fingerprint, the settings, and QUANTIZER_VERSION; a record beside it says all of these
+and the quantized file's own sha256.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+from zoo import settings
+from zoo.artifacts.hashes import file_sha256
+from zoo.errors import DatasetError, UnsupportedArtifactError, UsageError
+from zoo.files import read_json, write_json_atomic
+from zoo.measure.datasets import Dataset
+from zoo.measure.preprocess import Preprocessor
+
+QUANTIZER_VERSION = 1   # bump when a change alters the model produced for the same inputs
+METHODS = ("minmax", "entropy", "percentile")
+DEFAULT_CALIBRATION = 300
+MIN_CALIBRATION = 10
+
+
+def calibration_set(dataset: Dataset, n: int) -> Dataset:
+    """`n` images chosen deterministically and spread over the classes: each class's images ordered by a hash
+    of their name, then one class after another in turn, so 300 images of a 1000-class set cover 300 classes."""
+    if n < MIN_CALIBRATION:
+        raise UsageError(f"--calib-n must be at least {MIN_CALIBRATION}, got {n}")
+    by_class: dict[int, list[str]] = {}
+    for relative, label in dataset.items:
+        by_class.setdefault(label, []).append(relative)
+    queues = [sorted(names, key=lambda r: hashlib.sha1(r.encode("utf-8", "surrogateescape")).hexdigest())
+              for _, names in sorted(by_class.items())]
+    labels = sorted(by_class)
+    chosen: list[tuple[str, int]] = []
+    depth = 0
+    while len(chosen) < n and any(depth < len(q) for q in queues):
+        for label, queue in zip(labels, queues):
+            if depth < len(queue) and len(chosen) < n:
+                chosen.append((queue[depth], label))
+        depth += 1
+    if len(chosen) < n:
+        raise DatasetError(f"the calibration folder {dataset.root} has {len(chosen)} images, fewer than --calib-n {n}",
+                           f"Give a folder with at least {n} images, or a smaller --calib-n")
+    return Dataset(dataset.root, dataset.layout, sorted(chosen), dataset.labels_file, 0, [])
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact McNemar p-value from the discordant pairs: b images only the first model got right,
+    c only the second (a binomial test of b against b + c at p = 1/2; written out, it is three lines)."""
+    n = b + c
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(min(b, c) + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
+
+
+def _cache_key(model_sha256: str, calibration_fingerprint: str, options: dict) -> str:
+    blob = json.dumps({"model": model_sha256, "calibration": calibration_fingerprint, "options": options,
+                       "version": QUANTIZER_VERSION}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def quantize_file(card: dict, float_model: Path, calibration: Dataset, *, method: str = "minmax",
+                  per_channel: bool = True, force: bool = False) -> dict:
+    """Quantize a float ONNX model of `card` to QDQ int8, calibrated on `calibration` preprocessed as the card says.
+
+    Record keys: path, sha256, size_bytes, source {path, sha256}, calibration {root, n, fingerprint, files},
+    options {method, per_channel, activations, weights, format}, quantizer_version, onnxruntime, cached."""
+    import onnxruntime
+    from filelock import FileLock
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if method not in METHODS:
+        raise UsageError(f"--method {method!r} is not one ONNX Runtime calibrates with", f"Use one of: {', '.join(METHODS)}")
+    if card["input"]["dtype"] != "float32":
+        raise UnsupportedArtifactError(f"{card['id']} takes {card['input']['dtype']} input: it is already quantized",
+                                       "Quantize a float card (a dequantized one: `zoo convert ID --dequantize`)")
+    float_model = Path(float_model)
+    if already_quantized(float_model):
+        raise UnsupportedArtifactError(f"{card['id']}: its model is already quantized",
+                                       "Quantize the float card it came from (`zoo list '*+float'`)")
+    options = {"method": method, "per_channel": per_channel, "activations": "uint8", "weights": "int8",
+               "format": "QDQ"}
+    source_sha = file_sha256(float_model)
+    fingerprint = calibration.fingerprint()
+    where = settings.quantized_dir() / _cache_key(source_sha, fingerprint, options)
+    model_path, record_path = where / "model.onnx", where / "record.json"
+    where.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(where / "lock")):
+        record = None if force else read_json(record_path)
+        if isinstance(record, dict) and model_path.is_file() and file_sha256(model_path) == record.get("sha256"):
+            return {**record, "path": str(model_path), "cached": True}
+        preprocessor = Preprocessor(card["preprocess"], card["resolution"])
+        channels_first = card["input"]["layout"] == "NCHW"
+        inputs = []
+        for relative, _ in calibration.items:
+            try:
+                x = preprocessor(calibration.path(relative), channels_first=channels_first)
+            except (OSError, ValueError, SyntaxError, EOFError):
+                continue  # unreadable: counted below
+            x = x.transpose(2, 0, 1) if channels_first else x
+            inputs.append(x[None].astype("float32", copy=False))
+        if len(inputs) < MIN_CALIBRATION:
+            raise DatasetError(f"only {len(inputs)} of the {len(calibration)} calibration images could be read",
+                               f"Give at least {MIN_CALIBRATION} readable images")
+        input_name = _input_name(float_model)
+
+        class Reader(CalibrationDataReader):
+            def __init__(self):
+                self._batches = iter(inputs)
+
+            def get_next(self):
+                x = next(self._batches, None)
+                return None if x is None else {input_name: x}
+
+        calibrate = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                     "percentile": CalibrationMethod.Percentile}[method]
+        with tempfile.TemporaryDirectory(dir=where) as tmp, contextlib.redirect_stdout(io.StringIO()):
+            prepared, out = Path(tmp) / "prepared.onnx", Path(tmp) / "model.onnx"
+            # ONNX Runtime's recommended pre-processing: shape inference and graph optimisation first.
+            quant_pre_process(str(float_model), str(prepared))
+            quantize_static(str(prepared), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                            calibrate_method=calibrate, activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8)
+            os.replace(out, model_path)
+        record = {"sha256": file_sha256(model_path), "size_bytes": model_path.stat().st_size,
+                  "source": {"path": str(float_model), "sha256": source_sha},
+                  "calibration": {"root": str(calibration.root), "n": len(inputs), "fingerprint": fingerprint,
+                                  "files": [relative for relative, _ in calibration.items]},
+                  "options": options, "quantizer_version": QUANTIZER_VERSION, "onnxruntime": onnxruntime.__version__}
+        write_json_atomic(record_path, record)
+    return {**record, "path": str(model_path), "cached": False}
+
+
+def _input_name(model_path: Path) -> str:
+    import onnx
+
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    initializers = {t.name for t in graph.initializer}
+    return next(i.name for i in graph.input if i.name not in initializers)
+
+
+def already_quantized(model_path: Path) -> bool:
+    """Whether an ONNX model holds quantized operators already (QDQ or QLinear)."""
+    import onnx
+
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    return any(n.op_type in ("QuantizeLinear", "DequantizeLinear", "QLinearConv", "ConvInteger") for n in graph.node)
+
+
+def derive_int8_card(card: dict, record: dict, parent_sha256: str) -> dict:
+    """The quantized model as a card of its own: id ID+int8, the parent's input and preprocessing (the QDQ model
+    takes the same float tensor), its artifact the quantized file by sha256, its calibration recorded. Written to
+    ZOO_HOME/derived, where load_registry finds it (registry "derived")."""
+    from zoo.artifacts.convert import derived_card_path
+    from zoo.cards.index import make_index, write_index
+    from zoo.cards.schema import validate_card
+
+    name = card["id"].split("/", 1)[1] + "+int8"
+    options = record["options"]
+    how = (f"zoo quantize (ONNX Runtime {record['onnxruntime']} static quantization, QDQ, {options['method']}, "
+           f"{'per-channel' if options['per_channel'] else 'per-tensor'} int8 weights, uint8 activations, "
+           f"quantizer version {record['quantizer_version']})")
+    kept = ("source", "architecture", "width", "depth", "resolution", "num_classes", "label_offset", "paper",
+            "repository", "licence", "input", "preprocess", "complexity")
+    calibration = {**{k: record["calibration"][k] for k in ("root", "n", "fingerprint", "files")},
+                   "method": options["method"], "per_channel": options["per_channel"]}
+    data = {**{k: card[k] for k in kept if k in card}, "id": f"{card['source']}/{name}",
+            "name": f"{card.get('name', name)} (int8, quantized by zoo)",
+            "artifacts": [{"file": f"{name}.onnx", "format": "onnx", "precision": "int8", "runtime": "onnxruntime",
+                           "size_bytes": record["size_bytes"], "sha256": record["sha256"],
+                           "urls": [Path(record["path"]).as_uri()], "note": "quantized by zoo on your images"}],
+            "derived_from": {"id": card["id"], "artifact_sha256": parent_sha256, "how": how, "calibration": calibration},
+            "notes": f"Derived from {card['id']}: {how}, calibrated on {calibration['n']} images of "
+                     f"{calibration['root']}. Published figures belong to the source's models, not to this one."}
+    path = derived_card_path(data["id"])
+    derived = validate_card(data, str(path)).model_dump(mode="json", exclude_none=True)
+    write_index(make_index([derived]), path)  # an index of one card: its sha256 is checked when it is read
+    return derived
