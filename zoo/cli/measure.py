@@ -222,7 +222,8 @@ def quantize_(
         print_json(r)
         return
     o = r["options"]
-    typer.echo(f"{r['id']}: {o['method']}, {'per-channel' if o['per_channel'] else 'per-tensor'} int8 weights, "
-               f"uint8 activations, {r['calibration']['n']} calibration images{'  (cached)' if r['cached'] else ''}")
+    typer.echo(f"{r['id']}: {o['method']}, {'per-channel' if o['per_channel'] else 'per-tensor'} {o['weights']} "
+               f"weights, {o['activations']} activations, {r['calibration']['n']} calibration images"
+               + ("  (cached)" if r["cached"] else ""))
     typer.echo(f"  {r['path']}  sha256 {r['sha256']}  {r['size_bytes']:,} bytes")
     note(f"evaluate it with `zoo eval {r['id']} --data DIR` (use other images than the calibration set)")
