@@ -55,6 +55,17 @@ def fmt(value, digits: int = 2) -> str:
 
 
 
+def counting_bar():
+    """A started rich progress bar on stderr (description, bar, done/total, time left) that vanishes when stopped."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                   console=Console(stderr=True), transient=True)
+    bar.start()
+    return bar
+
+
 class EvalProgress:
     """A rich progress bar on stderr while a terminal watches; silent otherwise."""
 
@@ -62,19 +73,7 @@ class EvalProgress:
         self.label, self.bar, self.task = label, None, None
 
     def __enter__(self):
-        if sys.stderr.isatty():
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeRemainingColumn,
-            )
-
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TimeRemainingColumn(), console=Console(stderr=True), transient=True)
-            self.bar.start()
+        self.bar = counting_bar() if sys.stderr.isatty() else None
         return self
 
     def __exit__(self, *exc):
@@ -149,13 +148,7 @@ class SweepProgress:
         self.lock, self.bar, self.task = threading.Lock(), None, None
 
     def __enter__(self):
-        if sys.stderr.isatty() and not self.quiet:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TimeRemainingColumn(), console=Console(stderr=True), transient=True)
-            self.bar.start()
+        self.bar = counting_bar() if sys.stderr.isatty() and not self.quiet else None
         return self
 
     def __exit__(self, *exc):
