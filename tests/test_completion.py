@@ -22,7 +22,7 @@ def complete(*words: str) -> list[str]:
 
 @pytest.mark.parametrize("words, expected", [
     (("comp",), {"compare", "completion"}),
-    (("compare", "--me"), {"--metric"}),
+    (("compare", "--me"), {"--metric", "--measure"}),
     (("compare", "--metric", "f"), {"flops", "fps"}),
     (("show", "coral/mob"), {"coral/mobilenet_v2_1.0_224_quant"}),
     (("compare", "tf2"), {"axis/tf2_mobilenet_v2_1.0_224_ptq_edgetpu", "coral/tf2_mobilenet_v2_1.0_224_ptq"}),
