@@ -170,9 +170,9 @@ def test_a_failing_batch_stops_the_run_at_once_and_stores_nothing(zoo_home, samp
     decoded = []
 
     class CountingPreprocessor(Preprocessor):
-        def pixels(self, source):
+        def values(self, source):  # what each worker decodes (the protocol's pre-normalisation image)
             decoded.append(source)
-            return super().pixels(source)
+            return super().values(source)
 
     model = Model.from_card(open_runtime(model_path, threads=1), card)
     with pytest.raises(InvalidCardError, match="num_classes 1001 on the card, 1000 outputs"):

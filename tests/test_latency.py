@@ -56,9 +56,20 @@ def test_conservative_percentiles_follow_the_binomial_bound():
 def test_bench_records_load_first_inference_memory_and_samples(home):
     import os
 
+    import json
+    import subprocess
+    import sys
+
     result = zoo.bench("timm/mobilenetv2_075", synthetic=True, iters=12, seconds=0, warmup=2)
     assert result["load_ms"] > 0 and result["first_inference_ms"] > 0
-    assert 1 * 2**20 < result["model_peak_bytes"] < result["peak_rss_bytes"]
+    # The model's peak is the growth of the process's resident memory while it loads and runs: in a long-lived
+    # process (this test suite) freed pages may be reused and the growth can be 0, so measure it in a new one.
+    code = ("import json, zoo; r = zoo.bench('timm/mobilenetv2_075', synthetic=True, iters=12, seconds=0, warmup=2, "
+            "store=False); print(json.dumps([r['model_peak_bytes'], r['peak_rss_bytes']]))")
+    fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ)
+    model_peak, peak_rss = json.loads(fresh.stdout.strip().splitlines()[-1])
+    assert 1 * 2**20 < model_peak < peak_rss
+    assert result["model_peak_bytes"] is None or 0 <= result["model_peak_bytes"] < result["peak_rss_bytes"]
     assert len(result["samples_ms"]) == result["iterations"] == 12
     assert result["p50_ms"] == pytest.approx(sorted(result["samples_ms"])[5:7][0] / 2 + sorted(result["samples_ms"])[5:7][1] / 2, abs=1e-3)
     assert result["p90_conservative_ms"] is None or result["p90_conservative_ms"] >= result["p90_ms"]
