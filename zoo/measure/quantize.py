@@ -17,11 +17,14 @@ import tempfile
 from pathlib import Path
 
 from zoo import settings
+from zoo.artifacts.convert import save_derived_card
 from zoo.artifacts.hashes import file_sha256
 from zoo.errors import DatasetError, UnsupportedArtifactError, UsageError
 from zoo.files import read_json, write_json_atomic
+from zoo.measure.accuracy import DECODE_ERRORS
 from zoo.measure.datasets import Dataset
 from zoo.measure.preprocess import Preprocessor
+from zoo.measure.runtimes import encode
 
 QUANTIZER_VERSION = 1   # bump when a change alters the model produced for the same inputs
 METHODS = ("minmax", "entropy", "percentile")
@@ -110,10 +113,9 @@ def quantize_file(card: dict, float_model: Path, calibration: Dataset, *, method
         for relative, _ in calibration.items:
             try:
                 x = preprocessor(calibration.path(relative), channels_first=channels_first)
-            except (OSError, ValueError, SyntaxError, EOFError):
+            except DECODE_ERRORS:
                 continue  # unreadable: counted below
-            x = x.transpose(2, 0, 1) if channels_first else x
-            inputs.append(x[None].astype("float32", copy=False))
+            inputs.append(encode(x, card["input"])[None])  # exactly what eval feeds the model
         if len(inputs) < MIN_CALIBRATION:
             raise DatasetError(f"only {len(inputs)} of the {len(calibration)} calibration images could be read",
                                f"Give at least {MIN_CALIBRATION} readable images")
@@ -166,10 +168,6 @@ def derive_int8_card(card: dict, record: dict, parent_sha256: str) -> dict:
     """The quantized model as a card of its own: id ID+int8, the parent's input and preprocessing (the QDQ model
     takes the same float tensor), its artifact the quantized file by sha256, its calibration recorded. Written to
     ZOO_HOME/derived, where load_registry finds it (registry "derived")."""
-    from zoo.artifacts.convert import derived_card_path
-    from zoo.cards.index import make_index, write_index
-    from zoo.cards.schema import validate_card
-
     name = card["id"].split("/", 1)[1] + "+int8"
     options = record["options"]
     how = (f"zoo quantize (ONNX Runtime {record['onnxruntime']} static quantization, QDQ, {options['method']}, "
@@ -187,7 +185,4 @@ def derive_int8_card(card: dict, record: dict, parent_sha256: str) -> dict:
             "derived_from": {"id": card["id"], "artifact_sha256": parent_sha256, "how": how, "calibration": calibration},
             "notes": f"Derived from {card['id']}: {how}, calibrated on {calibration['n']} images of "
                      f"{calibration['root']}. Published figures belong to the source's models, not to this one."}
-    path = derived_card_path(data["id"])
-    derived = validate_card(data, str(path)).model_dump(mode="json", exclude_none=True)
-    write_index(make_index([derived]), path)  # an index of one card: its sha256 is checked when it is read
-    return derived
+    return save_derived_card(data)

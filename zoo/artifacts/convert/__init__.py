@@ -249,9 +249,6 @@ def derive_float_card(card: dict, record: dict) -> dict:
     id ID+float, input float32 (the real values the quantized input stood for: the same preprocessing),
     its artifact the converted file, by sha256 and file:// URL inside ZOO_HOME. Written to ZOO_HOME/derived,
     where load_registry finds it (registry "derived")."""
-    from zoo.cards.index import make_index, write_index
-    from zoo.cards.schema import validate_card
-
     name = card["id"].split("/", 1)[1] + "+float"
     kept = ("source", "architecture", "width", "depth", "resolution", "num_classes", "label_offset", "paper",
             "repository", "licence", "preprocess", "complexity")
@@ -266,7 +263,16 @@ def derive_float_card(card: dict, record: dict) -> dict:
             "input": {"layout": card["input"]["layout"], "color": card["input"]["color"], "dtype": "float32"},
             "derived_from": {"id": card["id"], "artifact_sha256": record["source"]["sha256"], "how": how},
             "notes": f"Derived from {card['id']}: {how}. Published figures belong to {card['id']}, not to this model."}
+    return save_derived_card(data)
+
+
+def save_derived_card(data: dict) -> dict:
+    """Validate a derived card and write it to ZOO_HOME/derived, where load_registry finds it (registry
+    "derived"): an index of one card, so its sha256 is checked when it is read. Returns the normalised card."""
+    from zoo.cards.index import make_index, write_index
+    from zoo.cards.schema import validate_card
+
     path = derived_card_path(data["id"])
     derived = validate_card(data, str(path)).model_dump(mode="json", exclude_none=True)
-    write_index(make_index([derived]), path)  # an index of one card: its sha256 is checked when it is read
+    write_index(make_index([derived]), path)
     return derived
