@@ -3,6 +3,7 @@ data (../shared/data beside the repository: coral files, ImageNet sample), card 
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import time
 from collections import defaultdict, deque
@@ -262,6 +263,19 @@ def sample_dir(shared_data) -> Path:
     if not (sample / "MANIFEST.tsv").is_file():
         pytest.fail(f"the ImageNet sample is not in {sample}: the tests need ../shared/data beside the repository")
     return sample
+
+
+@pytest.fixture
+def link_sample(sample_dir):
+    """link(target, names) -> target: a folder of links to these sample images (a data set of their own)."""
+
+    def link(target: Path, names: list[str]) -> Path:
+        target.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            os.symlink(sample_dir / name, target / name)
+        return target
+
+    return link
 
 
 @pytest.fixture(scope="session")

@@ -45,13 +45,6 @@ def coral_mirror(zoo_home, coral_dir, monkeypatch):
     return coral_dir
 
 
-def _link_subset(sample_dir: Path, manifest: dict, target: Path, names: list[str]) -> Path:
-    target.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        os.symlink(sample_dir / name, target / name)
-    return target
-
-
 @pytest.mark.parametrize("card_id", sorted(REFERENCE))
 def test_coral_reproduces_the_reference_on_the_sample(coral_mirror, sample_dir, card_id, coral_sha256):
     result = zoo.evaluate(card_id, sample_dir)
@@ -73,9 +66,9 @@ def test_coral_reproduces_the_reference_on_the_sample(coral_mirror, sample_dir, 
     assert run.metrics["top1"] == result["top1"] and run.metrics["per_class"] == result["per_class"]
 
 
-def test_layouts_give_the_same_figures(coral_mirror, sample_dir, sample_manifest, tmp_path):
+def test_layouts_give_the_same_figures(coral_mirror, sample_dir, sample_manifest, tmp_path, link_sample):
     names = sorted(sample_manifest)[::20]  # 50 images over the classes
-    flat = _link_subset(sample_dir, sample_manifest, tmp_path / "prefix", names)
+    flat = link_sample(tmp_path / "prefix", names)
     for name in names:
         (tmp_path / "folders" / name[:9]).mkdir(parents=True)
         os.symlink(sample_dir / name, tmp_path / "folders" / name[:9] / f"val_{name[10:]}")
@@ -132,7 +125,7 @@ def _projection_model(path: Path) -> Path:
     return path
 
 
-def test_pipeline_keeps_every_image_with_its_label(zoo_home, sample_dir, sample_manifest, tmp_path):
+def test_pipeline_keeps_every_image_with_its_label(zoo_home, sample_dir, sample_manifest, tmp_path, link_sample):
     # Label each image with the class a naive loop predicts for it: any reordering, dropped or
     # duplicated image in the batched, threaded pipeline shows up as a miss.
     files = [sample_dir / name for name in sorted(sample_manifest)[:45]]
@@ -141,7 +134,7 @@ def test_pipeline_keeps_every_image_with_its_label(zoo_home, sample_dir, sample_
     assert len(set(predicted)) > 20
     labels = tmp_path / "labels.txt"
     labels.write_text("".join(f"{f.name} {p}\n" for f, p in zip(files, predicted)))
-    data = _link_subset(sample_dir, sample_manifest, tmp_path / "data", [f.name for f in files])
+    data = link_sample(tmp_path / "data", [f.name for f in files])
     dataset = load_dataset(data, labels)
     for batch, workers, threads in ((7, 3, 3), (1, 1, 1), (64, 2, None), (4, 2, 5), (None, None, None)):
         reports = []
@@ -158,13 +151,13 @@ def test_pipeline_keeps_every_image_with_its_label(zoo_home, sample_dir, sample_
     assert not store.store_path().exists()
 
 
-def test_a_failing_batch_stops_the_run_at_once_and_stores_nothing(zoo_home, sample_dir, sample_manifest, tmp_path):
+def test_a_failing_batch_stops_the_run_at_once_and_stores_nothing(zoo_home, sample_dir, sample_manifest, tmp_path, link_sample):
     from zoo.measure.accuracy import run_accuracy
     from zoo.errors import InvalidCardError
     from zoo.measure.preprocess import Preprocessor
     from zoo.measure.runtimes import Model, open_runtime
 
-    data = _link_subset(sample_dir, sample_manifest, tmp_path / "data", sorted(sample_manifest)[:60])
+    data = link_sample(tmp_path / "data", sorted(sample_manifest)[:60])
     model_path = _projection_model(tmp_path / "projection.onnx")
     card = {**SYNTHETIC_CARD, "num_classes": 1001, "label_offset": 1}  # the file has 1000 outputs
     decoded = []
@@ -184,9 +177,9 @@ def test_a_failing_batch_stops_the_run_at_once_and_stores_nothing(zoo_home, samp
     assert not store.store_path().exists()
 
 
-def test_unreadable_images_are_counted_and_listed(zoo_home, synthetic_onnx, sample_dir, sample_manifest, tmp_path):
+def test_unreadable_images_are_counted_and_listed(zoo_home, synthetic_onnx, sample_dir, sample_manifest, tmp_path, link_sample):
     names = sorted(sample_manifest)[:5]
-    data = _link_subset(sample_dir, sample_manifest, tmp_path / "data", names)
+    data = link_sample(tmp_path / "data", names)
     (data / "n01440764_garbage.JPEG").write_bytes(b"this is not a JPEG")
     (data / "n01443537_cut.JPEG").write_bytes((sample_dir / names[1]).read_bytes()[:3000])
     result = evaluate_file(SYNTHETIC_CARD, synthetic_onnx(), load_dataset(data))

@@ -16,12 +16,8 @@ CORAL = ["coral/mobilenet_v2_1.0_224_quant", "coral/tf2_mobilenet_v2_1.0_224_ptq
 
 
 @pytest.fixture
-def images(sample_dir, tmp_path):
-    folder = tmp_path / "images"
-    folder.mkdir()
-    for name in sorted(p.name for p in sample_dir.glob("*.JPEG"))[:48]:
-        os.symlink(sample_dir / name, folder / name)
-    return folder
+def images(sample_dir, tmp_path, link_sample):
+    return link_sample(tmp_path / "images", sorted(p.name for p in sample_dir.glob("*.JPEG"))[:48])
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ decode once per preprocessing, resume from the store, per-card failures, one-lin
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -29,12 +28,8 @@ def coral_mirror(zoo_home, coral_dir, monkeypatch):
 
 
 @pytest.fixture
-def images(sample_dir, tmp_path):
-    folder = tmp_path / "images"
-    folder.mkdir()
-    for name in sorted(p.name for p in sample_dir.glob("*.JPEG"))[:24]:
-        os.symlink(sample_dir / name, folder / name)
-    return folder
+def images(sample_dir, tmp_path, link_sample):
+    return link_sample(tmp_path / "images", sorted(p.name for p in sample_dir.glob("*.JPEG"))[:24])
 
 
 def test_one_command_evaluates_many_cards_and_resumes(coral_mirror, images):
