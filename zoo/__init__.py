@@ -449,7 +449,9 @@ def compare(patterns: list[str] | None = None, metric: str = "accuracy", *, devi
     else:
         entries = registry.entries(copy_cards=False)
     if measure:
-        _measure_for(entries, metric, data=data, target=target, progress=progress)
+        from zoo.engine.sweep import measure_missing
+
+        measure_missing(entries, metric, data=data, target=target, progress=progress)
         device = device or target
     selection = Selection(claim_device=device)
     if measured:
@@ -459,41 +461,6 @@ def compare(patterns: list[str] | None = None, metric: str = "accuracy", *, devi
         selection = select(entries, list_runs(), device=device, host=machine.host(),
                            target_names={t["name"] for t in targets.ls()})
     return rank(entries, metric, selection=selection, top=top, pareto=pareto)
-
-
-def _measure_for(entries: list, metric: str, *, data: Path | None, target: str | None, progress) -> dict | None:
-    """compare --measure: sweep the cards that have no measurement for `metric` yet (on these images, on this
-    host or on `target`); None when none lacks one."""
-    from zoo.engine import sweep
-    from zoo.errors import UsageError
-    from zoo.measure import machine, targets
-    from zoo.results.store import list_runs
-
-    if metric in ("accuracy", "top5"):
-        if data is None:
-            raise UsageError(f"--measure with --metric {metric} evaluates on your images: give --data DIR")
-        from zoo.measure.accuracy import load_data
-
-        dataset = load_data(data)
-        fingerprint = dataset.fingerprint()
-        have = {r.card_id for r in list_runs(kind="eval") if r.dataset_fingerprint == fingerprint}
-        run = lambda todo: sweep.eval_sweep(todo, dataset, progress=progress)  # noqa: E731
-    elif metric in ("latency", "fps"):
-        config = targets.get(target) if target else None
-        here = machine.host()["fingerprint"]
-        have = {r.card_id for r in list_runs(kind="bench")
-                if (r.device == target if target else r.machine_fingerprint == here)}
-        run = lambda todo: sweep.bench_sweep(todo, target=config, progress=progress)  # noqa: E731
-    else:
-        raise UsageError(f"--measure applies to accuracy, top5, latency and fps, not {metric}",
-                         "macs, params and size are counted from the graph, not measured")
-    todo = [e for e in entries if e.id not in have]
-    if not todo:
-        return None
-    try:
-        return run(todo)
-    except sweep.NothingMeasured:
-        return None  # every lacking card was skipped or failed: the progress events said why; rank what there is
 
 
 def plot(df, metric: str, path: Path) -> Path:

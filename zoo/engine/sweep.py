@@ -20,7 +20,7 @@ from typing import Callable
 from zoo.artifacts.choose import choose, local_model, run_sha256, runtime_for_path
 from zoo.engine.plan import UNAVAILABLE, bench_model
 from zoo.errors import UnsupportedArtifactError, UsageError, ZooError
-from zoo.measure import accuracy, latency, machine
+from zoo.measure import accuracy, latency, machine, targets
 from zoo.measure.preprocess import Preprocessor
 from zoo.results import store
 from zoo.results.records import Run
@@ -340,3 +340,31 @@ def _bench_on_ray(sweep: Sweep, entries: list, options: dict, *, synthetic, mirr
     if todo:
         cluster.bench_cards(todo, {**options, "runtime": runtime, "synthetic": synthetic, "mirrors": mirrors}, done)
     return sweep.summary()
+
+
+def measure_missing(entries: list, metric: str, *, data: Path | None, target: str | None, progress) -> dict | None:
+    """compare --measure: sweep the cards that have no measurement for `metric` yet (on these images, on this
+    host or on `target`); None when none lacks one."""
+    if metric in ("accuracy", "top5"):
+        if data is None:
+            raise UsageError(f"--measure with --metric {metric} evaluates on your images: give --data DIR")
+        dataset = accuracy.load_data(data)
+        fingerprint = dataset.fingerprint()
+        have = {r.card_id for r in store.list_runs(kind="eval") if r.dataset_fingerprint == fingerprint}
+        run = lambda todo: eval_sweep(todo, dataset, progress=progress)  # noqa: E731
+    elif metric in ("latency", "fps"):
+        config = targets.get(target) if target else None
+        here = machine.host()["fingerprint"]
+        have = {r.card_id for r in store.list_runs(kind="bench")
+                if (r.device == target if target else r.machine_fingerprint == here)}
+        run = lambda todo: bench_sweep(todo, target=config, progress=progress)  # noqa: E731
+    else:
+        raise UsageError(f"--measure applies to accuracy, top5, latency and fps, not {metric}",
+                         "macs, params and size are counted from the graph, not measured")
+    todo = [e for e in entries if e.id not in have]
+    if not todo:
+        return None
+    try:
+        return run(todo)
+    except NothingMeasured:
+        return None  # every lacking card was skipped or failed: the progress events said why; rank what there is
