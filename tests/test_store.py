@@ -6,6 +6,7 @@ from contextlib import closing
 
 import pytest
 
+from zoo.cards.catalog import CardTable
 from zoo.cards.index import Entry
 from zoo.measure.machine import host
 from zoo.results import store
@@ -56,12 +57,13 @@ def test_filters_and_latest_run_per_card(zoo_home):
     assert [r.id for r in store.list_runs(card_id="a/x")] == [newest, first]
     assert [r.card_id for r in store.list_runs(kind="bench")] == ["b/y"]
     assert len(store.list_runs(limit=1)) == 1
-    entries = [Entry({"id": "a/x", "artifacts": []}, "test"), Entry({"id": "b/y", "artifacts": []}, "test")]
-    runs = store.list_runs()
-    latest = select(entries, runs, device="board z", host=host(), target_names=set())
+    entries = [Entry({"id": i, "source": i[0], "width": 1.0, "resolution": 224, "artifacts": []}, "test")
+               for i in ("a/x", "b/y")]
+    runs, table = store.list_runs(), CardTable.of(entries)
+    latest = select(table, runs, device="board z", host=host(), target_names=set())
     assert [(i, r.id, r.top1) for i, r in latest.evals.items()] == [("a/x", newest, 60.0)]
     assert list(latest.benches) == ["b/y"] and latest.benches["b/y"][0].latency_ms == 4.2  # one run per footing
-    assert select(entries, runs, device="other", host=host(), target_names=set()).benches == {}
+    assert select(table, runs, device="other", host=host(), target_names=set()).benches == {}
 
 
 def test_unknown_kind_is_refused(zoo_home):

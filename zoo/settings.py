@@ -120,6 +120,11 @@ def card_dirs_cache() -> Path:
     return zoo_home() / "card-dirs"
 
 
+def catalog_dir() -> Path:
+    """The merged registry as SQLite files (zoo.cards.catalog), rebuilt whenever a source of cards changes."""
+    return zoo_home() / "catalog"
+
+
 def pins_file() -> Path:
     """The trust-on-first-use lock file: sha256 pinned for artifacts whose card has none."""
     return zoo_home() / "pins.lock.json"

@@ -161,6 +161,18 @@ def _scan(folder: str):
                 yield entry.path, entry.stat()
 
 
+def stamp(directory: Path) -> str:
+    """What a card directory holds, cheaply: every card file's path, size and mtime (and zoo's version)."""
+    import hashlib
+
+    from zoo._version import __version__
+
+    digest = hashlib.sha256(__version__.encode())
+    for path, status in sorted(_scan(str(directory))):
+        digest.update(f"{path}\t{status.st_size}\t{status.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
 def lint_cached(directory: Path) -> tuple[list[dict], list[str]]:
     """lint() of one card directory, remembered under ZOO_HOME: while no card file's path, size or mtime
     changes (and zoo's version stays), the directory is not parsed or validated again. Only a directory
@@ -168,21 +180,18 @@ def lint_cached(directory: Path) -> tuple[list[dict], list[str]]:
     import hashlib
 
     from zoo import settings
-    from zoo._version import __version__
     from zoo.files import read_json, write_json_atomic
 
     directory = Path(directory).resolve()
-    stamp = hashlib.sha256(__version__.encode())
-    for path, status in sorted(_scan(str(directory))):
-        stamp.update(f"{path}\t{status.st_size}\t{status.st_mtime_ns}\n".encode())
+    current = stamp(directory)
     cache = settings.card_dirs_cache() / (hashlib.sha256(str(directory).encode()).hexdigest()[:32] + ".json")
     remembered = read_json(cache)
-    if isinstance(remembered, dict) and remembered.get("stamp") == stamp.hexdigest():
+    if isinstance(remembered, dict) and remembered.get("stamp") == current:
         return remembered["cards"], []
     cards, problems = lint([directory])
     if not problems:
         try:
-            write_json_atomic(cache, {"directory": str(directory), "stamp": stamp.hexdigest(), "cards": cards},
+            write_json_atomic(cache, {"directory": str(directory), "stamp": current, "cards": cards},
                               indent=None, sort_keys=False)
         except OSError:
             pass  # a read-only ZOO_HOME only costs the next call its validation

@@ -1,78 +1,124 @@
 """The registry: cards from the embedded index, remote registries and card directories; ids, aliases, wildcards.
 
-The registry is rebuilt from its sources on every call of `load_registry`; nothing is registered at
-import time. Cards are plain dicts (the validated card, with defaults filled in and empty fields left
-out); lookups return copies.
+The registry is rebuilt from its sources on every call of `load_registry` (through the SQLite catalog of
+zoo.cards.catalog, which is only rebuilt when a source changed); nothing is registered at import time.
+Cards are plain dicts (the validated card, with defaults filled in and empty fields left out); every
+lookup parses fresh ones, so callers may change what they get.
 """
 from __future__ import annotations
 
-import copy
 import fnmatch
+import json
+import sqlite3
 from pathlib import Path
 from typing import Callable
 
 from zoo import settings
-from zoo.cards.directory import lint_cached, natural_key
+from zoo.cards import catalog
+from zoo.cards.directory import lint_cached, stamp as directory_stamp
 from zoo.cards.index import EMBEDDED, Entry, embedded_index_path, read_index
-from zoo.cards.remote import cached_entries
+from zoo.cards.remote import cached_entries, cached_files
+from zoo.cards.summary import alias, headline, names  # noqa: F401 -- alias and headline: re-exported
 from zoo.errors import CardNotFoundError, InvalidCardError, RegistryError
 
 RunsHere = Callable[[dict], bool]  # artifact -> whether this host can run it (zoo.artifacts.choose.runs_here)
 
 
-def alias(card: dict) -> str:
-    """The cross-source variant name: mobilenetv2_<width*100>[d][_<resolution> when not 224]."""
-    name = f"mobilenetv2_{round(card['width'] * 100):03d}"
-    if card.get("depth", 1.0) != 1.0:
-        name += "d"
-    return name if card["resolution"] == 224 else f"{name}_{card['resolution']}"
-
-
-def headline(card: dict, metric: str) -> float | None:
-    """The card's best claimed value of a metric for its primary (first) artifact."""
-    primary = card["artifacts"][0]["file"] if card.get("artifacts") else None
-    values = [c["value"] for c in card.get("claims", [])
-              if c["metric"] == metric and c.get("artifact") in (None, primary)]
-    if not values:
-        return None
-    return min(values) if metric == "latency_ms" else max(values)
-
-
 class Registry:
-    def __init__(self, entries: list[Entry]):
-        self._by_id: dict[str, Entry] = {}
-        for entry in entries:  # later sources override earlier ones with the same id
-            self._by_id[entry.id.lower()] = entry
+    """Cards in natural id order, looked up in a catalog (an SQLite connection; from entries: built in memory)."""
 
-    def entries(self, copy_cards: bool = True) -> list[Entry]:
-        """Every card in natural id order; copy_cards=False shares the registry's dicts with read-only callers."""
-        entries = sorted(self._by_id.values(), key=lambda e: natural_key(e.id))
-        return copy.deepcopy(entries) if copy_cards else entries
+    def __init__(self, entries: list[Entry] | sqlite3.Connection):
+        self._db = entries if isinstance(entries, sqlite3.Connection) else catalog.in_memory(entries)
+
+    def _query(self, sql: str, args=()) -> sqlite3.Cursor:
+        try:
+            return self._db.execute(sql, args)
+        except sqlite3.DatabaseError as exc:  # a catalog file damaged after it was built
+            raise RegistryError(f"the card catalog under {settings.catalog_dir()} is damaged ({exc})",
+                                f"Delete {settings.catalog_dir()}: it is rebuilt on the next command") from None
+
+    def entries(self) -> list[Entry]:
+        """Every card in natural id order."""
+        return [Entry(json.loads(card), registry) for card, registry in self._at("card", None)]
+
+    def ids(self) -> list[str]:
+        return [row[0] for row in self._query("SELECT id FROM cards ORDER BY pos")]
 
     def __len__(self) -> int:
-        return len(self._by_id)
+        return self._query("SELECT count(*) FROM cards").fetchone()[0]
+
+    def _matching(self, pattern, source, width, resolution, fmt) -> list[int] | None:
+        """Positions of the cards matching a wildcard on their names and the given filters (None: every card)."""
+        if not (pattern or source or width is not None or resolution is not None or fmt):
+            return None
+        clauses, args = [], []
+        if source:
+            clauses.append("source = ?")
+            args.append(source.lower())
+        if width is not None:
+            clauses.append("abs(width - ?) <= 1e-6")
+            args.append(width)
+        if resolution is not None:
+            clauses.append("resolution = ?")
+            args.append(resolution)
+        if fmt:
+            clauses.append("instr(formats, ?) > 0")
+            args.append(f"\n{fmt}\n")
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        rows = self._query(f"SELECT pos, names FROM cards {where} ORDER BY pos", args)
+        if not pattern:
+            return [pos for pos, _ in rows]
+        pattern = pattern.lower()
+        if not any(ch in pattern for ch in "*?["):
+            return [pos for pos, joined in rows if pattern in joined.split("\n")]
+        return [pos for pos, joined in rows if fnmatch.filter(joined.split("\n"), pattern)]
+
+    def _at(self, column: str, positions: list[int] | None) -> list[tuple]:
+        """(column, registry) of the cards at these positions (None: every card), in their order."""
+        if positions is None:
+            return self._query(f"SELECT {column}, registry FROM cards ORDER BY pos").fetchall()
+        found = {}
+        for start in range(0, len(positions), 900):  # SQLite caps the number of ? in one statement
+            chunk = positions[start:start + 900]
+            found.update((pos, (value, registry)) for pos, value, registry in self._query(
+                f"SELECT pos, {column}, registry FROM cards WHERE pos IN ({','.join('?' * len(chunk))})", chunk))
+        return [found[pos] for pos in positions]
 
     def find(self, pattern: str | None = None, *, source: str | None = None, width: float | None = None,
-             resolution: int | None = None, fmt: str | None = None, copy_cards: bool = True) -> list[Entry]:
-        """Cards matching a wildcard on id, alias or upstream name, and the given filters.
+             resolution: int | None = None, fmt: str | None = None) -> list[Entry]:
+        """Cards matching a wildcard on id, alias or upstream name, and the given filters."""
+        return self.at(self._matching(pattern, source, width, resolution, fmt))
 
-        copy_cards=False returns the registry's own dicts, for read-only callers on the fast path.
-        """
-        out = []
-        for entry in sorted(self._by_id.values(), key=lambda e: natural_key(e.id)):
-            card = entry.card
-            if pattern and not _matches(pattern, card):
-                continue
-            if source and card["source"] != source.lower():
-                continue
-            if width is not None and abs(card["width"] - width) > 1e-6:
-                continue
-            if resolution is not None and card["resolution"] != resolution:
-                continue
-            if fmt and not any(a["format"] == fmt for a in card.get("artifacts", [])):
-                continue
-            out.append(entry)
-        return copy.deepcopy(out) if copy_cards else out
+    def positions(self, patterns: list[str] | None) -> list[int] | None:
+        """Where the cards matching any of the wildcards are (None: no patterns, every card); a pattern that
+        matches nothing is a CardNotFoundError."""
+        if not patterns:
+            return None
+        out: dict[int, None] = {}
+        for pattern in patterns:
+            found = self._matching(pattern, None, None, None, None)
+            if not found:
+                raise CardNotFoundError(f"no card matches {pattern!r}", self.suggest(pattern))
+            out.update(dict.fromkeys(found))
+        return list(out)
+
+    def at(self, positions: list[int] | None) -> list[Entry]:
+        """The cards at these positions (None: every card), in that order."""
+        return [Entry(json.loads(card), registry) for card, registry in self._at("card", positions)]
+
+    def table(self, positions: list[int] | None = None) -> catalog.CardTable:
+        """What a comparison reads of the cards at these positions (None: every card), in natural id order,
+        without parsing a card (zoo.cards.catalog.CardTable)."""
+        data = dict(self._query("SELECT name, data FROM columns"))
+        table = catalog.CardTable(json.loads(data["cards"]), json.loads(data["claims"]), json.loads(data["artifacts"]))
+        return table if positions is None else table.at(positions)
+
+    def summaries(self, pattern: str | None = None, *, source: str | None = None, width: float | None = None,
+                  resolution: int | None = None, fmt: str | None = None, brief: bool = False) -> list[dict]:
+        """The `zoo list --json` records of the cards find() would return, without parsing the cards; brief: only
+        what a `zoo list` table shows (zoo.cards.summary.brief)."""
+        positions = self._matching(pattern, source, width, resolution, fmt)
+        return [json.loads(record) for record, _ in self._at("brief" if brief else "summary", positions)]
 
     def resolve(self, ref: str, runs_here: RunsHere | None = None) -> tuple[Entry, str | None]:
         """Find one card for an id, `NAME@source`, alias or upstream name.
@@ -81,56 +127,44 @@ class Registry:
         `runs_here` lets the alias rule prefer cards this host can run (without it, none is preferred).
         """
         ref = ref.strip()
-        if ref.lower() in self._by_id:
-            return copy.deepcopy(self._by_id[ref.lower()]), None
-        pool = list(self._by_id.values())
-        name = ref
+        exact = self._query("SELECT card, registry FROM cards WHERE key = ?", (ref.lower(),)).fetchone()
+        if exact:
+            return Entry(json.loads(exact[0]), exact[1]), None
+        name, source = ref, None
         if "@" in ref:
             name, source = ref.rsplit("@", 1)
-            pool = [e for e in pool if e.card["source"] == source.lower()]
-            if not pool:
-                sources = sorted({e.card["source"] for e in self._by_id.values()})
+            if not self._query("SELECT 1 FROM cards WHERE source = ? LIMIT 1", (source.lower(),)).fetchone():
+                sources = [row[0] for row in self._query("SELECT DISTINCT source FROM cards ORDER BY source")]
                 raise CardNotFoundError(f"no source {source!r} in the registry",
                                         f"Sources are: {', '.join(sources)}")
         key = name.lower()
-        candidates = [e for e in pool if key in _names(e.card)]
+        if any(ch in key for ch in "*?["):
+            candidates = []  # a wildcard is a pattern for find(), never a name
+        else:
+            candidates = [Entry(json.loads(card), registry) for card, registry in
+                          self._at("card", self._matching(key, source, None, None, None))]
         if not candidates:
             raise CardNotFoundError(f"no card matches {ref!r}", self.suggest(ref))
         if len(candidates) == 1:
-            return copy.deepcopy(candidates[0]), None
+            return candidates[0], None
         runs = runs_here or (lambda artifact: False)
         ranked = sorted(candidates, key=lambda e: preference(e, runs), reverse=True)
         chosen = ranked[0]
         others = ", ".join(e.id for e in ranked[1:6]) + (f" and {len(ranked) - 6} more" if len(ranked) > 6 else "")
         note = (f"{ref} matches {len(ranked)} cards; picked {chosen.id} ({describe_preference(chosen, runs)}). "
                 f"Others: {others}. Pin one with its full id or {name}@SOURCE.")
-        return copy.deepcopy(chosen), note
+        return chosen, note
 
     def suggest(self, ref: str) -> str:
         import difflib
 
         words = set()
-        for entry in self._by_id.values():
-            words |= {entry.id, alias(entry.card)}
+        for card_id, card_alias in self._query("SELECT id, alias FROM cards"):
+            words |= {card_id, card_alias}
         close = difflib.get_close_matches(ref, sorted(words), n=3, cutoff=0.6)
         if close:
             return "Did you mean " + " or ".join(repr(c) for c in close) + "? Run `zoo list` to see every card"
         return "Run `zoo list` to see every card"
-
-
-def _names(card: dict) -> set[str]:
-    short = card["id"].split("/", 1)[1]
-    names = {card["id"].lower(), short.lower(), card["name"].lower(), alias(card).lower()}
-    if card["resolution"] == 224:
-        names.add(f"{alias(card)}_224".lower())
-    return names
-
-
-def _matches(pattern: str, card: dict) -> bool:
-    pattern = pattern.lower()
-    if not any(ch in pattern for ch in "*?["):
-        return pattern in _names(card)
-    return any(fnmatch.fnmatchcase(n, pattern) for n in _names(card))
 
 
 # ---------------------------------------------------------------- the alias rule
@@ -180,19 +214,38 @@ def load_registry(extra_dirs: list[Path] | None = None) -> Registry:
     """The embedded cards, then remote registries' last good copies, then derived cards (ZOO_HOME/derived), then
     ZOO_REGISTRY / extra directories.
 
-    Later sources override earlier ones with the same id.
+    Later sources override earlier ones with the same id. The merged cards are kept in a catalog under
+    ZOO_HOME/catalog, one per list of directories, and read from sources (each card verified) only when the
+    stamp of those sources changed.
     """
-    entries = read_index(embedded_index_path(), EMBEDDED)
-    entries += cached_entries()  # verified when downloaded; read_index re-checks every card's sha256
-    entries += derived_entries()
-    dirs = list(settings.registry_dirs()) + list(extra_dirs or [])
+    import hashlib
+
+    dirs = [Path(d) for d in list(settings.registry_dirs()) + list(extra_dirs or [])]
     for directory in dirs:
         if not directory.is_dir():
             raise RegistryError(f"registry directory {directory} does not exist",
                                 "Check --registry / ZOO_REGISTRY")
-        cards, problems = lint_cached(directory)
-        if problems:
-            raise InvalidCardError(f"{problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""),
-                                   f"Run `zoo cards lint {directory}`")
-        entries += [Entry(c, str(directory)) for c in cards]
-    return Registry(entries)
+    dirs = [d.resolve() for d in dirs]
+    derived = sorted(settings.derived_dir().glob("*.json")) if settings.derived_dir().is_dir() else []
+    remotes = cached_files()
+    stamp = hashlib.sha256()
+    for path in [embedded_index_path()] + [path for _, path in remotes] + derived:
+        status = path.stat()
+        stamp.update(f"{path}\t{status.st_size}\t{status.st_mtime_ns}\n".encode())
+    for directory in dirs:
+        stamp.update(f"{directory}\t{directory_stamp(directory)}\n".encode())
+
+    def load() -> list[Entry]:
+        entries = read_index(embedded_index_path(), EMBEDDED)
+        entries += cached_entries()  # verified when downloaded; read_index re-checks every card's sha256
+        entries += derived_entries()
+        for directory in dirs:
+            cards, problems = lint_cached(directory)
+            if problems:
+                raise InvalidCardError(f"{problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""),
+                                       f"Run `zoo cards lint {directory}`")
+            entries += [Entry(c, str(directory)) for c in cards]
+        return entries
+
+    which = hashlib.sha256("\n".join(map(str, dirs)).encode()).hexdigest()[:32]
+    return Registry(catalog.open_catalog(settings.catalog_dir() / f"{which}.sqlite", stamp.hexdigest(), load))

@@ -269,10 +269,11 @@ def ls() -> list[dict]:
     return out
 
 
+def cached_files() -> list[tuple[str, Path]]:
+    """(name, path) of the last good copy of every remote registry that has one, in name order."""
+    return [(name, _last_good(name)) for name in sorted(remotes()) if _last_good(name).is_file()]
+
+
 def cached_entries() -> list:
     """Cards from the last good copy of every remote registry (card sha256s re-checked; no pydantic)."""
-    entries = []
-    for name in sorted(remotes()):
-        if _last_good(name).is_file():
-            entries += read_index(_last_good(name), name)
-    return entries
+    return [entry for name, path in cached_files() for entry in read_index(path, name)]

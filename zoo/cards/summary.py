@@ -2,8 +2,34 @@
 from __future__ import annotations
 
 from zoo.cards.index import Entry
-from zoo.cards.registry import alias, headline
 from zoo.errors import UsageError
+
+
+def alias(card: dict) -> str:
+    """The cross-source variant name: mobilenetv2_<width*100>[d][_<resolution> when not 224]."""
+    name = f"mobilenetv2_{round(card['width'] * 100):03d}"
+    if card.get("depth", 1.0) != 1.0:
+        name += "d"
+    return name if card["resolution"] == 224 else f"{name}_{card['resolution']}"
+
+
+def names(card: dict) -> set[str]:
+    """Every lower-case name a card answers to: id, short id, upstream name, alias (and alias_224 at 224)."""
+    short = card["id"].split("/", 1)[1]
+    out = {card["id"].lower(), short.lower(), card["name"].lower(), alias(card).lower()}
+    if card["resolution"] == 224:
+        out.add(f"{alias(card)}_224".lower())
+    return out
+
+
+def headline(card: dict, metric: str) -> float | None:
+    """The card's best claimed value of a metric for its primary (first) artifact."""
+    primary = card["artifacts"][0]["file"] if card.get("artifacts") else None
+    values = [c["value"] for c in card.get("claims", [])
+              if c["metric"] == metric and c.get("artifact") in (None, primary)]
+    if not values:
+        return None
+    return min(values) if metric == "latency_ms" else max(values)
 
 
 def _round(value: float | None, digits: int) -> float | None:
@@ -44,6 +70,16 @@ def summarize(entry: Entry) -> dict:
         "registry": entry.registry,
         "artifacts": [artifact_summary(a) for a in card.get("artifacts", [])],
     }
+
+
+BRIEF_KEYS = ("id", "width", "resolution", "top1", "top5", "params_m", "macs_m")
+BRIEF_ARTIFACT_KEYS = ("format", "sha256", "size")
+
+
+def brief(summary: dict) -> dict:
+    """The part of a summary a `zoo list` table shows (and sorts by), a third of its size."""
+    return {**{k: summary[k] for k in BRIEF_KEYS},
+            "artifacts": [{k: a[k] for k in BRIEF_ARTIFACT_KEYS} for a in summary["artifacts"]]}
 
 
 SORT_KEYS = ("id", "source", "width", "resolution", "params_m", "macs_m", "top1", "top5", "size")

@@ -26,7 +26,7 @@ def list_(
 ):
     """List cards."""
     rows = zoo.list_cards(pattern, source=source, width=width, resolution=resolution, fmt=artifact_format, sort=sort,
-                          registries=state["registries"])
+                          brief=not as_json, registries=state["registries"])
     if as_json:
         print_json(rows)
         return

@@ -23,7 +23,7 @@ def _card_ids(ctx, param, incomplete: str) -> list[str]:
     from zoo.cards.registry import load_registry
 
     try:
-        ids = [e.id for e in load_registry(state["registries"]).entries()]
+        ids = load_registry(state["registries"]).ids()
     except Exception:  # a broken registry must not break the shell: complete nothing
         return []
     return [i for i in ids if i.startswith(incomplete) or i.split("/", 1)[-1].startswith(incomplete)]

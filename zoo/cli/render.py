@@ -25,13 +25,10 @@ def print_resolved(result: dict) -> None:
 
 def plain_table(headers: list[str], rows: list[list[str]], left: set[int]) -> str:
     # Hand-rolled on purpose: rich or tabulate would add 50-70 ms to `zoo list`, whose budget is 150 ms.
-    widths = [max(len(str(x)) for x in column) for column in zip(headers, *rows)]
-
-    def line(cells):
-        return "  ".join(str(c).ljust(w) if i in left else str(c).rjust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
-
-    return "\n".join([line(headers)] + [line(r) for r in rows])
+    # One format string for every line: 10,000 rows in a few ms (zoo list on a big registry).
+    widths = [max(map(len, map(str, column))) for column in zip(headers, *rows)]
+    layout = "  ".join(f"{{!s:{'<' if i in left else '>'}{w}}}" for i, w in enumerate(widths))
+    return "\n".join(layout.format(*cells).rstrip() for cells in [headers, *rows])
 
 
 

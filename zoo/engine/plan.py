@@ -26,7 +26,7 @@ def expand(registry, patterns: list[str]) -> tuple[list, list[str]]:
     entries, seen, notes = [], set(), []
     for pattern in patterns:
         if any(c in pattern for c in "*?["):
-            matched = registry.find(pattern, copy_cards=False)
+            matched = registry.find(pattern)
             if not matched:
                 raise CardNotFoundError(f"no card matches {pattern!r}", registry.suggest(pattern))
         else:

@@ -16,8 +16,7 @@ reproduction verdict, shown beside the claim but never ranked against it (a diff
 """
 from __future__ import annotations
 
-from zoo.cards.index import Entry
-from zoo.cards.registry import headline
+from zoo.cards.catalog import CARD_COLUMNS, CLAIM_COLUMNS, CardTable
 from zoo.errors import UsageError
 from zoo.results.records import Run
 from zoo.results.selection import Selection, bench_footing
@@ -76,75 +75,98 @@ def footing_label(device, batch, precision, runtime) -> str:
                        precision or "precision not stated", runtime or "runtime not stated"])
 
 
-def _card_columns(entry: Entry, eval_run: Run | None, bench_runs: list[Run]) -> dict:
-    card = entry.card
-    complexity = card.get("complexity", {})
-    artifacts = card.get("artifacts", [])
-    million = lambda v: v / 1e6 if v else None  # noqa: E731
-    counted = next((r for r in bench_runs if not r.synthetic_weights), None)
-    macs = (counted and counted.counted("macs")) or complexity.get("macs")
-    top1 = headline(card, "top1")
-    ci = (eval_run.metrics.get("top1_ci95") or [None, None]) if eval_run else [None, None]
-    return {
-        "id": card["id"], "source": card["source"], "width": card["width"], "resolution": card["resolution"],
-        "top1_pct": top1, "top5_pct": headline(card, "top5"),
-        "top1_measured_pct": eval_run.top1 if eval_run else None,
-        "top1_ci95_low": ci[0], "top1_ci95_high": ci[1],
-        "measured_images": eval_run.n_images if eval_run else None,
-        "measured_dataset": dataset_label(eval_run),
-        "measured_card_id": eval_run.card_id if eval_run else None,
-        "verdict": verdict(top1, eval_run),
-        "params_m": million((counted and counted.counted("params")) or complexity.get("params")),
-        "macs_m": million(macs),
-        "size_mb": million((counted and counted.counted("size_bytes")) or (artifacts[0].get("size_bytes") if artifacts else None)),
-        "artifact_file": (counted.artifact_file if counted else artifacts[0]["file"] if artifacts else None),
-        "flops_g": 2 * macs / 1e9 if macs else None,
-        "flops_g_reported": complexity.get("reported_flops_g"),
-        "flops_convention": complexity.get("flops_convention"),
-    }
+def _base(table: CardTable, selection: Selection):
+    """One row per card: its claims and complexity as columns (vectorised), then, for the few cards with runs,
+    what was measured: your top-1 with its interval and verdict, and params/MACs/size counted on the graph."""
+    import pandas as pd
+
+    cards = pd.DataFrame(table.cards, columns=list(CARD_COLUMNS))
+    numbers = cards[["top1", "top5", "params", "macs", "reported_flops_g", "size_bytes"]].astype("float64")
+    stated = lambda column: numbers[column].where(numbers[column] != 0)  # noqa: E731 -- 0 means not stated
+    base = pd.DataFrame({
+        "id": cards["id"], "source": cards["source"], "width": cards["width"].astype("float64"),
+        "resolution": cards["resolution"], "top1_pct": numbers["top1"], "top5_pct": numbers["top5"],
+        "top1_measured_pct": float("nan"), "top1_ci95_low": float("nan"), "top1_ci95_high": float("nan"),
+        "measured_images": None, "measured_dataset": None, "measured_card_id": None, "verdict": None,
+        "params_m": stated("params") / 1e6, "macs_m": stated("macs") / 1e6, "size_mb": stated("size_bytes") / 1e6,
+        "artifact_file": cards["artifact_file"], "flops_g": 2 * stated("macs") / 1e9,
+        "flops_g_reported": numbers["reported_flops_g"], "flops_convention": cards["flops_convention"],
+    })
+    base = base.astype({c: object for c in ("measured_images", "measured_dataset", "measured_card_id", "verdict")})
+    measured = set(selection.evals) | set(selection.benches)
+    for i in base.index[base["id"].isin(measured)]:
+        card_id = base.at[i, "id"]
+        eval_run = selection.evals.get(card_id)
+        if eval_run is not None:
+            low, high = eval_run.metrics.get("top1_ci95") or [None, None]
+            top1 = base.at[i, "top1_pct"]
+            base.loc[i, ["top1_measured_pct", "top1_ci95_low", "top1_ci95_high"]] = [
+                _nan(eval_run.top1), _nan(low), _nan(high)]
+            base.at[i, "measured_images"] = eval_run.n_images
+            base.at[i, "measured_dataset"] = dataset_label(eval_run)
+            base.at[i, "measured_card_id"] = eval_run.card_id
+            base.at[i, "verdict"] = verdict(None if top1 != top1 else float(top1), eval_run)
+        counted = next((r for r in selection.benches.get(card_id, []) if not r.synthetic_weights), None)
+        if counted is not None:  # the graph's own count beats the card's
+            for column, key in (("params_m", "params"), ("macs_m", "macs"), ("size_mb", "size_bytes")):
+                if counted.counted(key):
+                    base.at[i, column] = counted.counted(key) / 1e6
+            if counted.counted("macs"):
+                base.at[i, "flops_g"] = 2 * counted.counted("macs") / 1e9
+            base.at[i, "artifact_file"] = counted.artifact_file
+    return base
 
 
-def _claims(card: dict, claim_metric: str, device: str | None) -> dict[tuple, dict]:
-    """The card's best claim per footing (device, batch, precision, runtime)."""
-    best: dict[tuple, dict] = {}
-    for claim in card.get("claims", []):
-        if claim["metric"] != claim_metric or (device and device.lower() not in claim.get("device", "").lower()):
-            continue
-        key = (claim.get("device"), claim.get("batch"), claim.get("precision"), claim.get("runtime"))
-        held = best.get(key)
-        if held is None or (claim["value"] < held["value"] if claim_metric == "latency_ms" else claim["value"] > held["value"]):
-            best[key] = claim
-    return best
+def _nan(value) -> float:
+    return float("nan") if value is None else float(value)
 
 
-def _speed_rows(entry: Entry, metric: str, base: dict, selection: Selection, bench_runs: list[Run]) -> list[dict]:
-    """One row per footing this card has a figure on: its measurements, then (unless left out) its claims."""
+def _best_claims(claims, column: str, device: str | None):
+    """Each card's best claim per footing (device, batch, precision, runtime); of equal ones, the card's first."""
+    mine = claims[claims["metric"] == column]
+    if device:
+        mine = mine[mine["device"].fillna("").str.lower().str.contains(device.lower(), regex=False)]
+    ordered = mine.assign(_value=mine["value"].astype("float64")).sort_values(
+        "_value", ascending=column == "latency_ms", kind="stable")
+    return ordered.drop_duplicates(["id", "device", "batch", "precision", "runtime"]).drop(columns="_value")
+
+
+def _speed_rows(base, claims, metric: str, selection: Selection, precision: dict):
+    """One row per card and footing it has a figure on: its measurements, then (unless left out) its claims; a
+    card with neither gets one 'no figure' row."""
+    import pandas as pd
+
     column = METRICS[metric][0]
-    claims = _claims(entry.card, column, selection.claim_device) if selection.use_claims else {}
-    every_claim = _claims(entry.card, column, None)
-    best_claim = (min if column == "latency_ms" else max)(every_claim.values(), key=lambda c: c["value"], default=None)
-    rows = []
-    for run in bench_runs:
-        device, batch, precision, runtime = bench_footing(run, entry.card)
-        basis = ("synthetic weights" if run.synthetic_weights else
-                 "measured on target" if run.device in selection.target_names else "measured here")
-        rows.append({**base, column: run.fps if metric == "fps" else run.latency_ms, "basis": basis,
-                     "device": device, "batch": batch, "precision": precision, "runtime": runtime,
-                     "threads": run.threads, "run_id": run.id,
-                     f"{column}_claimed": best_claim["value"] if best_claim else None,
-                     "claimed_device": best_claim.get("device") if best_claim else None})
-    for (device, batch, precision, runtime), claim in claims.items():
-        rows.append({**base, column: claim["value"], "basis": "claimed", "device": device, "batch": batch,
-                     "precision": precision, "runtime": runtime, "threads": claim.get("threads"),
-                     "reference": claim["reference"]})
-    for row in rows:
-        row["footing"] = footing_label(row["device"], row["batch"], row["precision"], row["runtime"])
-    return rows or [{**base, column: None, "basis": "no figure"}]
+    best = _best_claims(claims, column, None)  # beside a measurement: the card's best claim on any footing
+    best = best.assign(_value=best["value"].astype("float64")).sort_values(
+        "_value", ascending=column == "latency_ms", kind="stable").drop_duplicates("id").set_index("id")
+    measured = []
+    for card_id, runs in selection.benches.items():
+        claim = best.loc[card_id] if card_id in best.index else None
+        for run in runs:
+            device, batch, run_precision, runtime = bench_footing(run, precision.get((card_id, run.artifact_file)))
+            basis = ("synthetic weights" if run.synthetic_weights else
+                     "measured on target" if run.device in selection.target_names else "measured here")
+            measured.append({"id": card_id, column: run.fps if metric == "fps" else run.latency_ms, "basis": basis,
+                             "device": device, "batch": batch, "precision": run_precision, "runtime": runtime,
+                             "threads": run.threads, "run_id": run.id,
+                             f"{column}_claimed": None if claim is None else claim["value"],
+                             "claimed_device": None if claim is None else claim["device"]})
+    parts = [pd.DataFrame(measured, dtype=object)]
+    if selection.use_claims:
+        shown = _best_claims(claims, column, selection.claim_device)
+        parts.append(shown[["id", "value", "device", "batch", "precision", "runtime", "threads", "reference"]]
+                     .rename(columns={"value": column}).assign(basis="claimed"))
+    rows = pd.concat([p for p in parts if len(p)] or [pd.DataFrame(columns=["id", "device"])], ignore_index=True)
+    rows["footing"] = [footing_label(*key) for key in
+                       zip(rows["device"], rows["batch"], rows["precision"], rows["runtime"])] if len(rows) else None
+    bare = base.loc[~base["id"].isin(set(rows["id"])), ["id"]].assign(basis="no figure")
+    return pd.concat([rows, bare], ignore_index=True).merge(base, on="id", how="left")
 
 
-def _no_device_error(entries: list[Entry], metric: str, selection: Selection) -> UsageError:
+def _no_device_error(claims, metric: str, selection: Selection) -> UsageError:
     column = METRICS[metric][0]
-    devices = sorted({c["device"] for e in entries for c in e.card.get("claims", []) if c["metric"] == column})
+    devices = sorted({d for d in claims.loc[claims["metric"] == column, "device"] if isinstance(d, str)})
     asked = selection.claim_device
     if not selection.use_claims:
         return UsageError(f"no {metric} measured on that device yet",
@@ -176,12 +198,13 @@ def pareto_front(df, column: str, higher_is_better: bool, accuracy: str = "top1_
     return flags
 
 
-def compare(entries: list[Entry], metric: str = "accuracy", *, selection: Selection | None = None,
+def compare(table: CardTable, metric: str = "accuracy", *, selection: Selection | None = None,
             top: int | None = None, pareto: bool = False):
     """One row per card (per card and footing for latency/fps), best first; cards without the metric come
     last with missing=True. top: the best N (per footing for latency/fps).
 
-    selection: the runs beside each card and how claims rank (results.selection); None: claims only.
+    table: the cards (zoo.cards.catalog.CardTable); selection: the runs beside each card and how claims rank
+    (results.selection); None: claims only.
     """
     import pandas as pd
 
@@ -191,37 +214,38 @@ def compare(entries: list[Entry], metric: str = "accuracy", *, selection: Select
         raise UsageError(f"--top must be at least 1, got {top}")
     selection = selection or Selection()
     column, higher = METRICS[metric]
-    rows = []
-    for entry in entries:
-        bench_runs = selection.benches.get(entry.id, [])
-        base = _card_columns(entry, selection.evals.get(entry.id), bench_runs)
-        if metric in SPEED:
-            rows += _speed_rows(entry, metric, base, selection, bench_runs)
+    base = _base(table, selection)
+    claims = pd.DataFrame(table.claims, columns=list(CLAIM_COLUMNS), dtype=object)
+    if metric in SPEED:
+        df = _speed_rows(base, claims, metric, selection, table.precisions())
+    else:
+        df = base
+        if metric in ("accuracy", "top5"):
+            df["basis"] = "claimed"
         else:
-            if metric in ("accuracy", "top5"):
-                base["basis"] = "claimed" if base[column] is not None else "no figure"
-            else:
-                key = {"macs_m": "macs", "flops_g": "macs", "params_m": "params", "size_mb": "size_bytes"}[column]
-                counted = next((r for r in bench_runs if not r.synthetic_weights), None)
-                base["basis"] = ("no figure" if base[column] is None else
-                                 "measured" if counted and counted.counted(key) else "claimed")
-            rows.append(base)
+            key = {"macs_m": "macs", "flops_g": "macs", "params_m": "params", "size_mb": "size_bytes"}[column]
+            counted = {card_id: next((r for r in runs if not r.synthetic_weights), None)
+                       for card_id, runs in selection.benches.items()}
+            df["basis"] = ["measured" if counted.get(i) and counted[i].counted(key) else "claimed" for i in df["id"]]
+        df.loc[df[column].isna(), "basis"] = "no figure"
     columns = BASE_COLUMNS + ["artifact_file", "flops_g", "flops_g_reported", "flops_convention"]
     if metric in SPEED:
         columns += FOOTING_COLUMNS + [column, "basis", f"{column}_claimed", "claimed_device", "run_id", "reference"]
     else:
         columns = [c for c in columns if c != column] + [column, "basis"]
-    df = pd.DataFrame(rows, columns=list(dict.fromkeys(columns)))
+    df = df.reindex(columns=list(dict.fromkeys(columns)))
     text = {"id", "source", "basis", "resolution", "measured_dataset", "measured_card_id", "verdict", "artifact_file",
             "flops_convention", "footing", "device", "precision", "runtime", "claimed_device", "reference"}
     integers = {"measured_images", "batch", "threads", "run_id"}
     df = df.astype({c: "float64" for c in df.columns if c not in text | integers})
     df = df.astype({c: "Int64" for c in df.columns if c in integers} | {c: object for c in df.columns if c in text})
+    for c in text & set(df.columns):  # one mark for "nothing" in text columns, as pandas gives from records
+        df[c] = df[c].where(df[c].notna(), float("nan"))
     df["resolution"] = df["resolution"].astype("int64")
     df["missing"] = df[column].isna()
     narrowed = selection.claim_device is not None or not selection.use_claims
-    if metric in SPEED and narrowed and len(entries) and df["missing"].all():
-        raise _no_device_error(entries, metric, selection)
+    if metric in SPEED and narrowed and len(table.cards["id"]) and df["missing"].all():
+        raise _no_device_error(claims, metric, selection)
     group = df["footing"].where(df["footing"].notna(), "") if metric in SPEED else pd.Series("", index=df.index)
     if pareto:
         # For accuracy the cost axis is MACs; otherwise accuracy is traded against the metric, within a footing.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from zoo.cards.index import Entry
+from zoo.cards.catalog import CardTable
 from zoo.results.records import Run
 
 
@@ -25,14 +25,12 @@ class Selection:
     target_names: frozenset = frozenset()                        # runs on these devices were measured on a board
 
 
-def bench_footing(run: Run, card: dict) -> tuple:
-    """(device, batch, precision, runtime) of a bench run; precision from the card artifact that was timed."""
-    precision = "fp32" if run.synthetic_weights else next(
-        (a["precision"] for a in card.get("artifacts", []) if a["file"] == run.artifact_file), None)
-    return run.device, run.batch or 1, precision, run.runtime
+def bench_footing(run: Run, precision: str | None) -> tuple:
+    """(device, batch, precision, runtime) of a bench run; precision: that of the card artifact that was timed."""
+    return run.device, run.batch or 1, "fp32" if run.synthetic_weights else precision, run.runtime
 
 
-def latest_evals(entries: list[Entry], runs: list[Run]) -> dict[str, Run]:
+def latest_evals(table: CardTable, runs: list[Run]) -> dict[str, Run]:
     """Each card's newest eval run (runs come newest first); a card with none gets the newest eval of a file it
     publishes with a full sha256, made on another card: run.card_id names that card, and readers say so."""
     latest, by_sha = {}, {}
@@ -40,26 +38,26 @@ def latest_evals(entries: list[Entry], runs: list[Run]) -> dict[str, Run]:
         latest.setdefault(run.card_id, run)
         if not run.synthetic_weights:
             by_sha.setdefault(run.artifact_sha256, run)
-    for entry in entries:
-        if entry.id not in latest:
-            for artifact in entry.card.get("artifacts", []):
-                if artifact.get("sha256") in by_sha:
-                    latest[entry.id] = by_sha[artifact["sha256"]]
-                    break
-    return latest
+    ids = set(table.cards["id"])
+    for card_id, sha256 in zip(table.artifacts["id"], table.artifacts["sha256"]):  # in card order: the first lends
+        if card_id in ids and card_id not in latest and sha256 in by_sha:
+            latest[card_id] = by_sha[sha256]
+    return {card_id: run for card_id, run in latest.items() if card_id in ids}
 
 
-def latest_benches(entries: list[Entry], runs: list[Run]) -> dict[str, list[Run]]:
+def latest_benches(table: CardTable, runs: list[Run]) -> dict[str, list[Run]]:
     """Each card's own newest bench run per footing (device, batch, precision, runtime)."""
-    cards = {e.id: e.card for e in entries}
+    ids = set(table.cards["id"])
+    precision = table.precisions()
     chosen: dict[str, dict[tuple, Run]] = {}
     for run in runs:
-        if run.card_id in cards and run.latency_ms is not None:
-            chosen.setdefault(run.card_id, {}).setdefault(bench_footing(run, cards[run.card_id]), run)
+        if run.card_id in ids and run.latency_ms is not None:
+            footing = bench_footing(run, precision.get((run.card_id, run.artifact_file)))
+            chosen.setdefault(run.card_id, {}).setdefault(footing, run)
     return {card_id: list(by_footing.values()) for card_id, by_footing in chosen.items()}
 
 
-def select(entries: list[Entry], runs: list[Run], *, device: str | None, host: dict,
+def select(table: CardTable, runs: list[Run], *, device: str | None, host: dict,
            target_names: set[str]) -> Selection:
     """The runs a comparison shows. device: None shows runs here and on targets beside every claim; "host"
     or a target's name, runs there only; other text, claims and runs whose device contains it (any case)."""
@@ -78,5 +76,5 @@ def select(entries: list[Entry], runs: list[Run], *, device: str | None, host: d
         benches = [r for r in benches if device.lower() in r.device.lower()]
         use_claims, claim_device = True, device
     evals = [r for r in runs if r.kind == "eval"]
-    return Selection(latest_evals(entries, evals), latest_benches(entries, benches), use_claims, claim_device,
+    return Selection(latest_evals(table, evals), latest_benches(table, benches), use_claims, claim_device,
                      host["fingerprint"], frozenset(target_names))

@@ -1,0 +1,165 @@
+"""The merged registry as one SQLite file, so that `zoo list` on 10,000 cards reads rows, not cards.
+
+A catalog holds every card once (later sources having overridden earlier ones with the same id), in
+natural id order, with what lookups need as columns: the names a card answers to, its source, width,
+resolution and artifact formats, its `zoo list` record and the whole card as JSON; and what a comparison
+reads of each card as columns (a CardTable: headline claims, complexity, every claim, every artifact). load_registry keeps
+one file per set of card directories under ZOO_HOME/catalog and rebuilds it, verifying every card as
+before, whenever the stamp of its sources (each file's path, size and mtime, and zoo's version)
+changes. A catalog that cannot be written (read-only ZOO_HOME) is built in memory instead.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from zoo.cards.directory import natural_key
+from zoo.cards.index import Entry
+from zoo.cards.summary import brief, headline, names, summarize
+
+FORMAT = 4  # bump when the tables change: older files are then rebuilt
+
+SCHEMA = """
+CREATE TABLE meta (stamp TEXT NOT NULL);
+CREATE TABLE cards (
+    pos INTEGER PRIMARY KEY,      -- natural id order
+    key TEXT NOT NULL UNIQUE,     -- the id, lower-case
+    id TEXT NOT NULL,
+    registry TEXT NOT NULL,
+    source TEXT NOT NULL,
+    alias TEXT NOT NULL,
+    width REAL NOT NULL,
+    resolution INTEGER NOT NULL,
+    formats TEXT NOT NULL,        -- '\\n'-wrapped artifact formats: instr(formats, '\\ntflite\\n')
+    names TEXT NOT NULL,          -- '\\n'-joined lower-case names (id, short id, upstream name, alias)
+    summary TEXT NOT NULL,        -- the `zoo list --json` record
+    brief TEXT NOT NULL,          -- the part of it a `zoo list` table shows (summary.brief)
+    card TEXT NOT NULL
+);
+CREATE TABLE columns (name TEXT PRIMARY KEY, data TEXT NOT NULL);  -- the CardTable of every card, as JSON
+"""
+# What a comparison reads of each card (CardTable). `pos` is the card's position, `n` an item's place in its card.
+CARD_COLUMNS = ("pos", "id", "source", "width", "resolution", "top1", "top5", "params", "macs", "reported_flops_g",
+                "flops_convention", "artifact_file", "size_bytes", "derived_from")
+CLAIM_COLUMNS = ("pos", "id", "metric", "value", "device", "batch", "precision", "runtime", "threads", "reference",
+                 "artifact")
+ARTIFACT_COLUMNS = ("pos", "id", "file", "sha256", "precision")
+
+
+@dataclass
+class CardTable:
+    """What a comparison reads of a set of cards, column by column (CARD_COLUMNS; CLAIM_COLUMNS, one value per
+    claim; ARTIFACT_COLUMNS, one per artifact, each card's in its order): 10,000 cards in one JSON parse, no card
+    parsed. derived_from is the card's derived_from (or None)."""
+
+    cards: dict[str, list]
+    claims: dict[str, list]
+    artifacts: dict[str, list]
+
+    @classmethod
+    def of(cls, entries: list[Entry]) -> "CardTable":
+        rows = [_facts(pos, e.card) for pos, e in enumerate(entries)]
+        return cls(_columns([r[0] for r in rows], CARD_COLUMNS), _columns([c for r in rows for c in r[1]], CLAIM_COLUMNS),
+                   _columns([a for r in rows for a in r[2]], ARTIFACT_COLUMNS))
+
+    def precisions(self) -> dict[tuple[str, str], str | None]:
+        """(card id, artifact file) -> that artifact's precision."""
+        return dict(zip(zip(self.artifacts["id"], self.artifacts["file"]), self.artifacts["precision"]))
+
+    def at(self, positions: list[int]) -> "CardTable":
+        """The part of the table about the cards at these positions."""
+        wanted = set(positions)
+
+        def keep(columns: dict[str, list]) -> dict[str, list]:
+            rows = [i for i, pos in enumerate(columns["pos"]) if pos in wanted]
+            return {name: [values[i] for i in rows] for name, values in columns.items()}
+
+        return CardTable(keep(self.cards), keep(self.claims), keep(self.artifacts))
+
+
+def _columns(rows: list[tuple], names: tuple) -> dict[str, list]:
+    return {name: [row[i] for row in rows] for i, name in enumerate(names)}
+
+
+def _facts(pos: int, card: dict) -> tuple[tuple, list[tuple], list[tuple]]:
+    """(card row, claim rows, artifact rows) of one card, as CardTable holds them."""
+    complexity, artifacts = card.get("complexity", {}), card.get("artifacts", [])
+    row = (pos, card["id"], card["source"], card["width"], card["resolution"], headline(card, "top1"),
+           headline(card, "top5"), complexity.get("params"), complexity.get("macs"), complexity.get("reported_flops_g"),
+           complexity.get("flops_convention"), artifacts[0]["file"] if artifacts else None,
+           artifacts[0].get("size_bytes") if artifacts else None, card.get("derived_from"))
+    claims = [(pos, card["id"], c["metric"], c["value"], c.get("device"), c.get("batch"), c.get("precision"),
+               c.get("runtime"), c.get("threads"), c.get("reference"), c.get("artifact")) for c in card.get("claims", [])]
+    files = [(pos, card["id"], a["file"], a.get("sha256"), a.get("precision")) for a in artifacts]
+    return row, claims, files
+
+
+def _merged(entries: list[Entry]) -> list[Entry]:
+    by_key: dict[str, Entry] = {}
+    for entry in entries:  # later sources override earlier ones with the same id
+        by_key[entry.id.lower()] = entry
+    return sorted(by_key.values(), key=lambda e: natural_key(e.id))
+
+
+def _fill(db: sqlite3.Connection, entries: list[Entry], stamp: str) -> None:
+    db.executescript(SCHEMA)
+    db.execute("INSERT INTO meta VALUES (?)", (stamp,))
+    dump = lambda value: json.dumps(value, ensure_ascii=False, separators=(",", ":"))  # noqa: E731
+    merged = _merged(entries)
+    rows = []
+    for pos, e in enumerate(merged):
+        summary = summarize(e)
+        rows.append((pos, e.id.lower(), e.id, e.registry, e.card["source"], summary["alias"], e.card["width"],
+                     e.card["resolution"], "\n" + "\n".join(a["format"] for a in e.card.get("artifacts", [])) + "\n",
+                     "\n".join(sorted(names(e.card))), dump(summary), dump(brief(summary)), dump(e.card)))
+    db.executemany(f"INSERT INTO cards VALUES ({','.join('?' * 13)})", rows)
+    table = CardTable.of(merged)
+    db.executemany("INSERT INTO columns VALUES (?, ?)",
+                   [("cards", dump(table.cards)), ("claims", dump(table.claims)), ("artifacts", dump(table.artifacts))])
+    db.commit()
+
+
+def in_memory(entries: list[Entry]) -> sqlite3.Connection:
+    db = sqlite3.connect(":memory:")
+    _fill(db, entries, "")
+    return db
+
+
+def _stamp_of(path: Path) -> str | None:
+    try:
+        db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+        row = db.execute("SELECT stamp FROM meta").fetchone()
+        db.close()
+        return row[0] if row else None
+    except sqlite3.Error:  # missing, half-written by a crash elsewhere, or not a catalog: rebuilt
+        return None
+
+
+def open_catalog(path: Path, stamp: str, load) -> sqlite3.Connection:
+    """The catalog at path when it was built from sources with this stamp; otherwise `load()` (the entries,
+    verified) written to a new file that replaces it atomically, so a concurrent reader keeps the old one."""
+    import os
+    import tempfile
+
+    stamp = f"{FORMAT}:{stamp}"
+    if _stamp_of(path) != stamp:
+        entries = load()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".sqlite")
+            os.close(fd)
+            try:
+                db = sqlite3.connect(tmp)
+                _fill(db, entries, stamp)
+                db.close()
+                os.replace(tmp, path)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+        except (OSError, sqlite3.Error):
+            db = sqlite3.connect(":memory:")  # a read-only ZOO_HOME costs every call its build, nothing else
+            _fill(db, entries, stamp)
+            return db
+    return sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
