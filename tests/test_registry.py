@@ -228,3 +228,57 @@ def test_a_card_directory_is_validated_once_until_a_file_changes(tmp_path, monke
     for _ in range(2):
         with pytest.raises(InvalidCardError, match="bad.yaml:2"):
             reg.load_registry([cards])
+
+
+def test_the_catalog_is_read_until_a_source_changes_then_rebuilt(tmp_path, monkeypatch):
+    """The merged cards come from ZOO_HOME/catalog while no source changed; a new derived card, a changed card
+    directory or a damaged catalog file makes the next call rebuild it from the (verified) sources."""
+    from zoo import settings
+
+    reads = []
+    real_read = reg.read_index
+    monkeypatch.setattr(reg, "read_index", lambda path, name: reads.append(name) or real_read(path, name))
+    first = reg.load_registry()
+    assert reads == ["embedded"] and len(first) == len(reg.Registry(real_read(index_file.embedded_index_path(), "x")))
+    (catalog_file,) = settings.catalog_dir().glob("*.sqlite")
+    assert reg.load_registry().ids() == first.ids() and reads == ["embedded"]  # served from the catalog
+    card = reg.load_registry().resolve("coral/mobilenet_v2_1.0_224_quant")[0].card
+    derived = {**card, "id": "coral/mobilenet_v2_1.0_224_quant+x", "name": "derived for the test"}
+    settings.derived_dir().mkdir(parents=True)
+    index_file.write_index(index_file.make_index([derived]), settings.derived_dir() / "x.json")
+    assert reg.load_registry().resolve("coral/mobilenet_v2_1.0_224_quant+x")[0].card["name"] == "derived for the test"
+    assert reads == ["embedded", "embedded", "derived"]
+    catalog_file.write_bytes(b"not a database" * 100)  # damaged (a crash elsewhere, a bad disk): rebuilt, not fatal
+    assert reg.load_registry().ids() == reg.load_registry().ids() and len(reads) == 5
+    assert len(reg.load_registry()) == len(first) + 1
+
+
+def test_a_catalog_that_cannot_be_written_is_built_in_memory(tmp_path):
+    from zoo import settings
+
+    settings.catalog_dir().parent.mkdir(parents=True, exist_ok=True)
+    settings.catalog_dir().write_text("a file where the catalog folder should be")
+    registry = reg.load_registry()
+    assert registry.resolve("coral/mobilenet_v2_1.0_224_quant")[0].id == "coral/mobilenet_v2_1.0_224_quant"
+    assert settings.catalog_dir().read_text() == "a file where the catalog folder should be"
+
+
+def test_brief_and_full_list_records_agree_and_the_table_has_every_claim(registry):
+    """`zoo list` reads brief records and `zoo compare` a column table, both made when the catalog is built:
+    they must say what the cards say."""
+    from zoo.cards.summary import BRIEF_KEYS, summarize
+
+    entries = registry.entries()
+    full = [summarize(e) for e in entries]
+    assert registry.summaries() == full
+    assert registry.summaries(brief=True) == [
+        {**{k: s[k] for k in BRIEF_KEYS}, "artifacts": [{k: a[k] for k in ("format", "sha256", "size")}
+                                                         for a in s["artifacts"]]} for s in full]
+    assert registry.summaries("*075*", brief=True) == [r for r in registry.summaries(brief=True)
+                                                       if r["id"] in {e.id for e in registry.find("*075*")}]
+    table = registry.table()
+    assert table.cards["id"] == [e.id for e in entries]
+    assert len(table.claims["id"]) == sum(len(e.card.get("claims", [])) for e in entries)
+    some = registry.positions(["paddleclas/*"])
+    assert set(registry.table(some).claims["id"]) == {e.id for e in registry.find("paddleclas/*")
+                                                      if e.card.get("claims")}

@@ -167,10 +167,8 @@ def stamp(directory: Path) -> str:
 
     from zoo._version import __version__
 
-    digest = hashlib.sha256(__version__.encode())
-    for path, status in sorted(_scan(str(directory))):
-        digest.update(f"{path}\t{status.st_size}\t{status.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
+    lines = sorted(f"{path}\t{status.st_size}\t{status.st_mtime_ns}" for path, status in _scan(str(directory)))
+    return hashlib.sha256("\n".join([__version__, *lines]).encode()).hexdigest()
 
 
 def lint_cached(directory: Path) -> tuple[list[dict], list[str]]:

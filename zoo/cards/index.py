@@ -5,7 +5,7 @@ over its canonical JSON.
 signed index carries both, so the signature covers them and a remote registry can refuse a rollback.
 
 The embedded index was validated when `zoo registry build` wrote it, and each card's sha256 is
-re-checked on load, so reading an index needs no pydantic import (the fast path of `zoo list`).
+re-checked on load (when the card catalog is built), so reading an index needs no pydantic import.
 """
 from __future__ import annotations
 

@@ -118,7 +118,11 @@ class Registry:
         """The `zoo list --json` records of the cards find() would return, without parsing the cards; brief: only
         what a `zoo list` table shows (zoo.cards.summary.brief)."""
         positions = self._matching(pattern, source, width, resolution, fmt)
-        return [json.loads(record) for record, _ in self._at("brief" if brief else "summary", positions)]
+        if not brief:
+            return [json.loads(record) for record, _ in self._at("summary", positions)]
+        columns = json.loads(self._query("SELECT data FROM columns WHERE name = 'brief'").fetchone()[0])
+        records = [dict(zip(catalog.BRIEF_COLUMNS, values)) for values in zip(*columns.values())]
+        return records if positions is None else [records[pos] for pos in positions]
 
     def resolve(self, ref: str, runs_here: RunsHere | None = None) -> tuple[Entry, str | None]:
         """Find one card for an id, `NAME@source`, alias or upstream name.
