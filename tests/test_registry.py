@@ -282,3 +282,14 @@ def test_brief_and_full_list_records_agree_and_the_table_has_every_claim(registr
     some = registry.positions(["paddleclas/*"])
     assert set(registry.table(some).claims["id"]) == {e.id for e in registry.find("paddleclas/*")
                                                       if e.card.get("claims")}
+
+
+def test_a_name_with_a_line_break_cannot_answer_to_another_cards_alias(tmp_path):
+    card = yaml.safe_load((CARDS / "coral" / "mobilenet_v2_1.0_224_quant.yaml").read_text())
+    card.update(id="mine/half", source="mine", name="half\nmobilenetv2_100", width=0.5)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "half.yaml").write_text(yaml.safe_dump(card))
+    registry = reg.load_registry([tmp_path])
+    assert "mine/half" not in {e.id for e in registry.find("mobilenetv2_100")}
+    assert "mine/half" in {e.id for e in registry.find("mobilenetv2_050")}
+    assert [e.id for e in registry.find("half\nmobilenetv2_100")] == ["mine/half"]

@@ -19,7 +19,7 @@ from zoo.cards.directory import natural_key
 from zoo.cards.index import Entry
 from zoo.cards.summary import BRIEF_KEYS, brief, headline, names, summarize
 
-FORMAT = 5  # bump when the tables change: older files are then rebuilt
+FORMAT = 6  # bump when the tables change: older files are then rebuilt
 
 SCHEMA = """
 CREATE TABLE meta (stamp TEXT NOT NULL);
@@ -32,8 +32,8 @@ CREATE TABLE cards (
     alias TEXT NOT NULL,
     width REAL NOT NULL,
     resolution INTEGER NOT NULL,
-    formats TEXT NOT NULL,        -- '\\n'-wrapped artifact formats: instr(formats, '\\ntflite\\n')
-    names TEXT NOT NULL,          -- '\\n'-joined lower-case names (id, short id, upstream name, alias)
+    formats TEXT NOT NULL,        -- JSON list of the artifacts' formats
+    names TEXT NOT NULL,          -- JSON list of its lower-case names (id, short id, upstream name, alias)
     summary TEXT NOT NULL,        -- the `zoo list --json` record
     card TEXT NOT NULL
 );
@@ -113,8 +113,8 @@ def _fill(db: sqlite3.Connection, entries: list[Entry], stamp: str) -> None:
     for pos, e in enumerate(merged):
         summary = summarize(e)
         rows.append((pos, e.id.lower(), e.id, e.registry, e.card["source"], summary["alias"], e.card["width"],
-                     e.card["resolution"], "\n" + "\n".join(a["format"] for a in e.card.get("artifacts", [])) + "\n",
-                     "\n".join(sorted(names(e.card))), dump(summary), dump(e.card)))
+                     e.card["resolution"], dump([a["format"] for a in e.card.get("artifacts", [])]),
+                     dump(sorted(names(e.card))), dump(summary), dump(e.card)))
         briefs.append(brief(summary))
     db.executemany(f"INSERT INTO cards VALUES ({','.join('?' * 12)})", rows)
     table = CardTable.of(merged)

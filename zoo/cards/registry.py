@@ -61,17 +61,16 @@ class Registry:
         if resolution is not None:
             clauses.append("resolution = ?")
             args.append(resolution)
-        if fmt:
-            clauses.append("instr(formats, ?) > 0")
-            args.append(f"\n{fmt}\n")
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
-        rows = self._query(f"SELECT pos, names FROM cards {where} ORDER BY pos", args)
+        rows = self._query(f"SELECT pos, names, formats FROM cards {where} ORDER BY pos", args).fetchall()
+        if fmt:
+            rows = [row for row in rows if fmt in json.loads(row[2])]
         if not pattern:
-            return [pos for pos, _ in rows]
+            return [row[0] for row in rows]
         pattern = pattern.lower()
-        if not any(ch in pattern for ch in "*?["):
-            return [pos for pos, joined in rows if pattern in joined.split("\n")]
-        return [pos for pos, joined in rows if fnmatch.filter(joined.split("\n"), pattern)]
+        wild = any(ch in pattern for ch in "*?[")
+        return [pos for pos, card_names, _ in rows
+                if (fnmatch.filter(json.loads(card_names), pattern) if wild else pattern in json.loads(card_names))]
 
     def _at(self, column: str, positions: list[int] | None) -> list[tuple]:
         """(column, registry) of the cards at these positions (None: every card), in their order."""
