@@ -359,16 +359,18 @@ def bench_sweep(patterns: list[str] | str, *, runtime: str | None = None, provid
                 ray: str | bool | None = None) -> dict:
     """Time every card the patterns match on this host, a target board, or (ray) whole nodes of a Ray cluster;
     cards without weights are timed with synthetic weights (marked), stored runs measured the same way are
-    reused unless `force`."""
+    reused unless `force`. A quantized card is timed with its float parent in interleaved rounds, and its
+    result carries `versus_float` (both p50s, the int8/float ratio, the speed-up; see zoo.engine.sweep)."""
     from zoo.engine.sweep import bench_sweep as sweep
     from zoo.measure import targets
 
-    entries = _sweep_entries(patterns, registries, progress)
+    entries, parents = _sweep_entries(patterns, registries, progress, parents=True)
     target_config = targets.get(target) if target else None
     _join(ray, progress)
     return sweep(entries, runtime=runtime, provider=provider, threads=threads, batch=batch, warmup=warmup,
                  iters=iters, seconds=seconds, synthetic=synthetic, target=target_config, cpus=cpus,
-                 mirrors=mirrors, force=force, store_runs=store, progress=progress, ray=ray not in (None, False))
+                 mirrors=mirrors, force=force, store_runs=store, progress=progress, ray=ray not in (None, False),
+                 parents=parents)
 
 
 def inspect(ref: str, *, synthetic: bool = False, mirrors: list[str] | None = None,

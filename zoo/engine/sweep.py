@@ -369,9 +369,15 @@ def bench_sweep(entries: list, *, runtime: str | None = None, provider: str | No
                 threads: int | None = None, batch: int = 1, warmup: int | None = None, iters: int | None = None,
                 seconds: float | None = None, synthetic: bool = False, target: dict | None = None,
                 cpus: list[int] | None = None, mirrors: list[str] | None = None, force: bool = False,
-                store_runs: bool = True, progress: Progress | None = None, ray: bool = False) -> dict:
+                store_runs: bool = True, progress: Progress | None = None, ray: bool = False,
+                parents: dict | None = None) -> dict:
     """Time every card, one after another (a timed loop never shares the machine with another); ray=True:
-    each on a whole node of the Ray cluster joined already (zoo.engine.cluster)."""
+    each on a whole node of the Ray cluster joined already (zoo.engine.cluster).
+
+    `parents` (card id -> its float parent's card, engine.plan.float_parents): a quantized card is timed with
+    its parent in interleaved rounds (latency.bench_pair, same threads, provider, batch, host or board); both
+    runs are stored, the int8 one with `versus_float` (both p50s, the int8/float ratio, the speed-up)."""
+    parents = parents or {}
     latency.check_cpus(cpus)  # a bad --cpus fails the command, not each card
     if cpus and target:
         raise UsageError("--cpus pins the timed loop on this host; leave it out with --target")
@@ -381,6 +387,9 @@ def bench_sweep(entries: list, *, runtime: str | None = None, provider: str | No
     if ray:
         if target:
             raise UsageError("--ray times cards on the cluster's nodes; leave out --target")
+        if any(e.id in parents for e in entries):
+            sweep.emit({"event": "note", "message": "--ray times each card on its own node: int8 cards are not "
+                                                    "compared with their float parents (run without --ray)"})
         return _bench_on_ray(sweep, entries, dict(runtime=runtime, provider=provider, threads=threads, batch=batch,
                                                   warmup=warmup, iters=iters, seconds=seconds, cpus=cpus),
                              synthetic=synthetic, mirrors=mirrors, force=force, store_runs=store_runs)
@@ -393,6 +402,11 @@ def bench_sweep(entries: list, *, runtime: str | None = None, provider: str | No
             settings = bench_settings(provider=provider, threads=threads, batch=batch, warmup=warmup, iters=iters,
                                       seconds=seconds, synthetic=is_synthetic, cpus=cpus, target=target)
             run_name = target["runtime"] if target else runtime_for_path(path).name
+            parent = parents.get(card["id"])
+            pair = _bench_parent(sweep, card, parent, run_name, target=target, mirrors=mirrors) \
+                if parent and not is_synthetic else None
+            if pair:
+                settings["versus_float"] = parent["id"]
             found = None if force else store.find_run(
                 "bench", card["id"], artifact_sha256=run_sha256(path), runtime=run_name,
                 runtime_version=None if target else runtime_version(run_name), settings=settings,
@@ -400,9 +414,20 @@ def bench_sweep(entries: list, *, runtime: str | None = None, provider: str | No
             if found is not None:
                 sweep.finish("reused", card["id"], run=found, note=note)
             else:
-                result = latency.bench_file(card, path, artifact=artifact, synthetic=is_synthetic, target=target,
-                                            provider=provider, threads=threads, batch=batch, warmup=warmup,
-                                            iters=iters, seconds=seconds, cpus=cpus)
+                options = dict(target=target, provider=provider, threads=threads, batch=batch, warmup=warmup,
+                               iters=iters, seconds=seconds, cpus=cpus)
+                if pair:
+                    result, parent_result = latency.bench_pair((card, path, artifact), (parent, pair[1], pair[0]),
+                                                               **options)
+                    parent_result["settings"] = {**{k: v for k, v in settings.items() if k != "versus_float"},
+                                                 "versus_int8": card["id"]}
+                    parent_run = Run.from_bench(parent_result)
+                    if store_runs:
+                        store.record(parent_run)
+                    result["versus_float"] = {**latency.versus_float(parent["id"], result, parent_result),
+                                              "parent_run_id": parent_run.id}
+                else:
+                    result = latency.bench_file(card, path, artifact=artifact, synthetic=is_synthetic, **options)
                 result["settings"] = settings
                 run = Run.from_bench(result)
                 if store_runs:
@@ -421,6 +446,23 @@ def bench_sweep(entries: list, *, runtime: str | None = None, provider: str | No
             sweep.finish("failed", card["id"], error=error)
         sweep.emit({"event": "advance", "done": number, "units": len(entries)})
     return sweep.summary()
+
+
+def _bench_parent(sweep: Sweep, card: dict, parent: dict, runtime: str, *, target, mirrors) -> tuple | None:
+    """(artifact, model file) of a quantized card's float parent on the same runtime, or None with a note saying
+    why the int8 card is timed alone."""
+    try:
+        artifact, path, synthetic, _ = bench_model(parent, synthetic=False, runtime=None if target else runtime,
+                                                   target=target, mirrors=mirrors)
+    except ZooError as error:
+        why = error.one_line()
+    else:
+        if not synthetic:
+            return artifact, path
+        why = "its weights are unavailable"
+    sweep.emit({"event": "note", "message": f"{card['id']}: timed alone, its float parent {parent['id']} cannot be "
+                                            f"timed beside it ({why})"})
+    return None
 
 
 def _bench_on_ray(sweep: Sweep, entries: list, options: dict, *, synthetic, mirrors, force, store_runs) -> dict:

@@ -37,7 +37,9 @@ METRICS = {
 SPEED = ("latency", "fps")
 BASE_COLUMNS = ["id", "source", "width", "resolution", "top1_pct", "top5_pct", "top1_measured_pct",
                 "top1_ci95_low", "top1_ci95_high", "measured_images", "measured_dataset", "measured_card_id",
-                "verdict", "params_m", "macs_m", "size_mb"]
+                "verdict", "params_m", "macs_m", "size_mb", "float_top1_pct", "int8_top1_pct", "drop_points",
+                "drop_p_value", "speedup"]
+INT8_COLUMNS = ["float_top1_pct", "int8_top1_pct", "drop_points", "drop_p_value", "speedup"]
 FOOTING_COLUMNS = ["footing", "device", "batch", "precision", "runtime", "threads"]
 BASIS_ORDER = {"measured here": 0, "synthetic weights": 1, "measured on target": 2, "claimed": 3}
 IMAGENET_VAL_IMAGES = 50_000
@@ -101,7 +103,22 @@ def _card_columns(entry: Entry, eval_run: Run | None, bench_runs: list[Run]) -> 
         "flops_g": 2 * macs / 1e9 if macs else None,
         "flops_g_reported": complexity.get("reported_flops_g"),
         "flops_convention": complexity.get("flops_convention"),
+        **int8_columns(card["id"], eval_run, next((r for r in bench_runs if versus(r)), None)),
     }
+
+
+def versus(run: Run | None) -> dict:
+    """A quantized card's run against its float parent's in the same run (`versus_float`), else {}."""
+    return (run.metrics.get("versus_float") or {}) if run is not None else {}
+
+
+def int8_columns(card_id: str, eval_run: Run | None, bench_run: Run | None) -> dict:
+    """float and int8 top-1 on the same images, the drop in points with McNemar's exact p-value, and the speed-up
+    (float p50 / int8 p50): from the quantized card's own runs made beside its parent; None elsewhere."""
+    accuracy = versus(eval_run) if eval_run is not None and eval_run.card_id == card_id else {}
+    return {"float_top1_pct": accuracy.get("parent_top1"), "int8_top1_pct": accuracy.get("top1"),
+            "drop_points": accuracy.get("drop_points"), "drop_p_value": accuracy.get("p_value"),
+            "speedup": versus(bench_run).get("speedup")}
 
 
 def _claims(card: dict, claim_metric: str, device: str | None) -> dict[tuple, dict]:
@@ -130,7 +147,7 @@ def _speed_rows(entry: Entry, metric: str, base: dict, selection: Selection, ben
                  "measured on target" if run.device in selection.target_names else "measured here")
         rows.append({**base, column: run.fps if metric == "fps" else run.latency_ms, "basis": basis,
                      "device": device, "batch": batch, "precision": precision, "runtime": runtime,
-                     "threads": run.threads, "run_id": run.id,
+                     "threads": run.threads, "run_id": run.id, "speedup": versus(run).get("speedup"),
                      f"{column}_claimed": best_claim["value"] if best_claim else None,
                      "claimed_device": best_claim.get("device") if best_claim else None})
     for (device, batch, precision, runtime), claim in claims.items():
