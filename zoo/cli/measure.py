@@ -218,9 +218,18 @@ def quantize_(
 ):
     """int8 of float cards, calibrated on your images as each source preprocesses: derived cards ID+int8
     (the calibration images decoded once per preprocessing)."""
-    def progress(event):
-        if event["event"] == "note" and not quiet and not as_json:
+    many = []
+
+    def progress(event):  # notes, and in a sweep of several cards each card's progress, on stderr
+        if event["event"] == "start":
+            many.append(event["cards"] > 1)
+        elif quiet:
+            return
+        elif event["event"] == "note" and (not many or many[0]):
             note(event["message"])
+        elif event["event"] == "card" and many[0]:
+            outcome = f"-> {event['id']}" if event["status"] == "quantized" else event["reason"]
+            note(f"[{event['number']}/{event['cards']}] {event['parent']}: {event['status']} {outcome}")
 
     records = zoo.quantize_sweep(refs, calib, calib_n=calib_n, method=method, per_channel=per_channel,
                                  labels=labels, force=force, mirrors=mirror, registries=state["registries"],

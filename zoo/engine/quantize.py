@@ -2,8 +2,8 @@
 with one calibration pass per preprocessing (the images decoded once per accuracy.pixels_key and shared by
 every card with that key; only the normalisation and the card's encoding are per card).
 
-A sweep reports through `progress(event)`: {"event": "note", message} before each card and
-{"event": "card", record} after it; it returns one record per card: {parent, id (the int8 card, or None),
+A sweep reports through `progress(event)`: {"event": "start", kind, cards}, {"event": "note", message} before
+each card and {"event": "card", number, cards, ...record} after it; it returns one record per card: {parent, id (the int8 card, or None),
 status: quantized|skipped|failed, reason (skipped/failed), and for a quantized card the quantize record}.
 """
 from __future__ import annotations
@@ -66,6 +66,7 @@ def quantize_sweep(entries: list, calibration: Dataset, *, method: str = "minmax
     emit = progress or (lambda event: None)
     decoded: dict[str, list] = {}  # pixels key -> the calibration images, decoded once
     records, errors = [], {}
+    emit({"event": "start", "kind": "quantize", "cards": len(entries)})
     for number, entry in enumerate(entries, start=1):
         card = entry.card
         emit({"event": "note", "message": f"[{number}/{len(entries)}] {card['id']}: quantizing ..."})
@@ -96,7 +97,7 @@ def quantize_sweep(entries: list, calibration: Dataset, *, method: str = "minmax
             record |= {"status": "failed", "reason": reason}
             errors[card["id"]] = error
         records.append(record)
-        emit({"event": "card", **record})
+        emit({"event": "card", "number": number, "cards": len(entries), **record})
     if not any(r["status"] == "quantized" for r in records):
         if len(records) == 1 and isinstance(errors.get(records[0]["parent"]), ZooError):
             raise errors[records[0]["parent"]]  # one card: its own error, its own exit code
