@@ -471,9 +471,11 @@ def compare(patterns: list[str] | None = None, metric: str = "accuracy", *, devi
     else:
         entries = registry.entries(copy_cards=False)
     if measure:
+        from zoo.engine.plan import float_parents
         from zoo.engine.sweep import measure_missing
 
-        measure_missing(entries, metric, data=data, target=target, progress=progress)
+        measure_missing(entries, metric, data=data, target=target, progress=progress,
+                        parents=float_parents(registry, entries))
         device = device or target
     selection = Selection(claim_device=device)
     if measured:

@@ -512,22 +512,24 @@ def _bench_on_ray(sweep: Sweep, entries: list, options: dict, *, synthetic, mirr
     return sweep.summary()
 
 
-def measure_missing(entries: list, metric: str, *, data: Path | None, target: str | None, progress) -> dict | None:
+def measure_missing(entries: list, metric: str, *, data: Path | None, target: str | None, progress,
+                    parents: dict | None = None) -> dict | None:
     """compare --measure: sweep the cards that have no measurement for `metric` yet (on these images, on this
-    host or on `target`); None when none lacks one."""
+    host or on `target`); None when none lacks one. `parents`: as for eval_sweep and bench_sweep (an int8 card
+    is measured beside its float parent)."""
     if metric in ("accuracy", "top5"):
         if data is None:
             raise UsageError(f"--measure with --metric {metric} evaluates on your images: give --data DIR")
         dataset = accuracy.load_data(data)
         fingerprint = dataset.fingerprint()
         have = {r.card_id for r in store.list_runs(kind="eval") if r.dataset_fingerprint == fingerprint}
-        run = lambda todo: eval_sweep(todo, dataset, progress=progress)  # noqa: E731
+        run = lambda todo: eval_sweep(todo, dataset, progress=progress, parents=parents)  # noqa: E731
     elif metric in ("latency", "fps"):
         config = targets.get(target) if target else None
         here = machine.host()["fingerprint"]
         have = {r.card_id for r in store.list_runs(kind="bench")
                 if (r.device == target if target else r.machine_fingerprint == here)}
-        run = lambda todo: bench_sweep(todo, target=config, progress=progress)  # noqa: E731
+        run = lambda todo: bench_sweep(todo, target=config, progress=progress, parents=parents)  # noqa: E731
     else:
         raise UsageError(f"--measure applies to accuracy, top5, latency and fps, not {metric}",
                          "macs, params and size are counted from the graph, not measured")
