@@ -360,3 +360,21 @@ def test_bad_quantize_and_int8_eval_requests_are_one_line(tmp_path, synthetic_on
     result = zoo_cli("--registry", registry, "eval", "x/a+int8", "--data", ten, "--mirror", mirror)
     assert result.exit_code == 9 and "none is left to evaluate it on" in result.stderr
     assert result.stderr.count("\n") == 1 and zoo.runs() == []
+
+
+def test_an_int8_card_whose_parent_is_gone_is_evaluated_alone(tmp_path, synthetic_onnx, link_sample, sample_dir):
+    registry, mirror = float_cards(tmp_path, synthetic_onnx)
+    names = sorted(p.name for p in sample_dir.glob("*.JPEG"))
+    calib, data = link_sample(tmp_path / "calib", names[:10]), link_sample(tmp_path / "data", names[10:22])
+    assert zoo_cli("--registry", registry, "quantize", "x/a", "--calib", calib, "--calib-n", 10, "--mirror",
+                   mirror).exit_code == 0
+    # without --registry the derived card x/a+int8 is still listed (ZOO_HOME), its parent x/a is not
+    [record] = [r for r in json_lines(zoo_cli("eval", "x/a+int8", "--data", data, "--mirror", mirror, "--json"))
+                if "card_id" in r]
+    assert record["status"] == "measured" and record["n"] == 12 and record.get("versus_float") is None
+    assert [r.card_id for r in zoo.runs()] == ["x/a+int8"] and "versus_float" not in zoo.runs()[0].settings
+    # with its parent: measured again beside it (a run made alone is not one made beside the parent)
+    records = json_lines(zoo_cli("--registry", registry, "eval", "x/a+int8", "--data", data, "--mirror", mirror,
+                                 "--json"))
+    assert records[0]["status"] == "measured" and records[0]["versus_float"]["parent"] == "x/a"
+    assert records[0]["versus_float"]["n"] == 12

@@ -210,8 +210,9 @@ def versus_line(v: dict, kind: str) -> str:
     parent = f"  vs float {v['parent']}" + (f" (run {v['parent_run_id']})" if v.get("parent_run_id") else "")
     if kind == "eval":
         return (f"{parent}: top-1 float {fmt(v['parent_top1'])} %, int8 {fmt(v['top1'])} %, drop "
-                f"{v['drop_points']:+.2f} points; McNemar exact p = {v['p_value']:.3g} ({v['float_only']} images "
-                f"right only in float, {v['int8_only']} only in int8): {v['verdict']}")
+                f"{v['drop_points']:+.2f} points; McNemar exact p = {v['p_value']:.3g} ({v['float_only']} "
+                f"image{'' if v['float_only'] == 1 else 's'} right only in float, {v['int8_only']} only in int8): "
+                f"{v['verdict']}")
     return (f"{parent}: p50 int8 {fmt(v['p50_ms'], 3)} ms, float {fmt(v['parent_p50_ms'], 3)} ms, int8/float "
             f"{v['ratio']:.2f}: {v['verdict']}")
 
