@@ -90,7 +90,8 @@ def test_quantize_makes_a_derived_int8_card_that_eval_takes(synthetic_onnx, samp
     assert result.exit_code == 0, result.output
     import json
 
-    record = json.loads(result.stdout)
+    [record] = json.loads(result.stdout)  # a list: one record per card the patterns match
+    assert record["status"] == "quantized" and record["parent"] == "x/float050"
     assert record["id"] == "x/float050+int8" and record["derived_from"]["id"] == "x/float050"
     assert record["derived_from"]["calibration"]["n"] == 10
     listed = [c["id"] for c in zoo.list_cards("x/*", registries=[tmp_path / "cards"])]
@@ -100,3 +101,280 @@ def test_quantize_makes_a_derived_int8_card_that_eval_takes(synthetic_onnx, samp
     again = runner.invoke(zoo_cli.app, ["--registry", str(tmp_path / "cards"), "quantize", "x/float050+int8",
                                         "--calib", str(sample_dir), "--calib-n", "10"])
     assert again.exit_code == 8 and "already quantized" in again.stderr and again.stderr.count("\n") == 1
+
+
+# ---------------------------------------------------------------- the int8 card against its float parent (real weights)
+
+CORAL = "coral/mobilenet_v2_1.0_224_quant"
+FLOAT, INT8 = CORAL + "+float", CORAL + "+float+int8"
+
+
+@pytest.fixture(scope="module")
+def int8_home(tmp_path_factory, sample_dir, coral_dir):
+    """A ZOO_HOME holding the coral float card and its int8 card, calibrated on 20 of the 60 images of `data`
+    (a folder of linked sample images; `other` holds 30 other ones). Tests copy it into their own ZOO_HOME."""
+    import os
+
+    root = tmp_path_factory.mktemp("int8")
+    names = sorted(p.name for p in sample_dir.glob("*.JPEG"))
+    for folder, chosen in (("data", names[:60]), ("other", names[100:130])):
+        (root / folder).mkdir()
+        for name in chosen:
+            os.symlink(sample_dir / name, root / folder / name)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ZOO_HOME", str(root / "home"))
+        zoo.convert(CORAL, dequantize=True, mirrors=[str(coral_dir)])
+        zoo.quantize(FLOAT, root / "data", calib_n=20)
+    return root
+
+
+@pytest.fixture
+def int8(int8_home, zoo_home, coral_dir):
+    """(folder with the calibration images among others, another folder): the int8 card in this test's ZOO_HOME
+    (the models copied; the cards written again, from the cache, so that they point into this ZOO_HOME)."""
+    import shutil
+
+    shutil.copytree(int8_home / "home", zoo_home, dirs_exist_ok=True)
+    shutil.rmtree(zoo_home / "derived")
+    zoo.convert(CORAL, dequantize=True, mirrors=[str(coral_dir)])
+    assert zoo.quantize(FLOAT, int8_home / "data", calib_n=20)["cached"]
+    return int8_home / "data", int8_home / "other"
+
+
+def zoo_cli(*args):
+    from typer.testing import CliRunner
+
+    import zoo_cli
+
+    return CliRunner().invoke(zoo_cli.app, [str(a) for a in args])
+
+
+def json_lines(result) -> list[dict]:
+    import json
+
+    assert result.exit_code == 0, result.output
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def outcomes(card_id: str, folder, names: list[str], labels: dict[str, int]) -> np.ndarray:
+    """Top-1 right or wrong per image, computed apart from zoo's eval loop: one image at a time through
+    ONNX Runtime, the card's preprocessing, its model file."""
+    import onnxruntime as ort
+
+    from zoo.artifacts.choose import choose, local_model
+    from zoo.measure.preprocess import Preprocessor
+
+    card = zoo.get(card_id)
+    session = ort.InferenceSession(str(local_model(card, choose(card))), providers=["CPUExecutionProvider"])
+    preprocess = Preprocessor(card["preprocess"], card["resolution"])
+    hits = []
+    for name in names:
+        x = preprocess(folder / name)[None].astype(np.float32)
+        scores = session.run(None, {session.get_inputs()[0].name: x})[0].reshape(-1)
+        top = int(np.argmax(scores[card.get("label_offset", 0):]))
+        hits.append(top == labels[name])
+    return np.asarray(hits)
+
+
+def test_eval_of_an_int8_card_leaves_out_its_calibration_images_and_compares_with_its_parent(int8, sample_manifest):
+    data, _ = int8
+    record = json_lines(zoo_cli("eval", INT8, "--data", data, "--json"))[0]
+    calibration = zoo.get(INT8)["derived_from"]["calibration"]
+    assert record["calibration_excluded"] == 20 == len(calibration["files"]) and record["n"] == 40
+    held = sorted(set(p.name for p in data.iterdir()) - set(calibration["files"]))
+    # every image is one class of its own: the classes scored are exactly the held-out images' classes
+    assert {c["index"] for c in record["per_class"].values()} == {sample_manifest[n] for n in held}
+    v = record["versus_float"]
+    float_hits, int8_hits = (outcomes(card, data, held, sample_manifest) for card in (FLOAT, INT8))
+    assert v["float_only"] == int((float_hits & ~int8_hits).sum()) and v["int8_only"] == int((~float_hits & int8_hits).sum())
+    assert v["parent_top1"] == pytest.approx(100 * float_hits.mean(), abs=1e-3) == record["versus_float"]["parent_top1"]
+    assert v["top1"] == pytest.approx(100 * int8_hits.mean(), abs=1e-3) == pytest.approx(record["top1"])
+    assert v["drop_points"] == pytest.approx(v["parent_top1"] - v["top1"], abs=1e-3)
+    assert v["p_value"] == mcnemar_exact(v["float_only"], v["int8_only"]) and v["significant"] == (v["p_value"] < 0.05)
+    assert v["parent"] == FLOAT and v["n"] == 40
+    # both runs stored, linked; the held-out set is a data set of its own (never mixed with the whole folder)
+    runs = {r.id: r for r in zoo.runs(kind="eval")}
+    parent, own = runs[v["parent_run_id"]], runs[record["run_id"]]
+    assert parent.card_id == FLOAT and parent.n_images == 40 and own.metrics["versus_float"] == v
+    assert parent.dataset_fingerprint == own.dataset_fingerprint != load_dataset(data).fingerprint()
+    assert own.dataset["calibration_excluded"] == 20 and own.metrics["calibration_excluded"] == 20
+    # text: the exclusion and the verdict; a second eval reuses the stored run with its comparison
+    text = zoo_cli("eval", INT8, "--data", data)
+    assert text.exit_code == 0 and "reused" in text.stdout and "(excluded 20 calibration images)" in text.stdout
+    assert f"McNemar exact p = {v['p_value']:.3g}" in text.stdout and "significant at 5%" in text.stdout
+
+
+def test_eval_sweep_of_a_parent_and_its_int8_card(int8):
+    data, other = int8
+    # another folder: nothing excluded, and the parent in the pattern is measured once for both
+    records = json_lines(zoo_cli("eval", "coral/*+float*", "--data", other, "--json"))
+    by_id = {r["card_id"]: r for r in records if "card_id" in r}
+    assert set(by_id) == {FLOAT, INT8} and all(r["status"] == "measured" for r in by_id.values())
+    assert "calibration_excluded" not in by_id[INT8] and by_id[INT8]["n"] == 30
+    assert by_id[INT8]["versus_float"]["parent_run_id"] == by_id[FLOAT]["run_id"]
+    assert by_id[INT8]["versus_float"]["parent_top1"] == by_id[FLOAT]["top1"]
+    assert len(zoo.runs(kind="eval")) == 2
+    # the calibration folder: the parent on the whole folder (its own run) and on the int8 card's 40 images
+    records = json_lines(zoo_cli("eval", "coral/*+float*", "--data", data, "--json"))
+    by_id = {r["card_id"]: r for r in records if "card_id" in r}
+    assert by_id[FLOAT]["n"] == 60 and by_id[INT8]["n"] == 40
+    linked = zoo.runs(card=FLOAT, limit=1)[0]
+    assert linked.id == by_id[INT8]["versus_float"]["parent_run_id"] and linked.n_images == 40
+    assert len(zoo.runs(kind="eval")) == 5
+
+
+def test_bench_of_an_int8_card_times_its_parent_in_the_same_run(int8):
+    records = json_lines(zoo_cli("bench", INT8, "--iters", 8, "--warmup", 1, "--threads", 1, "--json"))
+    record = records[0]
+    v = record["versus_float"]
+    assert v["parent"] == FLOAT and v["rounds"] == 4 and record["rounds"] == 4 and record["iterations"] == 8
+    assert v["p50_ms"] == record["p50_ms"] and v["ratio"] == pytest.approx(v["p50_ms"] / v["parent_p50_ms"], rel=1e-3)
+    assert v["speedup"] == pytest.approx(1 / v["ratio"], rel=1e-3) and v["slower"] == (v["ratio"] > 1)
+    runs = {r.id: r for r in zoo.runs(kind="bench")}
+    parent, own = runs[v["parent_run_id"]], runs[record["run_id"]]
+    assert parent.card_id == FLOAT and parent.latency_ms == v["parent_p50_ms"] and parent.metrics["iterations"] == 8
+    assert own.metrics["versus_float"] == v and own.settings["versus_float"] == FLOAT
+    assert parent.settings["versus_int8"] == INT8 and parent.threads == own.threads == 1
+    text = zoo_cli("bench", INT8, "--iters", 8, "--warmup", 1, "--threads", 1)
+    assert text.exit_code == 0 and "reused" in text.stdout
+    plain = f"int8 is {v['ratio']:.1f}x SLOWER than float on this host" if v["slower"] else \
+        f"int8 is {1 / v['ratio']:.1f}x faster than float on this host"
+    assert plain in text.stdout and v["verdict"] == plain
+
+
+@pytest.mark.parametrize("width", [100, 120])
+def test_compare_shows_the_int8_columns_on_quantized_cards_only(int8, width, monkeypatch):
+    import json
+
+    from rich.console import Console
+
+    from zoo.cli import results as results_cli
+
+    data, _ = int8
+    evaluated = json_lines(zoo_cli("eval", INT8, "--data", data, "--json"))[0]["versus_float"]
+    timed = json_lines(zoo_cli("bench", INT8, "--iters", 4, "--warmup", 1, "--threads", 1, "--json"))[0]["versus_float"]
+    rows = {r["id"]: r for r in json.loads(zoo_cli("compare", "coral/*", "--json").stdout)}
+    assert rows[INT8]["float_top1_pct"] == evaluated["parent_top1"] and rows[INT8]["int8_top1_pct"] == evaluated["top1"]
+    assert rows[INT8]["drop_points"] == evaluated["drop_points"] and rows[INT8]["speedup"] == timed["speedup"]
+    assert rows[INT8]["drop_p_value"] == evaluated["p_value"]
+    for other in (FLOAT, CORAL):
+        assert all(rows[other][c] is None for c in ("float_top1_pct", "int8_top1_pct", "drop_points", "speedup"))
+    latency = [r for r in json.loads(zoo_cli("compare", "coral/*", "--metric", "latency", "--json").stdout)
+               if r["id"] == INT8 and r["basis"] == "measured here"]
+    assert latency[0]["speedup"] == timed["speedup"]
+    monkeypatch.setattr(results_cli, "console", lambda: Console(width=width))
+    for metric in ("accuracy", "latency"):
+        out = zoo_cli("compare", "--metric", metric).stdout  # every card: the derived ids are the longest
+        assert max(len(line) for line in out.splitlines()) <= width, metric
+        table = out[out.index("int8 against its float parent"):].splitlines()
+        assert table[1].split() == ["id", "float", "%", "int8", "%", "drop", "McNemar", "p", "speed-up"]
+        assert table[2].split() == [INT8, f"{evaluated['parent_top1']:.2f}", f"{evaluated['top1']:.2f}",
+                                    f"{evaluated['drop_points']:.2f}", f"{evaluated['p_value']:.3g}",
+                                    f"{timed['speedup']:.2f}"] and len(table) == 3
+    wide = zoo_cli("compare", "coral/*", "--wide").stdout
+    assert "speed-up" in wide.splitlines()[0] and "int8 against" not in wide
+
+
+# ---------------------------------------------------------------- quantize sweeps, bad input (synthetic weights)
+
+def float_cards(tmp_path, synthetic_onnx) -> tuple:
+    """(registry folder, mirror): x/a and x/b share a preprocessing (224), x/c has its own (160), x/gone's file
+    is nowhere to be had; each a float card of its own random-weight ONNX file."""
+    import hashlib
+
+    import yaml
+
+    mirror, cards = tmp_path / "mirror", tmp_path / "cards" / "x"
+    mirror.mkdir()
+    cards.mkdir(parents=True)
+    template = zoo.get("timm/mobilenetv2_050.lamb_in1k")
+    for name, resolution in (("a", 224), ("b", 224), ("c", 160), ("gone", 224)):
+        model = synthetic_onnx(width=0.5, resolution=resolution, seed=ord(name[0]))
+        if name != "gone":
+            (mirror / f"{name}.onnx").write_bytes(model.read_bytes())
+        card = {**template, "id": f"x/{name}", "source": "x", "name": name, "resolution": resolution, "complexity": {}}
+        card.pop("claims", None)
+        card["artifacts"] = [{"file": f"{name}.onnx", "format": "onnx", "precision": "fp32", "runtime": "onnxruntime",
+                              "sha256": hashlib.sha256(model.read_bytes()).hexdigest(),
+                              "urls": [f"https://example.org/{name}.onnx"]}]
+        (cards / f"{name}.yaml").write_text(yaml.safe_dump(card))
+    return tmp_path / "cards", mirror
+
+
+def test_quantize_sweep_calibrates_once_per_preprocessing(tmp_path, synthetic_onnx, sample_dir, monkeypatch):
+    import json
+
+    from zoo.measure.preprocess import Preprocessor
+
+    registry, mirror = float_cards(tmp_path, synthetic_onnx)
+    decoded = []
+    values = Preprocessor.values
+    monkeypatch.setattr(Preprocessor, "values", lambda self, source: decoded.append((self.resolution, source))
+                        or values(self, source))
+    args = ["--registry", registry, "quantize", "x/*", CORAL, "--calib", sample_dir, "--calib-n", 12,
+            "--mirror", mirror]
+    result = zoo_cli(*args, "--json")
+    assert result.exit_code == 0, result.output
+    records = {r["parent"]: r for r in json.loads(result.stdout)}
+    assert {k: r["status"] for k, r in records.items()} == {"x/a": "quantized", "x/b": "quantized", "x/c": "quantized",
+                                                            "x/gone": "skipped", CORAL: "skipped"}
+    assert records["x/a"]["id"] == "x/a+int8" and records["x/c"]["calibration"]["n"] == 12
+    assert "weights unavailable" in records["x/gone"]["reason"] and "already quantized" in records[CORAL]["reason"]
+    # one calibration pass per preprocessing: 12 images at 224 (shared by x/a and x/b), 12 at 160
+    assert sorted((r, n) for r, n in {(r, sum(1 for d in decoded if d[0] == r)) for r, _ in decoded}) == \
+        [(160, 12), (224, 12)]
+    assert [c["id"] for c in zoo.list_cards("x/*+int8", registries=[registry])] == ["x/a+int8", "x/b+int8", "x/c+int8"]
+    decoded.clear()
+    # again: cached, nothing decoded; 'x/*' now also matches the int8 cards, skipped (already quantized);
+    # progress per card on stderr, one line per card on stdout
+    again = zoo_cli(*args)
+    assert again.exit_code == 0 and decoded == []
+    assert "[2/8] x/a+int8: skipped x/a+int8 is already quantized" in again.stderr
+    assert "[5/8] x/c: quantized -> x/c+int8" in again.stderr and "[8/8] " + CORAL + ": skipped" in again.stderr
+    assert "(cached)" in again.stdout and again.stdout.splitlines()[-1] == "3 quantized, 5 skipped, 0 failed"
+
+
+def test_bad_quantize_and_int8_eval_requests_are_one_line(tmp_path, synthetic_onnx, link_sample, sample_dir):
+    from zoo import settings
+
+    registry, mirror = float_cards(tmp_path, synthetic_onnx)
+    names = sorted(p.name for p in sample_dir.glob("*.JPEG"))
+    few = link_sample(tmp_path / "few", names[:8])
+    cases = [(["x/a", "--calib", few], 9, "fewer than --calib-n"),
+             (["x/a", "--calib", tmp_path / "nowhere"], 9, "does not exist"),
+             (["x/*", "--calib", sample_dir, "--method", "kl"], 2, "--method 'kl'"),
+             (["y/*", "--calib", sample_dir], 3, "no card matches 'y/*'")]
+    for args, code, message in cases:
+        result = zoo_cli("--registry", registry, "quantize", *args, "--calib-n", 10, "--mirror", mirror)
+        assert result.exit_code == code and message in result.stderr, (args, result.output)
+        assert result.stderr.count("\n") == 1 and result.stdout == "", args
+    result = zoo_cli("quantize", CORAL, "coral/tf2*", "--calib", sample_dir, "--calib-n", 10)
+    assert result.exit_code == 1 and result.stdout == "" and "already quantized" in result.stderr
+    assert result.stderr.splitlines()[-1].startswith("zoo: error: nothing quantized: 2 card(s) skipped")
+    assert not settings.quantized_dir().exists() or not any(settings.quantized_dir().rglob("*.onnx"))
+    assert not settings.derived_dir().exists()
+    # every image of the folder calibrated the card: nothing is left to evaluate it on, and nothing is stored
+    ten = link_sample(tmp_path / "ten", names[:10])
+    assert zoo_cli("--registry", registry, "quantize", "x/a", "--calib", ten, "--calib-n", 10, "--mirror",
+                   mirror).exit_code == 0
+    result = zoo_cli("--registry", registry, "eval", "x/a+int8", "--data", ten, "--mirror", mirror)
+    assert result.exit_code == 9 and "none is left to evaluate it on" in result.stderr
+    assert result.stderr.count("\n") == 1 and zoo.runs() == []
+
+
+def test_an_int8_card_whose_parent_is_gone_is_evaluated_alone(tmp_path, synthetic_onnx, link_sample, sample_dir):
+    registry, mirror = float_cards(tmp_path, synthetic_onnx)
+    names = sorted(p.name for p in sample_dir.glob("*.JPEG"))
+    calib, data = link_sample(tmp_path / "calib", names[:10]), link_sample(tmp_path / "data", names[10:22])
+    assert zoo_cli("--registry", registry, "quantize", "x/a", "--calib", calib, "--calib-n", 10, "--mirror",
+                   mirror).exit_code == 0
+    # without --registry the derived card x/a+int8 is still listed (ZOO_HOME), its parent x/a is not
+    [record] = [r for r in json_lines(zoo_cli("eval", "x/a+int8", "--data", data, "--mirror", mirror, "--json"))
+                if "card_id" in r]
+    assert record["status"] == "measured" and record["n"] == 12 and record.get("versus_float") is None
+    assert [r.card_id for r in zoo.runs()] == ["x/a+int8"] and "versus_float" not in zoo.runs()[0].settings
+    # with its parent: measured again beside it (a run made alone is not one made beside the parent)
+    records = json_lines(zoo_cli("--registry", registry, "eval", "x/a+int8", "--data", data, "--mirror", mirror,
+                                 "--json"))
+    assert records[0]["status"] == "measured" and records[0]["versus_float"]["parent"] == "x/a"
+    assert records[0]["versus_float"]["n"] == 12

@@ -15,7 +15,7 @@ from zoo.errors import UsageError, ZooError
 
 __all__ = ["ZooError", "__version__", "list_cards", "get", "resolve", "show", "compare", "plot", "report", "lint_cards",
            "build_registry", "card_schema", "fetch", "convert", "evaluate", "preprocess", "runs", "bench", "inspect",
-           "eval_sweep", "bench_sweep", "quantize",
+           "eval_sweep", "bench_sweep", "quantize", "quantize_sweep",
            "cache_ls", "cache_verify", "cache_rm", "cache_prune"]
 
 
@@ -226,14 +226,17 @@ def evaluate(ref: str, data: Path, *, labels: Path | None = None, limit: int | N
              store: bool = True, registries: list[Path] | None = None, progress=None) -> dict:
     """Top-1/top-5 of a card's first runnable artifact (or the local file `model`, or the artifact a named host
     `runtime` runs: onnxruntime runs a .tflite card's QDQ conversion) on the images in `data`, preprocessed as its
-    source does; stored as a run unless store=False.
+    source does; stored as a run unless store=False. A quantized card on the folder that calibrated it is scored
+    without its calibration images (`calibration_excluded`: how many).
 
     Result keys: those of zoo.measure.accuracy.evaluate_file, `resolved`, and `run_id` when stored."""
     from zoo.artifacts.choose import choose, local_model
     from zoo.measure.accuracy import evaluate_file, load_data
 
+    from zoo.measure.quantize import held_out
+
     card, how = _resolved(ref, registries)
-    dataset = load_data(data, labels, limit)  # fail fast on bad data, before any download
+    dataset, excluded = held_out(card, load_data(data, labels, limit))  # fail fast on bad data, before any download
     artifact = None
     if model is not None and runtime is not None:
         from zoo.errors import UsageError
@@ -244,6 +247,8 @@ def evaluate(ref: str, data: Path, *, labels: Path | None = None, limit: int | N
         model = local_model(card, artifact, mirrors=mirrors)
     result = evaluate_file(card, Path(model), dataset, artifact=artifact, batch=batch, workers=workers,
                            provider=provider, threads=threads, progress=progress)
+    if excluded:
+        result["calibration_excluded"] = result["dataset"]["calibration_excluded"] = excluded
     result["resolved"] = how
     if store:
         from zoo.results.store import record_eval
@@ -302,13 +307,15 @@ def bench(ref: str, *, runtime: str | None = None, provider: str | None = None, 
     return result
 
 
-def _sweep_entries(patterns: list[str] | str, registries, progress) -> list:
-    from zoo.engine.plan import expand
+def _sweep_entries(patterns: list[str] | str, registries, progress, parents: bool = False):
+    """The cards the patterns match; parents=True: (entries, each quantized card's float parent by its id)."""
+    from zoo.engine.plan import expand, float_parents
 
-    entries, notes = expand(_registry(registries), [patterns] if isinstance(patterns, str) else list(patterns))
+    registry = _registry(registries)
+    entries, notes = expand(registry, [patterns] if isinstance(patterns, str) else list(patterns))
     for line in notes:
         progress and progress({"event": "note", "message": line})
-    return entries
+    return (entries, float_parents(registry, entries)) if parents else entries
 
 
 def eval_sweep(patterns: list[str] | str, data: Path, *, labels: Path | None = None, limit: int | None = None,
@@ -319,17 +326,21 @@ def eval_sweep(patterns: list[str] | str, data: Path, *, labels: Path | None = N
     """Evaluate every card the patterns (ids, aliases, wildcards) match on the images in `data`, reusing stored
     runs measured the same way unless `force` (see zoo.engine.sweep for the summary and the progress events).
 
+    A quantized card (zoo quantize) on the folder that calibrated it is scored without its calibration images
+    (`calibration_excluded`), and its float parent is evaluated beside it on the same images (`versus_float`:
+    both top-1s, the drop, McNemar's exact test; the parent's run is stored too).
+
     ray: run on Ray (True or "": RAY_ADDRESS or a new local instance; text: that cluster's address)."""
     from zoo.engine.sweep import eval_sweep as sweep
     from zoo.measure.accuracy import load_data
 
-    entries = _sweep_entries(patterns, registries, progress)
+    entries, parents = _sweep_entries(patterns, registries, progress, parents=True)
     dataset = load_data(data, labels, limit)  # fail fast on bad data, before any download
     _join(ray, progress)
     root = str(Path(data).absolute())
     return sweep(entries, dataset, batch=batch, workers=workers, provider=provider, threads=threads,
                  mirrors=mirrors, force=force, store_runs=store, progress=progress, ray=ray not in (None, False),
-                 data=(root, str(Path(labels).absolute()) if labels else None, limit))
+                 data=(root, str(Path(labels).absolute()) if labels else None, limit), parents=parents)
 
 
 def _join(ray: str | bool | None, progress) -> None:
@@ -349,16 +360,18 @@ def bench_sweep(patterns: list[str] | str, *, runtime: str | None = None, provid
                 ray: str | bool | None = None) -> dict:
     """Time every card the patterns match on this host, a target board, or (ray) whole nodes of a Ray cluster;
     cards without weights are timed with synthetic weights (marked), stored runs measured the same way are
-    reused unless `force`."""
+    reused unless `force`. A quantized card is timed with its float parent in interleaved rounds, and its
+    result carries `versus_float` (both p50s, the int8/float ratio, the speed-up; see zoo.engine.sweep)."""
     from zoo.engine.sweep import bench_sweep as sweep
     from zoo.measure import targets
 
-    entries = _sweep_entries(patterns, registries, progress)
+    entries, parents = _sweep_entries(patterns, registries, progress, parents=True)
     target_config = targets.get(target) if target else None
     _join(ray, progress)
     return sweep(entries, runtime=runtime, provider=provider, threads=threads, batch=batch, warmup=warmup,
                  iters=iters, seconds=seconds, synthetic=synthetic, target=target_config, cpus=cpus,
-                 mirrors=mirrors, force=force, store_runs=store, progress=progress, ray=ray not in (None, False))
+                 mirrors=mirrors, force=force, store_runs=store, progress=progress, ray=ray not in (None, False),
+                 parents=parents)
 
 
 def inspect(ref: str, *, synthetic: bool = False, mirrors: list[str] | None = None,
@@ -390,23 +403,32 @@ def quantize(ref: str, calib: Path, *, calib_n: int = 300, method: str = "minmax
 
     Result keys: id (the derived card), derived_from, card_path, path, sha256, size_bytes, source, calibration,
     options, quantizer_version, onnxruntime, cached, resolved (see zoo.measure.quantize)."""
-    from zoo.artifacts.choose import choose, local_model, run_sha256, runtime_for_path
-    from zoo.errors import UnsupportedArtifactError
+    from zoo.engine.quantize import quantize_card
     from zoo.measure.accuracy import load_data
-    from zoo.measure.quantize import calibration_set, derive_int8_card, quantize_file
+    from zoo.measure.quantize import calibration_set
 
     card, how = _resolved(ref, registries)
     calibration = calibration_set(load_data(calib, labels), calib_n)  # bad images fail before any download
-    artifact = choose(card, runtime="onnxruntime") if card["input"]["dtype"] == "float32" else choose(card)
-    model_path = local_model(card, artifact, mirrors=mirrors)
-    if runtime_for_path(model_path).name != "onnxruntime":
-        raise UnsupportedArtifactError(f"{card['id']} has no float ONNX model to quantize")
-    record = quantize_file(card, model_path, calibration, method=method, per_channel=per_channel, force=force)
-    derived = derive_int8_card(card, record, run_sha256(model_path))
-    from zoo.artifacts.convert import derived_card_path
+    record = quantize_card(card, calibration, method=method, per_channel=per_channel, force=force, mirrors=mirrors)
+    return {**record, "resolved": how}
 
-    return {**record, "id": derived["id"], "derived_from": derived["derived_from"],
-            "card_path": str(derived_card_path(derived["id"])), "resolved": how}
+
+def quantize_sweep(patterns: list[str] | str, calib: Path, *, calib_n: int = 300, method: str = "minmax",
+                   per_channel: bool = True, labels: Path | None = None, force: bool = False,
+                   mirrors: list[str] | None = None, registries: list[Path] | None = None,
+                   progress=None) -> list[dict]:
+    """Quantize every card the patterns match (see `quantize`) on one calibration set, decoding the calibration
+    images once per preprocessing; cards already quantized or without float weights are skipped with their
+    reason. Returns one record per card: {parent, id, status: quantized|skipped|failed, reason, ...the
+    quantize record} (see zoo.engine.quantize)."""
+    from zoo.engine.quantize import quantize_sweep as sweep
+    from zoo.measure.accuracy import load_data
+    from zoo.measure.quantize import calibration_set
+
+    entries = _sweep_entries(patterns, registries, progress)
+    calibration = calibration_set(load_data(calib, labels), calib_n)  # bad images fail before any download
+    return sweep(entries, calibration, method=method, per_channel=per_channel, force=force, mirrors=mirrors,
+                 progress=progress)
 
 
 # ---------------------------------------------------------------- results
@@ -442,9 +464,12 @@ def compare(patterns: list[str] | None = None, metric: str = "accuracy", *, devi
     registry = _registry(registries)
     positions = registry.positions(patterns)
     if measure:
+        from zoo.engine.plan import float_parents
         from zoo.engine.sweep import measure_missing
 
-        measure_missing(registry.at(positions), metric, data=data, target=target, progress=progress)
+        entries = registry.at(positions)
+        measure_missing(entries, metric, data=data, target=target, progress=progress,
+                        parents=float_parents(registry, entries))
         device = device or target
     table = registry.table(positions)  # rows, not cards: 10,000 cards rank in a fraction of a second
     selection = Selection(claim_device=device)

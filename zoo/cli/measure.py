@@ -204,7 +204,8 @@ def preprocess_(
 
 @app.command("quantize")
 def quantize_(
-    ref: str = typer.Argument(..., metavar="ID", help="A float card: id, alias or NAME@source (e.g. a `+float` card)."),
+    refs: List[str] = typer.Argument(..., metavar="PATTERN...",
+                                     help="Float cards: ids, aliases, NAME@source or wildcards ('coral/*+float')."),
     calib: Path = typer.Option(..., "--calib", metavar="DIR", help="Calibration images (the layouts of --data)."),
     calib_n: int = typer.Option(300, "--calib-n", min=1, help="How many images calibrate (spread over the classes)."),
     method: str = typer.Option("minmax", "--method", help="minmax, entropy or percentile."),
@@ -212,18 +213,42 @@ def quantize_(
     labels: Optional[Path] = typer.Option(None, "--labels", metavar="FILE", help="Labels for --calib, as for eval."),
     mirror: Optional[List[str]] = typer.Option(None, "--mirror", metavar="URL_OR_DIR", help="Mirror for the artifact."),
     force: bool = typer.Option(False, "--force", help="Quantize again even when a cached model matches."),
-    as_json: bool = typer.Option(False, "--json", help="Print the record as JSON (`id` is the int8 card)."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress lines on stderr."),
+    as_json: bool = typer.Option(False, "--json", help="A list of {parent, id, status, ...} records (`id`: the int8 card)."),
 ):
-    """int8 of a float card, calibrated on your images as its source preprocesses: a derived card ID+int8."""
-    r = zoo.quantize(ref, calib, calib_n=calib_n, method=method, per_channel=per_channel, labels=labels,
-                     force=force, mirrors=mirror, registries=state["registries"])
-    print_resolved(r)
+    """int8 of float cards, calibrated on your images as each source preprocesses: derived cards ID+int8
+    (the calibration images decoded once per preprocessing)."""
+    many = []
+
+    def progress(event):  # notes, and in a sweep of several cards each card's progress, on stderr
+        if event["event"] == "start":
+            many.append(event["cards"] > 1)
+        elif quiet:
+            return
+        elif event["event"] == "note" and (not many or many[0]):
+            note(event["message"])
+        elif event["event"] == "card" and many[0]:
+            outcome = f"-> {event['id']}" if event["status"] == "quantized" else event["reason"]
+            note(f"[{event['number']}/{event['cards']}] {event['parent']}: {event['status']} {outcome}")
+
+    records = zoo.quantize_sweep(refs, calib, calib_n=calib_n, method=method, per_channel=per_channel,
+                                 labels=labels, force=force, mirrors=mirror, registries=state["registries"],
+                                 progress=progress)
     if as_json:
-        print_json(r)
+        print_json(records)
         return
-    o = r["options"]
-    typer.echo(f"{r['id']}: {o['method']}, {'per-channel' if o['per_channel'] else 'per-tensor'} {o['weights']} "
-               f"weights, {o['activations']} activations, {r['calibration']['n']} calibration images"
-               + ("  (cached)" if r["cached"] else ""))
-    typer.echo(f"  {r['path']}  sha256 {r['sha256']}  {r['size_bytes']:,} bytes")
-    note(f"evaluate it with `zoo eval {r['id']} --data DIR` (use other images than the calibration set)")
+    for r in records:
+        if r["status"] != "quantized":
+            typer.echo(f"{r['status']:9} {r['parent']}: {r['reason']}")
+            continue
+        o = r["options"]
+        typer.echo(f"quantized {r['id']}: {o['method']}, {'per-channel' if o['per_channel'] else 'per-tensor'} "
+                   f"{o['weights']} weights, {o['activations']} activations, {r['calibration']['n']} calibration "
+                   "images" + ("  (cached)" if r["cached"] else ""))
+        typer.echo(f"  {r['path']}  sha256 {r['sha256']}  {r['size_bytes']:,} bytes")
+    if len(records) > 1:
+        counts = {s: sum(r["status"] == s for r in records) for s in ("quantized", "skipped", "failed")}
+        typer.echo(", ".join(f"{n} {s}" for s, n in counts.items()))
+    if any(r["status"] == "quantized" for r in records) and not quiet:
+        note("evaluate with `zoo eval ID+int8 --data DIR`: on the calibration folder its calibration images are "
+             "left out, and its float parent is evaluated beside it")

@@ -191,11 +191,27 @@ def card_line(r: dict) -> str:
         return f"{status:8} {card}: {r['reason']}"
     if r["kind"] == "eval":
         figures = f"top-1 {fmt(r['top1'])} %  top-5 {fmt(r['top5'])} %  ({r['n']} images)"
+        if r.get("calibration_excluded"):
+            figures += f"  (excluded {r['calibration_excluded']} calibration images)"
     else:
         figures = (f"p50 {fmt(r['p50_ms'], 3)} ms  fps {fmt(r['fps'], 1)}"
                    + ("  (synthetic weights)" if r.get("synthetic_weights") else ""))
     run = f"  run {r['run_id']}" if r.get("run_id") else ""
-    return f"{status:8} {card}  {figures}{run}" + (f"  [{r['note']}]" if r.get("note") else "")
+    line = f"{status:8} {card}  {figures}{run}" + (f"  [{r['note']}]" if r.get("note") else "")
+    versus = r.get("versus_float")
+    return line + ("\n" + versus_line(versus, r["kind"]) if versus else "")
+
+
+def versus_line(v: dict, kind: str) -> str:
+    """An int8 card against its float parent, measured in the same run: accuracy (eval) or latency (bench)."""
+    parent = f"  vs float {v['parent']}" + (f" (run {v['parent_run_id']})" if v.get("parent_run_id") else "")
+    if kind == "eval":
+        return (f"{parent}: top-1 float {fmt(v['parent_top1'])} %, int8 {fmt(v['top1'])} %, drop "
+                f"{v['drop_points']:+.2f} points; McNemar exact p = {v['p_value']:.3g} ({v['float_only']} "
+                f"image{'' if v['float_only'] == 1 else 's'} right only in float, {v['int8_only']} only in int8): "
+                f"{v['verdict']}")
+    return (f"{parent}: p50 int8 {fmt(v['p50_ms'], 3)} ms, float {fmt(v['parent_p50_ms'], 3)} ms, int8/float "
+            f"{v['ratio']:.2f}: {v['verdict']}")
 
 
 def sweep_summary(summary: dict, as_json: bool) -> None:

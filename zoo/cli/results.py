@@ -41,7 +41,9 @@ HEADERS = {"rank": "#", "id": "id", "source": "source", "width": "width", "resol
            "precision": "precision", "runtime": "runtime", "threads": "threads", "basis": "basis",
            "pareto": "pareto", "top1_measured_pct": "yours %", "ci95": "95% CI",
            "measured_images": "images", "measured_dataset": "measured on", "verdict": "verdict",
-           "latency_ms_claimed": "claimed (ms)", "fps_claimed": "claimed (img/s)", "claimed_device": "claimed on"}
+           "latency_ms_claimed": "claimed (ms)", "fps_claimed": "claimed (img/s)", "claimed_device": "claimed on",
+           "float_top1_pct": "float %", "int8_top1_pct": "int8 %", "drop_points": "drop",
+           "drop_p_value": "McNemar p", "speedup": "speed-up"}
 # The compact table's columns per metric (the rest with --wide); measured-beside-claimed ones only once measured.
 COMPACT = {"accuracy": ["rank", "id", "top1_pct", "top5_pct", "top1_measured_pct", "ci95", "verdict", "macs_m"],
            "latency": ["rank", "id", "top1_pct", "latency_ms", "basis", "latency_ms_claimed", "pareto"],
@@ -51,6 +53,10 @@ COMPACT = {"accuracy": ["rank", "id", "top1_pct", "top5_pct", "top1_measured_pct
            "params": ["rank", "id", "top1_pct", "params_m", "basis", "pareto"],
            "storage": ["rank", "id", "top1_pct", "size_mb", "artifact_file", "basis", "pareto"]}
 COMPACT["top5"], COMPACT["size"] = COMPACT["accuracy"], COMPACT["storage"]
+# A quantized card against its float parent (zoo eval/bench of an int8 card): columns with --wide and in
+# markdown; the compact table prints them in a table of their own below (beside a 44-character derived id
+# they would not fit 100 columns).
+INT8 = ["float_top1_pct", "int8_top1_pct", "drop_points", "drop_p_value", "speedup"]
 WIDE_DROP = ("footing", "missing", "run_id", "reference", "top1_ci95_low", "top1_ci95_high", "measured_card_id")
 SPEED_HINT = ("Ranked within each footing (device, batch, precision, runtime), never across them. "
               "To rank on this host: zoo compare --metric {m} --measure; on one device: --device \"rdk x5\" "
@@ -60,11 +66,16 @@ SPEED_HINT = ("Ranked within each footing (device, batch, precision, runtime), n
 def _cells(df, columns: list[str]):
     """The table's text: numbers to 2 places, '—' for nothing, the 95% interval as low–high."""
     shown = df.copy()
-    shown["ci95"] = [f"{lo:.1f}–{hi:.1f}" if lo == lo and hi == hi else "—"
-                     for lo, hi in zip(df["top1_ci95_low"], df["top1_ci95_high"])]
-    # Your top-1 measured on the same file under another card says so with a mark and a note.
-    shown["top1_measured_pct"] = [("—" if v != v else f"{v:.2f}" + ("†" if other not in (None, card) else ""))
-                                  for v, other, card in zip(df["top1_measured_pct"], df["measured_card_id"], df["id"])]
+    if "ci95" in columns:
+        shown["ci95"] = [f"{lo:.1f}–{hi:.1f}" if lo == lo and hi == hi else "—"
+                         for lo, hi in zip(df["top1_ci95_low"], df["top1_ci95_high"])]
+    if "top1_measured_pct" in columns:
+        # Your top-1 measured on the same file under another card says so with a mark and a note.
+        shown["top1_measured_pct"] = [("—" if v != v else f"{v:.2f}" + ("†" if other not in (None, card) else ""))
+                                      for v, other, card in zip(df["top1_measured_pct"], df["measured_card_id"],
+                                                                df["id"])]
+    if "drop_p_value" in columns:
+        shown["drop_p_value"] = df["drop_p_value"].map(lambda p: "—" if p != p else f"{p:.3g}")
     if "pareto" in shown:
         shown["pareto"] = shown["pareto"].map({True: "★", False: ""})
     shown = shown[columns].rename(columns=HEADERS)
@@ -112,6 +123,7 @@ def _chosen_columns(df, metric: str, wide: bool) -> list[str]:
         columns.insert(columns.index("top1_measured_pct") + 1, "ci95")
     else:
         columns = [c for c in COMPACT[metric] if c == "ci95" or c in df.columns]
+    columns = [c for c in columns if c not in INT8 or df[c].notna().any()]
     measured_cols = ("top1_measured_pct", "ci95", "verdict", "measured_images", "measured_dataset")
     if df["top1_measured_pct"].isna().all():
         columns = [c for c in columns if c not in measured_cols]
@@ -120,6 +132,22 @@ def _chosen_columns(df, metric: str, wide: bool) -> list[str]:
     if not df["basis"].str.startswith(("measured", "synthetic")).any():
         columns = [c for c in columns if c not in ("latency_ms_claimed", "fps_claimed", "claimed_device")]
     return [c for c in columns if c in df.columns or c == "ci95"]
+
+
+def _print_int8(out, df, plain: bool) -> None:
+    """The quantized cards against their float parents, measured in the same runs (the compact table's int8
+    columns, one row per card)."""
+    part = df[df[INT8].notna().any(axis=1)]
+    if part.empty:
+        return
+    part = part.groupby("id", sort=False)[INT8].first().reset_index()
+    heading = "int8 against its float parent: top-1 on the same images, speed-up = float p50 / int8 p50 here"
+    if plain:
+        typer.echo(heading)
+    else:
+        out.print()
+        out.print(f"[bold]{heading}[/bold]", highlight=False)
+    _print_table(out, _cells(part, ["id"] + INT8), [False] * len(part), plain)
 
 
 @app.command("compare")
@@ -177,11 +205,13 @@ def compare_(
                 from rich.markup import escape
 
                 out.print(f"[bold]{escape(heading)}[/bold]", highlight=False)
-            section_columns = [c for c in columns if not (c.endswith("_claimed") and part[c].isna().all())]
+            section_columns = [c for c in columns if not ((c.endswith("_claimed") or c in INT8) and part[c].isna().all())]
             _print_table(out, _cells(part, section_columns), part["missing"], plain)
             typer.echo("") if plain else out.print()
     else:
         _print_table(out, _cells(shown_df, columns), shown_df["missing"], plain)
+    if output is not OutputFormat.markdown and not wide:
+        _print_int8(out, shown_df, plain)
     if speed and device is None:
         note(SPEED_HINT.format(m=metric.value))
     if (df["measured_card_id"].notna() & (df["measured_card_id"] != df["id"])).any():

@@ -66,9 +66,11 @@ def _eval_shard(cards: list, data: tuple, fingerprint: str, start: int, stop: in
     from zoo.measure import accuracy
     from zoo.measure.preprocess import Preprocessor
 
-    root, labels, limit = data
+    root, labels, limit, *excluded = data
     node = _node()
     dataset = accuracy.load_data(Path(root), Path(labels) if labels else None, limit)
+    if excluded and excluded[0]:  # a quantized card's calibration images, left out on the driver too
+        dataset = dataset.without(excluded[0])
     if dataset.fingerprint() != fingerprint:
         raise DatasetError(f"node {node} sees different images at {root} than the driver (dataset fingerprint "
                            "differs)", "Give every node the same data at the same path (a shared filesystem)")
@@ -92,7 +94,8 @@ def _one_line(error: BaseException) -> str:
 
 def eval_group(cards: list, dataset, data: tuple, fingerprint: str, *, batch: int | None, provider: str | None,
                mirrors, advance) -> list[dict]:
-    """Per card of one preprocessing group: {figures, runtime, nodes} or {error}; figures merged from shards."""
+    """Per card of one preprocessing group: {figures, runtime, hits} or {error}; figures merged from shards
+    (hits: each image's top-1 outcome, in dataset order). `data`: (root, labels, limit[, files left out])."""
     import numpy as np
     import ray
 
@@ -135,7 +138,8 @@ def eval_group(cards: list, dataset, data: tuple, fingerprint: str, *, batch: in
         figures = accuracy.metrics(labels, top5, unreadable, n, wall) | {
             "batch": parts[0]["batch"], "workers": len(parts), "lanes": cpus,
             "engine": {"name": "ray", "nodes": nodes, "shards": len(parts), "shared_decode": len(cards)}}
-        out.append({"figures": figures, "runtime": {**parts[0]["runtimes"][i], "threads": 1}})
+        out.append({"figures": figures, "runtime": {**parts[0]["runtimes"][i], "threads": 1},
+                    "hits": top5[:, 0] == np.asarray(labels, dtype=np.int64)})
     return out
 
 

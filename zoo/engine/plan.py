@@ -62,3 +62,21 @@ def bench_model(card: dict, *, synthetic: bool, runtime: str | None, target: dic
             raise
         why = f"weights unavailable: {error.one_line()}"
     return None, synthetic_model(card), True, f"synthetic weights ({why})"
+
+
+def float_parents(registry, entries: list) -> dict[str, dict]:
+    """card id -> its float parent's card, for each quantized card (derived_from.calibration) whose parent the
+    registry holds: eval and bench measure the parent beside it."""
+    from zoo.measure.quantize import calibration_of
+
+    parents = {}
+    for entry in entries:
+        if calibration_of(entry.card):
+            wanted = entry.card["derived_from"]["id"]
+            try:
+                parent, _ = registry.resolve(wanted)
+            except CardNotFoundError:
+                continue  # its parent was removed: measured alone
+            if parent.id.lower() == wanted.lower():  # the card itself, never another one an alias picked
+                parents[entry.id] = parent.card
+    return parents

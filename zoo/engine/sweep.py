@@ -8,8 +8,9 @@ are {card_id, reason}. Each run is stored in its own transaction as soon as it i
 the store holding only whole runs, and running the sweep again measures only what is missing.
 
 Card record: {status: measured|reused|skipped|failed, card_id, kind, reason (skipped/failed), run_id,
-and for measured/reused the headline figures: top1, top5, n (eval) or p50_ms, fps, synthetic_weights
-(bench)}; a measured card also carries the whole result under `result`.
+and for measured/reused the headline figures: top1, top5, n, calibration_excluded (eval) or p50_ms, fps,
+synthetic_weights (bench), and versus_float for a quantized card measured beside its float parent}; a measured
+card also carries the whole result under `result`.
 """
 from __future__ import annotations
 
@@ -19,9 +20,10 @@ from typing import Callable
 
 from zoo.artifacts.choose import choose, local_model, run_sha256, runtime_for_path
 from zoo.engine.plan import UNAVAILABLE, bench_model
-from zoo.errors import UnsupportedArtifactError, UsageError, ZooError
+from zoo.errors import DatasetError, UnsupportedArtifactError, UsageError, ZooError
 from zoo.measure import accuracy, latency, machine, targets
 from zoo.measure.preprocess import Preprocessor
+from zoo.measure.quantize import calibration_of, held_out, versus_float
 from zoo.results import store
 from zoo.results.records import Run
 
@@ -71,9 +73,13 @@ class Sweep:
             record["run_id"] = run.id
             if self.kind == "eval":
                 record.update(top1=run.top1, top5=run.top5, n=run.n_images)
+                if run.metrics.get("calibration_excluded"):
+                    record["calibration_excluded"] = run.metrics["calibration_excluded"]
             else:
                 record.update(p50_ms=run.metrics.get("p50_ms"), fps=run.fps, synthetic_weights=run.synthetic_weights,
                               device=run.device)
+            if run.metrics.get("versus_float"):
+                record["versus_float"] = run.metrics["versus_float"]
         if result is not None:
             record["result"] = result
         self.records.append(record)
@@ -100,12 +106,26 @@ class Sweep:
 
 @dataclass
 class EvalCard:
+    """One model to score on one set of images: a sweep card, or a quantized card's float parent."""
+
     card: dict
     artifact: dict
     path: Path
     sha256: str
     preprocessor: Preprocessor
     settings: dict
+    dataset: object = None           # the images it is scored on (a quantized card's calibration images left out)
+    described: dict | None = None    # dataset.describe(), plus calibration_excluded
+    excluded: int = 0                # calibration images left out
+    parent: EvalCard | None = None   # a quantized card's float parent, scored on the same images in the same pass
+    reported: bool = True            # False: a parent measured only beside its int8 card (no sweep line of its own)
+    outcome: dict | None = None      # {figures, runtime, hits} or {error}, once its pass is done
+    done: bool = False
+    run: Run | None = None
+
+    @property
+    def key(self) -> tuple:
+        return self.card["id"], self.described["fingerprint"]
 
 
 def eval_settings(card: dict, provider: str | None) -> dict:
@@ -113,11 +133,20 @@ def eval_settings(card: dict, provider: str | None) -> dict:
     return {"provider": provider or "cpu", "preprocess": Preprocessor(card["preprocess"], card["resolution"]).describe()}
 
 
-def prepare_eval(sweep: Sweep, card: dict, dataset_fp: str, *, provider, mirrors, force) -> EvalCard | None:
-    """The card's local model when it needs measuring; None when it was reused, skipped or failed (reported)."""
+def locate_eval(card: dict, *, provider, mirrors) -> EvalCard:
+    """The card's local model and what its run is matched on; raises what choose/local_model raise."""
+    artifact = choose(card)
+    path = local_model(card, artifact, mirrors=mirrors)
+    return EvalCard(card, artifact, path, run_sha256(path), Preprocessor(card["preprocess"], card["resolution"]),
+                    eval_settings(card, provider))
+
+
+def prepare_eval(sweep: Sweep, card: dict, described: dict, *, provider, mirrors, force,
+                 versus: str | None = None) -> EvalCard | None:
+    """The card's local model when it needs measuring; None when it was reused, skipped or failed (reported).
+    `versus`: the float parent's id, which a quantized card's run is measured beside (part of its settings)."""
     try:
-        artifact = choose(card)
-        path = local_model(card, artifact, mirrors=mirrors)
+        item = locate_eval(card, provider=provider, mirrors=mirrors)
     except UnsupportedArtifactError as error:
         sweep.finish("skipped", card["id"], error=error)
         return None
@@ -127,75 +156,172 @@ def prepare_eval(sweep: Sweep, card: dict, dataset_fp: str, *, provider, mirrors
     except ZooError as error:
         sweep.finish("failed", card["id"], error=error)
         return None
-    sha256, spec = run_sha256(path), runtime_for_path(path)
-    settings = eval_settings(card, provider)
+    if versus:
+        item.settings["versus_float"] = versus
     if not force:
-        run = store.find_run("eval", card["id"], artifact_sha256=sha256, runtime=spec.name,
-                             runtime_version=runtime_version(spec.name), settings=settings,
-                             dataset_fingerprint=dataset_fp)
+        spec = runtime_for_path(item.path)
+        run = store.find_run("eval", card["id"], artifact_sha256=item.sha256, runtime=spec.name,
+                             runtime_version=runtime_version(spec.name), settings=item.settings,
+                             dataset_fingerprint=described["fingerprint"])
         if run is not None:
             sweep.finish("reused", card["id"], run=run)
             return None
-    preprocessor = Preprocessor(card["preprocess"], card["resolution"])
-    return EvalCard(card, artifact, path, sha256, preprocessor, settings)
+    return item
 
 
 def eval_sweep(entries: list, dataset, *, batch: int | None = None, workers: int | None = None,
                provider: str | None = None, threads: int | None = None, mirrors: list[str] | None = None,
                force: bool = False, store_runs: bool = True, progress: Progress | None = None,
-               ray: bool = False, data: tuple | None = None) -> dict:
-    """Evaluate every card on `dataset`; cards sharing preprocessing share each decoded image (accuracy.predict).
+               ray: bool = False, data: tuple | None = None, parents: dict | None = None) -> dict:
+    """Evaluate every card on `dataset`; cards sharing preprocessing and images share each decoded image
+    (accuracy.predict).
+
+    A quantized card (zoo quantize) evaluated on the folder that calibrated it is scored without its calibration
+    images (`calibration_excluded`); `parents` (card id -> its float parent's card, engine.plan.float_parents)
+    are evaluated beside their int8 cards on the same images in the same pass, stored as runs of their own, and
+    compared image by image (`versus_float`, zoo.measure.quantize.versus_float).
 
     ray=True: on the Ray cluster joined already (zoo.engine.cluster.connect); `data` is (root, labels, limit),
     how each node loads the same set."""
     sweep = Sweep("eval", progress)
-    described = dataset.describe()
-    pending = [p for e in entries if (p := prepare_eval(sweep, e.card, described["fingerprint"], provider=provider,
-                                                        mirrors=mirrors, force=force))]
-    groups: dict[str, list[EvalCard]] = {}
-    for item in pending:
-        groups.setdefault(accuracy.pixels_key(item.preprocessor), []).append(item)
-    units, done = len(pending) * len(dataset), 0
-    sweep.emit({"event": "start", "kind": "eval", "cards": len(pending), "units": units})
+    parents = parents or {}
+    views = {None: (dataset, dataset.describe(), 0)}  # calibration fingerprint -> (images, described, excluded)
+
+    def view(card):
+        held, excluded = held_out(card, dataset)
+        key = calibration_of(card)["fingerprint"] if excluded else None
+        if key not in views:
+            views[key] = (held, {**held.describe(), "calibration_excluded": excluded}, excluded)
+        return views[key]
+
+    units: dict[tuple, EvalCard] = {}
+    for entry in entries:
+        card = entry.card
+        try:
+            images, described, excluded = view(card)
+        except DatasetError as error:  # every image of the folder calibrated it
+            sweep.finish("failed", card["id"], error=error)
+            continue
+        key = (card["id"], described["fingerprint"])
+        if key in units:  # measured already as an int8 card's parent: now a sweep card too
+            units[key].reported = True
+            continue
+        parent_card = parents.get(card["id"])
+        item = prepare_eval(sweep, card, described, provider=provider, mirrors=mirrors, force=force,
+                            versus=parent_card["id"] if parent_card else None)
+        if item is None:
+            continue
+        item.dataset, item.described, item.excluded = images, described, excluded
+        if parent_card:
+            item.parent = _parent_unit(sweep, item, parent_card, units, provider=provider, mirrors=mirrors)
+            if item.parent is None:
+                item.settings.pop("versus_float")
+        units[item.key] = item
+    groups: dict[tuple, list[EvalCard]] = {}
+    for item in units.values():
+        groups.setdefault((accuracy.pixels_key(item.preprocessor), item.described["fingerprint"]), []).append(item)
+    total = sum(len(item.dataset) for item in units.values())
+    done = 0
+    sweep.emit({"event": "start", "kind": "eval", "cards": len(units), "units": total})
     host = machine.host()
     for members in groups.values():
-        offset = done
+        images, offset = members[0].dataset, done
 
-        def advance(count, total=None, offset=offset):
-            sweep.emit({"event": "advance", "done": offset + count, "units": units})
+        def advance(count, total_=None, offset=offset):
+            sweep.emit({"event": "advance", "done": offset + count, "units": total})
 
         if ray:
             from zoo.engine import cluster
 
-            outcomes = cluster.eval_group([(m.card, m.artifact) for m in members], dataset, data,
-                                          described["fingerprint"], batch=batch, provider=provider,
-                                          mirrors=mirrors, advance=advance)
+            excluded_files = sorted({name for name, _ in dataset.items} - {name for name, _ in images.items})
+            outcomes = cluster.eval_group([(m.card, m.artifact) for m in members], images,
+                                          (*data, tuple(excluded_files)), members[0].described["fingerprint"],
+                                          batch=batch, provider=provider, mirrors=mirrors, advance=advance)
         else:
-            outcomes = _local_group(members, dataset, batch=batch, workers=workers, provider=provider,
+            outcomes = _local_group(members, images, batch=batch, workers=workers, provider=provider,
                                     threads=threads, advance=advance, host=host)
-        done += len(members) * len(dataset)
+        done += len(members) * len(images)
         for item, outcome in zip(members, outcomes):
-            if "error" in outcome:
-                sweep.finish("failed", item.card["id"], error=outcome["error"])
-                continue
-            try:
-                result = accuracy.eval_result(item.card, item.path, outcome["runtime"], item.preprocessor, dataset,
-                                              outcome["figures"], artifact=item.artifact, sha256=item.sha256,
-                                              described=described)
-            except ZooError as error:
-                sweep.finish("failed", item.card["id"], error=error)
-                continue
-            result["settings"] = item.settings
-            run = Run.from_eval(result)
-            if store_runs:
-                store.record(run)
-                result["run_id"] = run.id
-            sweep.finish("measured", item.card["id"], run=run, result=result)
+            item.outcome = outcome
+        # parents first: an int8 card's run links its parent's
+        for item in sorted(units.values(), key=lambda u: u.parent is not None):
+            if not item.done and item.outcome is not None and (item.parent is None or item.parent.done):
+                _finish_eval(sweep, item, store_runs)
     return sweep.summary()
 
 
+def _parent_unit(sweep: Sweep, item: EvalCard, parent_card: dict, units: dict, *, provider, mirrors):
+    """The float parent's unit on the int8 card's images (shared when already in the sweep), or None with a
+    note saying why it cannot be measured beside it."""
+    key = (parent_card["id"], item.described["fingerprint"])
+    if key in units:
+        return units[key]
+    try:
+        parent = locate_eval(parent_card, provider=provider, mirrors=mirrors)
+    except ZooError as error:
+        sweep.emit({"event": "note", "message": f"{item.card['id']}: its float parent {parent_card['id']} cannot be "
+                                                f"evaluated beside it ({error.one_line()})"})
+        return None
+    if accuracy.pixels_key(parent.preprocessor) != accuracy.pixels_key(item.preprocessor):
+        sweep.emit({"event": "note", "message": f"{item.card['id']}: its float parent {parent_card['id']} is "
+                                                "preprocessed otherwise; not compared image by image"})
+        return None
+    parent.dataset, parent.described, parent.excluded, parent.reported = item.dataset, item.described, 0, False
+    units[key] = parent
+    return parent
+
+
+def _finish_eval(sweep: Sweep, item: EvalCard, store_runs: bool) -> None:
+    """Store one unit's run (and report it when it is a sweep card); an int8 card's run carries versus_float."""
+    item.done = True
+    card_id, outcome = item.card["id"], item.outcome
+    if "error" in outcome:
+        if item.reported:
+            sweep.finish("failed", card_id, error=outcome["error"])
+        else:
+            sweep.emit({"event": "note", "message": f"float parent {card_id} failed: {_reason(outcome['error'])}"})
+        return
+    try:
+        result = accuracy.eval_result(item.card, item.path, outcome["runtime"], item.preprocessor, item.dataset,
+                                      outcome["figures"], artifact=item.artifact, sha256=item.sha256,
+                                      described=item.described)
+    except ZooError as error:
+        item.outcome = {"error": error}
+        if item.reported:
+            sweep.finish("failed", card_id, error=error)
+        return
+    if item.excluded:
+        result["calibration_excluded"] = item.excluded
+    parent = item.parent
+    if parent is not None:
+        paired = (parent.run is not None and "hits" in parent.outcome and "hits" in outcome
+                  and parent.outcome["figures"]["unreadable_files"] == outcome["figures"]["unreadable_files"])
+        if paired:
+            result["versus_float"] = {**versus_float(parent.card["id"], parent.outcome["hits"], outcome["hits"]),
+                                      "parent_run_id": parent.run.id}
+        else:
+            item.settings.pop("versus_float", None)
+    result["settings"] = item.settings
+    run = Run.from_eval(result)
+    if store_runs:
+        store.record(run)
+        result["run_id"] = run.id
+    item.run = run
+    if item.reported:
+        sweep.finish("measured", card_id, run=run, result=result)
+    elif parent is None:
+        sweep.emit({"event": "note", "message": f"float parent {card_id} evaluated on the same images: top-1 "
+                                                f"{run.top1:.2f} %" + (f", stored as run {run.id}" if run.id else "")})
+
+
+def _reason(error: BaseException) -> str:
+    return error.one_line() if isinstance(error, ZooError) else f"{type(error).__name__}: {error}"
+
+
 def _local_group(members: list[EvalCard], dataset, *, batch, workers, provider, threads, advance, host) -> list[dict]:
-    """One shared-decode pass on this machine: per card {figures, runtime} or {error}."""
+    """One shared-decode pass on this machine: per card {figures, runtime, hits} or {error}."""
+    import numpy as np
+
     jobs, opened, out = [], [], {}
     for item in members:
         try:
@@ -220,11 +346,13 @@ def _local_group(members: list[EvalCard], dataset, *, batch, workers, provider, 
             if job.error is not None:
                 out[item.card["id"]] = {"error": job.error}
                 continue
-            figures = accuracy.metrics(pass_["labels"], job.predictions(), pass_["unreadable"], len(dataset),
+            predicted = job.predictions()
+            figures = accuracy.metrics(pass_["labels"], predicted, pass_["unreadable"], len(dataset),
                                        pass_["wall_s"])
             figures |= {"batch": pass_["batch"], "workers": pass_["workers"], "lanes": len(job.models),
                         "engine": {"name": "local", "nodes": [host["device"]], "shared_decode": len(jobs)}}
-            out[item.card["id"]] = {"figures": figures, "runtime": runtime}
+            hits = predicted[:, 0] == np.asarray(pass_["labels"], dtype=np.int64)
+            out[item.card["id"]] = {"figures": figures, "runtime": runtime, "hits": hits}
     return [out[item.card["id"]] for item in members]
 
 
@@ -241,9 +369,15 @@ def bench_sweep(entries: list, *, runtime: str | None = None, provider: str | No
                 threads: int | None = None, batch: int = 1, warmup: int | None = None, iters: int | None = None,
                 seconds: float | None = None, synthetic: bool = False, target: dict | None = None,
                 cpus: list[int] | None = None, mirrors: list[str] | None = None, force: bool = False,
-                store_runs: bool = True, progress: Progress | None = None, ray: bool = False) -> dict:
+                store_runs: bool = True, progress: Progress | None = None, ray: bool = False,
+                parents: dict | None = None) -> dict:
     """Time every card, one after another (a timed loop never shares the machine with another); ray=True:
-    each on a whole node of the Ray cluster joined already (zoo.engine.cluster)."""
+    each on a whole node of the Ray cluster joined already (zoo.engine.cluster).
+
+    `parents` (card id -> its float parent's card, engine.plan.float_parents): a quantized card is timed with
+    its parent in interleaved rounds (latency.bench_pair, same threads, provider, batch, host or board); both
+    runs are stored, the int8 one with `versus_float` (both p50s, the int8/float ratio, the speed-up)."""
+    parents = parents or {}
     latency.check_cpus(cpus)  # a bad --cpus fails the command, not each card
     if cpus and target:
         raise UsageError("--cpus pins the timed loop on this host; leave it out with --target")
@@ -253,6 +387,9 @@ def bench_sweep(entries: list, *, runtime: str | None = None, provider: str | No
     if ray:
         if target:
             raise UsageError("--ray times cards on the cluster's nodes; leave out --target")
+        if any(e.id in parents for e in entries):
+            sweep.emit({"event": "note", "message": "--ray times each card on its own node: int8 cards are not "
+                                                    "compared with their float parents (run without --ray)"})
         return _bench_on_ray(sweep, entries, dict(runtime=runtime, provider=provider, threads=threads, batch=batch,
                                                   warmup=warmup, iters=iters, seconds=seconds, cpus=cpus),
                              synthetic=synthetic, mirrors=mirrors, force=force, store_runs=store_runs)
@@ -265,6 +402,11 @@ def bench_sweep(entries: list, *, runtime: str | None = None, provider: str | No
             settings = bench_settings(provider=provider, threads=threads, batch=batch, warmup=warmup, iters=iters,
                                       seconds=seconds, synthetic=is_synthetic, cpus=cpus, target=target)
             run_name = target["runtime"] if target else runtime_for_path(path).name
+            parent = parents.get(card["id"])
+            pair = _bench_parent(sweep, card, parent, run_name, target=target, mirrors=mirrors) \
+                if parent and not is_synthetic else None
+            if pair:
+                settings["versus_float"] = parent["id"]
             found = None if force else store.find_run(
                 "bench", card["id"], artifact_sha256=run_sha256(path), runtime=run_name,
                 runtime_version=None if target else runtime_version(run_name), settings=settings,
@@ -272,9 +414,20 @@ def bench_sweep(entries: list, *, runtime: str | None = None, provider: str | No
             if found is not None:
                 sweep.finish("reused", card["id"], run=found, note=note)
             else:
-                result = latency.bench_file(card, path, artifact=artifact, synthetic=is_synthetic, target=target,
-                                            provider=provider, threads=threads, batch=batch, warmup=warmup,
-                                            iters=iters, seconds=seconds, cpus=cpus)
+                options = dict(target=target, provider=provider, threads=threads, batch=batch, warmup=warmup,
+                               iters=iters, seconds=seconds, cpus=cpus)
+                if pair:
+                    result, parent_result = latency.bench_pair((card, path, artifact), (parent, pair[1], pair[0]),
+                                                               **options)
+                    parent_result["settings"] = {**{k: v for k, v in settings.items() if k != "versus_float"},
+                                                 "versus_int8": card["id"]}
+                    parent_run = Run.from_bench(parent_result)
+                    if store_runs:
+                        store.record(parent_run)
+                    result["versus_float"] = {**latency.versus_float(parent["id"], result, parent_result),
+                                              "parent_run_id": parent_run.id}
+                else:
+                    result = latency.bench_file(card, path, artifact=artifact, synthetic=is_synthetic, **options)
                 result["settings"] = settings
                 run = Run.from_bench(result)
                 if store_runs:
@@ -293,6 +446,23 @@ def bench_sweep(entries: list, *, runtime: str | None = None, provider: str | No
             sweep.finish("failed", card["id"], error=error)
         sweep.emit({"event": "advance", "done": number, "units": len(entries)})
     return sweep.summary()
+
+
+def _bench_parent(sweep: Sweep, card: dict, parent: dict, runtime: str, *, target, mirrors) -> tuple | None:
+    """(artifact, model file) of a quantized card's float parent on the same runtime, or None with a note saying
+    why the int8 card is timed alone."""
+    try:
+        artifact, path, synthetic, _ = bench_model(parent, synthetic=False, runtime=None if target else runtime,
+                                                   target=target, mirrors=mirrors)
+    except ZooError as error:
+        why = error.one_line()
+    else:
+        if not synthetic:
+            return artifact, path
+        why = "its weights are unavailable"
+    sweep.emit({"event": "note", "message": f"{card['id']}: timed alone, its float parent {parent['id']} cannot be "
+                                            f"timed beside it ({why})"})
+    return None
 
 
 def _bench_on_ray(sweep: Sweep, entries: list, options: dict, *, synthetic, mirrors, force, store_runs) -> dict:
@@ -342,22 +512,24 @@ def _bench_on_ray(sweep: Sweep, entries: list, options: dict, *, synthetic, mirr
     return sweep.summary()
 
 
-def measure_missing(entries: list, metric: str, *, data: Path | None, target: str | None, progress) -> dict | None:
+def measure_missing(entries: list, metric: str, *, data: Path | None, target: str | None, progress,
+                    parents: dict | None = None) -> dict | None:
     """compare --measure: sweep the cards that have no measurement for `metric` yet (on these images, on this
-    host or on `target`); None when none lacks one."""
+    host or on `target`); None when none lacks one. `parents`: as for eval_sweep and bench_sweep (an int8 card
+    is measured beside its float parent)."""
     if metric in ("accuracy", "top5"):
         if data is None:
             raise UsageError(f"--measure with --metric {metric} evaluates on your images: give --data DIR")
         dataset = accuracy.load_data(data)
         fingerprint = dataset.fingerprint()
         have = {r.card_id for r in store.list_runs(kind="eval") if r.dataset_fingerprint == fingerprint}
-        run = lambda todo: eval_sweep(todo, dataset, progress=progress)  # noqa: E731
+        run = lambda todo: eval_sweep(todo, dataset, progress=progress, parents=parents)  # noqa: E731
     elif metric in ("latency", "fps"):
         config = targets.get(target) if target else None
         here = machine.host()["fingerprint"]
         have = {r.card_id for r in store.list_runs(kind="bench")
                 if (r.device == target if target else r.machine_fingerprint == here)}
-        run = lambda todo: bench_sweep(todo, target=config, progress=progress)  # noqa: E731
+        run = lambda todo: bench_sweep(todo, target=config, progress=progress, parents=parents)  # noqa: E731
     else:
         raise UsageError(f"--measure applies to accuracy, top5, latency and fps, not {metric}",
                          "macs, params and size are counted from the graph, not measured")

@@ -68,6 +68,12 @@ class Dataset:
         return Dataset(self.root, self.layout, sorted(ordered[:limit]), self.labels_file,
                        self.unlabelled_entries, self.notes)
 
+    def without(self, names) -> "Dataset":
+        """The same set less the files named (paths relative to root): e.g. a quantized card's calibration images."""
+        names = set(names)
+        return Dataset(self.root, self.layout, [item for item in self.items if item[0] not in names],
+                       self.labels_file, self.unlabelled_entries, list(self.notes))
+
     def fingerprint(self) -> str:
         """sha256 over every (relative path, size in bytes, class index): the same set gives the same value anywhere."""
         digest = hashlib.sha256()

@@ -140,6 +140,62 @@ def bench_file(card: dict, model_path: Path, *, artifact: dict | None = None, sy
     return result
 
 
+PAIR_ROUNDS = 4
+
+
+def bench_pair(first: tuple, second: tuple, *, rounds: int = PAIR_ROUNDS, iters: int | None = None,
+               seconds: float | None = None, **options) -> tuple[dict, dict]:
+    """Time two models of (card, model file, artifact) in interleaved rounds, the order alternating, so drift on
+    a shared machine (another job, the clock, the heat) hits both alike; same threads, provider, batch, target.
+
+    Each round times `iters` / rounds calls and `seconds` / rounds; each model's result is its first round's
+    with the latency figures over the samples of every round (`rounds` says how many)."""
+    if iters is None and seconds is None:
+        iters, seconds = DEFAULT_ITERS, DEFAULT_SECONDS
+    share = {"iters": math.ceil(iters / rounds) if iters else None, "seconds": seconds / rounds if seconds else None}
+    timed: tuple[list, list] = ([], [])
+    for number in range(rounds):
+        for k in ((0, 1) if number % 2 == 0 else (1, 0)):
+            card, path, artifact = (first, second)[k]
+            timed[k].append(bench_file(card, path, artifact=artifact, **share, **options))
+    return _merged(timed[0]), _merged(timed[1])
+
+
+def _merged(results: list[dict]) -> dict:
+    """One result from the rounds of one model: latency figures over every sample (a board reporting only
+    summary figures: the median of each round's), the highest memory peak."""
+    import statistics
+
+    merged = dict(results[0])
+    if all(r.get("samples_ms") for r in results):
+        samples = [x for r in results for x in r["samples_ms"]]
+        merged.update(latency_stats(samples, merged["batch"]), samples_ms=samples,
+                      p90_conservative_ms=conservative_percentile(samples, 0.90),
+                      p99_conservative_ms=conservative_percentile(samples, 0.99))
+    else:
+        for key in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "min_ms", "max_ms", "fps"):
+            if all(r.get(key) is not None for r in results):
+                merged[key] = statistics.median(r[key] for r in results)
+        merged["iterations"] = sum(r.get("iterations") or 0 for r in results) or None
+    for key in ("peak_rss_bytes", "model_peak_bytes"):
+        if all(r.get(key) is not None for r in results):
+            merged[key] = max(r[key] for r in results)
+    merged["rounds"] = len(results)
+    return merged
+
+
+def versus_float(parent_id: str, int8: dict, float_: dict) -> dict:
+    """An int8 model's latency against its float parent's, timed in the same run (bench_pair): both p50s, the
+    int8/float ratio and the speed-up (float / int8), said plainly."""
+    p50, parent_p50 = int8["p50_ms"] or int8["mean_ms"], float_["p50_ms"] or float_["mean_ms"]
+    ratio = p50 / parent_p50
+    where = "on this host" if not int8.get("target") else f"on {int8['device']}"
+    verdict = (f"int8 is {ratio:.1f}x SLOWER than float {where}" if ratio > 1 else
+               f"int8 is {1 / ratio:.1f}x faster than float {where}")
+    return {"parent": parent_id, "p50_ms": p50, "parent_p50_ms": parent_p50, "ratio": round(ratio, 4),
+            "speedup": round(1 / ratio, 4), "slower": ratio > 1, "rounds": int8.get("rounds"), "verdict": verdict}
+
+
 def check_cpus(cpus: list[int] | None) -> set[int] | None:
     """The cores this process may run on now, after checking `cpus` are among them (None: no pinning)."""
     import os

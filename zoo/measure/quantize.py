@@ -15,6 +15,7 @@ import math
 import os
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 from zoo import settings
 from zoo.artifacts.convert import save_derived_card
@@ -56,6 +57,54 @@ def calibration_set(dataset: Dataset, n: int) -> Dataset:
     return Dataset(dataset.root, dataset.layout, sorted(chosen), dataset.labels_file, 0, [])
 
 
+def calibration_of(card: dict) -> dict | None:
+    """The calibration record of a card quantized by zoo (derived_from.calibration), else None."""
+    calibration = (card.get("derived_from") or {}).get("calibration")
+    return calibration if isinstance(calibration, dict) else None
+
+
+def same_folder(a, b) -> bool:
+    """Whether two folder paths name the same folder once resolved (symlinks, '..', relative paths)."""
+    try:
+        return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+    except (OSError, RuntimeError, TypeError):
+        return False
+
+
+def held_out(card: dict, dataset: Dataset) -> tuple[Dataset, int]:
+    """(the images of `dataset` a quantized card may be scored on, how many were left out): evaluated on the
+    folder that calibrated it (roots compared resolved), its calibration images are excluded; any other
+    folder, or any other card, is returned whole."""
+    calibration = calibration_of(card)
+    if not calibration or not same_folder(calibration.get("root", ""), dataset.root):
+        return dataset, 0
+    held = dataset.without(calibration.get("files") or ())
+    excluded = len(dataset) - len(held)
+    if not excluded:
+        return dataset, 0
+    if not len(held):
+        raise DatasetError(f"all {len(dataset)} images of {dataset.root} calibrated {card['id']}: none is left to "
+                           "evaluate it on", "Evaluate on other images than the calibration's (--data DIR)")
+    return held, excluded
+
+
+def versus_float(parent_id: str, float_hits, int8_hits) -> dict:
+    """The int8 model against its float parent on the same images, from per-image top-1 outcomes (aligned
+    boolean arrays): both top-1s, the drop in points, the discordant pairs and McNemar's exact p-value."""
+    import numpy as np
+
+    float_hits, int8_hits = np.asarray(float_hits, bool), np.asarray(int8_hits, bool)
+    n = len(float_hits)
+    float_only, int8_only = int((float_hits & ~int8_hits).sum()), int((~float_hits & int8_hits).sum())
+    p_value = mcnemar_exact(float_only, int8_only)
+    parent_top1, top1 = (round(100 * float(h.mean()), 3) if n else None for h in (float_hits, int8_hits))
+    drop = round(parent_top1 - top1, 3) if n else None
+    significant = p_value < 0.05
+    return {"parent": parent_id, "n": n, "parent_top1": parent_top1, "top1": top1, "drop_points": drop,
+            "float_only": float_only, "int8_only": int8_only, "p_value": p_value, "significant": significant,
+            "verdict": f"{'drop' if (drop or 0) >= 0 else 'gain'} is {'' if significant else 'not '}significant at 5%"}
+
+
 def mcnemar_exact(b: int, c: int) -> float:
     """Two-sided exact McNemar p-value from the discordant pairs: b images only the first model got right,
     c only the second (a binomial test of b against b + c at p = 1/2; written out, it is three lines)."""
@@ -72,9 +121,26 @@ def _cache_key(model_sha256: str, calibration_fingerprint: str, options: dict) -
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
+def calibration_values(preprocessor: Preprocessor, calibration: Dataset) -> list:
+    """Each readable calibration image decoded and resized as the protocol says (Preprocessor.values, before
+    normalisation): what every card sharing the preprocessing's accuracy.pixels_key can be calibrated on."""
+    from PIL import Image
+
+    values = []
+    for relative, _ in calibration.items:
+        try:
+            values.append(preprocessor.values(calibration.path(relative)))
+        except (*DECODE_ERRORS, Image.DecompressionBombError):
+            continue  # unreadable: counted by the caller
+    return values
+
+
 def quantize_file(card: dict, float_model: Path, calibration: Dataset, *, method: str = "minmax",
-                  per_channel: bool = True, force: bool = False) -> dict:
+                  per_channel: bool = True, force: bool = False, values: Callable[[], list] | None = None) -> dict:
     """Quantize a float ONNX model of `card` to QDQ int8, calibrated on `calibration` preprocessed as the card says.
+
+    `values()`: the calibration images' calibration_values under this card's pixels key, when a sweep shares
+    them between cards (asked only when the model is not cached); by default they are decoded here.
 
     Record keys: path, sha256, size_bytes, source {path, sha256}, calibration {root, n, fingerprint, files},
     options {method, per_channel, activations, weights, format}, quantizer_version, onnxruntime, cached."""
@@ -109,13 +175,9 @@ def quantize_file(card: dict, float_model: Path, calibration: Dataset, *, method
             return {**record, "path": str(model_path), "cached": True}
         preprocessor = Preprocessor(card["preprocess"], card["resolution"])
         channels_first = card["input"]["layout"] == "NCHW"
-        inputs = []
-        for relative, _ in calibration.items:
-            try:
-                x = preprocessor(calibration.path(relative), channels_first=channels_first)
-            except DECODE_ERRORS:
-                continue  # unreadable: counted below
-            inputs.append(encode(x, card["input"])[None])  # exactly what eval feeds the model
+        decoded = values() if values else calibration_values(preprocessor, calibration)
+        # exactly what eval feeds the model (accuracy.Job: normalise, then the card's encoding)
+        inputs = [encode(preprocessor.normalise(v, channels_first), card["input"])[None] for v in decoded]
         if len(inputs) < MIN_CALIBRATION:
             raise DatasetError(f"only {len(inputs)} of the {len(calibration)} calibration images could be read",
                                f"Give at least {MIN_CALIBRATION} readable images")
@@ -141,7 +203,7 @@ def quantize_file(card: dict, float_model: Path, calibration: Dataset, *, method
             os.replace(out, model_path)
         record = {"sha256": file_sha256(model_path), "size_bytes": model_path.stat().st_size,
                   "source": {"path": str(float_model), "sha256": source_sha},
-                  "calibration": {"root": str(calibration.root), "n": len(inputs), "fingerprint": fingerprint,
+                  "calibration": {"root": str(Path(calibration.root).resolve()), "n": len(inputs), "fingerprint": fingerprint,
                                   "files": [relative for relative, _ in calibration.items]},
                   "options": options, "quantizer_version": QUANTIZER_VERSION, "onnxruntime": onnxruntime.__version__}
         write_json_atomic(record_path, record)
@@ -164,10 +226,11 @@ def already_quantized(model_path: Path) -> bool:
     return any(n.op_type in ("QuantizeLinear", "DequantizeLinear", "QLinearConv", "ConvInteger") for n in graph.node)
 
 
-def derive_int8_card(card: dict, record: dict, parent_sha256: str) -> dict:
+def derive_int8_card(card: dict, record: dict, parent_sha256: str, root: Path | None = None) -> dict:
     """The quantized model as a card of its own: id ID+int8, the parent's input and preprocessing (the QDQ model
-    takes the same float tensor), its artifact the quantized file by sha256, its calibration recorded. Written to
-    ZOO_HOME/derived, where load_registry finds it (registry "derived")."""
+    takes the same float tensor), its artifact the quantized file by sha256, its calibration recorded (`root`:
+    the calibration folder this time, resolved; a cached model may have been calibrated on a copy of it).
+    Written to ZOO_HOME/derived, where load_registry finds it (registry "derived")."""
     name = card["id"].split("/", 1)[1] + "+int8"
     options = record["options"]
     how = (f"zoo quantize (ONNX Runtime {record['onnxruntime']} static quantization, QDQ, {options['method']}, "
@@ -177,6 +240,8 @@ def derive_int8_card(card: dict, record: dict, parent_sha256: str) -> dict:
             "repository", "licence", "input", "preprocess", "complexity")
     calibration = {**{k: record["calibration"][k] for k in ("root", "n", "fingerprint", "files")},
                    "method": options["method"], "per_channel": options["per_channel"]}
+    if root is not None:
+        calibration["root"] = str(Path(root).expanduser().resolve())
     data = {**{k: card[k] for k in kept if k in card}, "id": f"{card['source']}/{name}",
             "name": f"{card.get('name', name)} (int8, quantized by zoo)",
             "artifacts": [{"file": f"{name}.onnx", "format": "onnx", "precision": "uint8", "runtime": "onnxruntime",

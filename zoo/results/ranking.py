@@ -36,7 +36,9 @@ METRICS = {
 SPEED = ("latency", "fps")
 BASE_COLUMNS = ["id", "source", "width", "resolution", "top1_pct", "top5_pct", "top1_measured_pct",
                 "top1_ci95_low", "top1_ci95_high", "measured_images", "measured_dataset", "measured_card_id",
-                "verdict", "params_m", "macs_m", "size_mb"]
+                "verdict", "params_m", "macs_m", "size_mb", "float_top1_pct", "int8_top1_pct", "drop_points",
+                "drop_p_value", "speedup"]
+INT8_COLUMNS = ["float_top1_pct", "int8_top1_pct", "drop_points", "drop_p_value", "speedup"]
 FOOTING_COLUMNS = ["footing", "device", "batch", "precision", "runtime", "threads"]
 BASIS_ORDER = {"measured here": 0, "synthetic weights": 1, "measured on target": 2, "claimed": 3}
 IMAGENET_VAL_IMAGES = 50_000
@@ -91,6 +93,7 @@ def _base(table: CardTable, selection: Selection):
         "params_m": stated("params") / 1e6, "macs_m": stated("macs") / 1e6, "size_mb": stated("size_bytes") / 1e6,
         "artifact_file": cards["artifact_file"], "flops_g": 2 * stated("macs") / 1e9,
         "flops_g_reported": numbers["reported_flops_g"], "flops_convention": cards["flops_convention"],
+        **{column: float("nan") for column in INT8_COLUMNS},
     })
     base = base.astype({c: object for c in ("measured_images", "measured_dataset", "measured_card_id", "verdict")})
     measured = set(selection.evals) | set(selection.benches)
@@ -114,11 +117,28 @@ def _base(table: CardTable, selection: Selection):
             if counted.counted("macs"):
                 base.at[i, "flops_g"] = 2 * counted.counted("macs") / 1e9
             base.at[i, "artifact_file"] = counted.artifact_file
+        paired = next((r for r in selection.benches.get(card_id, []) if versus(r)), None)
+        for column, value in int8_columns(card_id, eval_run, paired).items():
+            base.at[i, column] = _nan(value)
     return base
 
 
 def _nan(value) -> float:
     return float("nan") if value is None else float(value)
+
+
+def versus(run: Run | None) -> dict:
+    """A quantized card's run against its float parent's in the same run (`versus_float`), else {}."""
+    return (run.metrics.get("versus_float") or {}) if run is not None else {}
+
+
+def int8_columns(card_id: str, eval_run: Run | None, bench_run: Run | None) -> dict:
+    """float and int8 top-1 on the same images, the drop in points with McNemar's exact p-value, and the speed-up
+    (float p50 / int8 p50): from the quantized card's own runs made beside its parent; None elsewhere."""
+    accuracy = versus(eval_run) if eval_run is not None and eval_run.card_id == card_id else {}
+    return {"float_top1_pct": accuracy.get("parent_top1"), "int8_top1_pct": accuracy.get("top1"),
+            "drop_points": accuracy.get("drop_points"), "drop_p_value": accuracy.get("p_value"),
+            "speedup": versus(bench_run).get("speedup")}
 
 
 def _best_claims(claims, column: str, device: str | None):
@@ -149,7 +169,7 @@ def _speed_rows(base, claims, metric: str, selection: Selection, precision: dict
                      "measured on target" if run.device in selection.target_names else "measured here")
             measured.append({"id": card_id, column: run.fps if metric == "fps" else run.latency_ms, "basis": basis,
                              "device": device, "batch": batch, "precision": run_precision, "runtime": runtime,
-                             "threads": run.threads, "run_id": run.id,
+                             "threads": run.threads, "run_id": run.id, "_run_speedup": versus(run).get("speedup"),
                              f"{column}_claimed": None if claim is None else claim["value"],
                              "claimed_device": None if claim is None else claim["device"]})
     parts = [pd.DataFrame(measured, dtype=object)]
@@ -161,7 +181,12 @@ def _speed_rows(base, claims, metric: str, selection: Selection, precision: dict
     rows["footing"] = [footing_label(*key) for key in
                        zip(rows["device"], rows["batch"], rows["precision"], rows["runtime"])] if len(rows) else None
     bare = base.loc[~base["id"].isin(set(rows["id"])), ["id"]].assign(basis="no figure")
-    return pd.concat([rows, bare], ignore_index=True).merge(base, on="id", how="left")
+    rows = pd.concat([rows, bare], ignore_index=True).merge(base, on="id", how="left")
+    if "_run_speedup" in rows:  # a bench row's speed-up is its own run's; a claim row shows the card's
+        timed = rows["run_id"].notna()
+        rows.loc[timed, "speedup"] = rows.loc[timed, "_run_speedup"].astype("float64")
+        rows = rows.drop(columns="_run_speedup")
+    return rows
 
 
 def _no_device_error(claims, metric: str, selection: Selection) -> UsageError:

@@ -9,11 +9,12 @@ from zoo._version import __version__
 
 KINDS = ("eval", "bench")
 EVAL_METRICS = ("top1", "top5", "top1_ci95", "top5_ci95", "n", "unreadable", "unreadable_files", "images_per_s",
-                "wall_s", "workers", "lanes", "per_class", "engine")
+                "wall_s", "workers", "lanes", "per_class", "engine", "calibration_excluded", "versus_float")
+OPTIONAL_EVAL_METRICS = ("engine", "calibration_excluded", "versus_float")
 BENCH_METRICS = ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms", "max_ms", "fps", "iterations",
                  "peak_rss_bytes", "synthetic_weights", "warmup", "macs", "params", "size_bytes",
                  "load_ms", "first_inference_ms", "model_peak_bytes", "p90_conservative_ms", "p99_conservative_ms",
-                 "samples_ms", "cpus")
+                 "samples_ms", "cpus", "rounds", "versus_float")
 JSON_FIELDS = ("preprocess", "dataset", "machine", "metrics", "settings")
 
 
@@ -62,7 +63,7 @@ class Run:
                    runtime_version=result["runtime"]["version"], provider=result["runtime"]["provider"],
                    threads=result["runtime"]["threads"], batch=result["batch"], device=machine["device"],
                    machine_fingerprint=machine["fingerprint"], machine=machine,
-                   metrics={k: result.get(k) if k == "engine" else result[k] for k in EVAL_METRICS},
+                   metrics={k: result.get(k) if k in OPTIONAL_EVAL_METRICS else result[k] for k in EVAL_METRICS},
                    preprocess=result["preprocess"],
                    dataset_fingerprint=result["dataset"]["fingerprint"], dataset=result["dataset"],
                    settings=result.get("settings"))
