@@ -95,7 +95,8 @@ def test_compare_tables_fit_the_terminal_with_ids_whole(width, monkeypatch):
 
     from zoo.cli import results as results_cli
 
-    monkeypatch.setattr(results_cli, "console", lambda: Console(width=width))
+    monkeypatch.setattr(results_cli, "console", lambda: Console(width=width))  # a terminal this wide
+    monkeypatch.setattr(results_cli, "piped", lambda: False)
     from zoo.results import store
     from zoo.results.records import Run
 
@@ -105,11 +106,15 @@ def test_compare_tables_fit_the_terminal_with_ids_whole(width, monkeypatch):
                      machine_fingerprint="x", machine={}, dataset={"path": "/d/imagenet-sample", "n_images": 200},
                      metrics={"top1": 83.0, "top5": 95.0, "n": 200, "top1_ci95": [77.2, 87.6]}))
     for metric in ("accuracy", "latency", "fps", "flops", "storage"):
-        out = zoo("compare", "--metric", metric).stdout
+        result = zoo("compare", "--metric", metric)
+        out = result.stdout
         assert max(len(line) for line in out.splitlines()) <= width, metric
+        assert "…" not in out, metric  # no figure or header cut short: low-value columns are left out instead
         shown = {word for line in out.splitlines() for word in line.split()}
         ranked = {r["id"] for r in json.loads(zoo("compare", "--metric", metric, "--json").stdout) if not r["missing"]}
         assert ranked and ranked <= shown, metric  # every ranked id printed whole on one line
+        if metric == "accuracy":  # the longest id (56 characters) beside your top-1, its interval and verdict
+            assert ("left out to fit 100 columns: MACs (M)" in result.stderr) == (width == 100)
     out = zoo("compare", "--metric", "accuracy", "axis/*", "coral/*").stdout
     assert "77.2–87.6" in out and "83.00†" in out and "too few images" in out
 

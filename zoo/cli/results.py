@@ -63,6 +63,11 @@ SPEED_HINT = ("Ranked within each footing (device, batch, precision, runtime), n
               "or --device TARGET.")
 
 
+def piped() -> bool:
+    """Whether stdout is a pipe or file (tables print plain, at full width) rather than a terminal."""
+    return not sys.stdout.isatty()
+
+
 def _cells(df, columns: list[str]):
     """The table's text: numbers to 2 places, '—' for nothing, the 95% interval as low–high."""
     shown = df.copy()
@@ -86,6 +91,37 @@ def _cells(df, columns: list[str]):
     return shown.astype(object).where(shown.notna(), "—")
 
 
+# Left out, in this order, when a compact table would not fit the terminal (--wide shows them): rich would
+# otherwise cut figures and headers short ("top-1…", "1217.2").
+DROP_TO_FIT = ("MACs (M)", "top-5 %", "claimed on", "claimed (ms)", "claimed (img/s)", "pareto", "file",
+               "source counts", "source's FLOPs (G)")
+
+
+def _needed_width(pretty) -> int:
+    """The narrowest the table prints without cutting anything: ids and figures whole, words wrapped."""
+    widths = []
+    for column in pretty.columns:
+        cells = pretty[column].astype(str)
+        if column == "id" or cells.map(_numeric).all():
+            widths.append(max([len(column), *cells.str.len()]))
+        else:  # a text column wraps at spaces (the verdict to 10)
+            words = max([len(w) for cell in cells for w in cell.split()] or [0])
+            widths.append(max(len(column), words, 10 if column == "verdict" else 0))
+    return sum(widths) + 2 * (len(widths) - 1)
+
+
+def _fit(pretty, width: int) -> tuple:
+    """(the table with low-value columns left out until it fits `width`, the headers left out)."""
+    dropped = []
+    for header in DROP_TO_FIT:
+        if _needed_width(pretty) <= width:
+            break
+        if header in pretty.columns:
+            pretty = pretty.drop(columns=header)
+            dropped.append(header)
+    return pretty, dropped
+
+
 def _table(pretty, dim):
     from rich.table import Table
 
@@ -102,14 +138,17 @@ def _table(pretty, dim):
     return table
 
 
-def _print_table(out, pretty, dim, plain: bool) -> None:
-    """rich on a terminal (it fits the width); the hand-rolled plain table for big piped output (rich takes
-    seconds on thousands of rows, and a pipe keeps the full width anyway)."""
+def _print_table(out, pretty, dim, plain: bool) -> list[str]:
+    """rich on a terminal (it fits the width, leaving out low-value columns first: returns their headers); the
+    hand-rolled plain table for piped output (a pipe keeps the full width, and rich takes seconds on thousands
+    of rows)."""
     if plain:
         left = {i for i, c in enumerate(pretty.columns) if not pretty[c].map(_numeric).all()}
         typer.echo(plain_table(list(pretty.columns), pretty.astype(str).values.tolist(), left))
-    else:
-        out.print(_table(pretty, dim))
+        return []
+    pretty, dropped = _fit(pretty, out.width)
+    out.print(_table(pretty, dim))
+    return dropped
 
 
 def _numeric(value) -> bool:
@@ -189,11 +228,13 @@ def compare_(
     out = console() if not wide else wide_console()
     missing = int(df["missing"].sum())
     shown_df = df if (wide or not speed) else df[~df["missing"]]
-    plain = not sys.stdout.isatty() and len(shown_df) > 500
+    plain = piped()  # a pipe keeps every column at full width: no rich needed (nor its 0.2 s)
     columns = _chosen_columns(shown_df, metric.value, wide)
+    dropped: list[str] = []
     if output is OutputFormat.markdown:
         typer.echo(_cells(shown_df, (["footing"] if speed else []) + columns).to_markdown(index=False))
     elif speed:
+        pretty = _cells(shown_df, columns)  # every footing's text at once: 10,000 rows in one pass
         for footing, part in shown_df.groupby(shown_df["footing"].fillna("no figure"), sort=False):
             kinds = ", ".join(dict.fromkeys(part["basis"]))
             device_, batch, precision, runtime = (footing.split(" · ") + [""] * 4)[:4]
@@ -206,10 +247,13 @@ def compare_(
 
                 out.print(f"[bold]{escape(heading)}[/bold]", highlight=False)
             section_columns = [c for c in columns if not ((c.endswith("_claimed") or c in INT8) and part[c].isna().all())]
-            _print_table(out, _cells(part, section_columns), part["missing"], plain)
+            dropped += _print_table(out, pretty.loc[part.index, [HEADERS.get(c, c) for c in section_columns]],
+                                    part["missing"], plain)
             typer.echo("") if plain else out.print()
     else:
-        _print_table(out, _cells(shown_df, columns), shown_df["missing"], plain)
+        dropped += _print_table(out, _cells(shown_df, columns), shown_df["missing"], plain)
+    if dropped:
+        note(f"left out to fit {out.width} columns: {', '.join(dict.fromkeys(dropped))} (--wide shows every column)")
     if output is not OutputFormat.markdown and not wide:
         _print_int8(out, shown_df, plain)
     if speed and device is None:
