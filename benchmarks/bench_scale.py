@@ -4,7 +4,7 @@ The 10,000 cards are the real cards copied under new ids (`<name>-sNNN`), once a
 (`--registry DIR`) and once as a remote registry (its index served over HTTP on 127.0.0.1, added with
 `zoo registry add` and fetched with `zoo registry update`). Targets (issue 11): `zoo list` <= 0.5 s and
 `zoo compare --metric latency` <= 1.5 s on both routes; the 80-card `zoo list` stays <= 0.15 s.
-Medians of --runs runs. The first call on each route, which validates every card and builds the catalog
+Medians of --runs rounds, each timing every configuration once (interleaved). The first call on each route, which validates every card and builds the catalog
 under ZOO_HOME (zoo.cards.catalog), is reported apart. Python writes its bytecode caches, as an installed
 zoo has them.
 
@@ -30,6 +30,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 ZOO = [sys.executable, "-c", "import zoo_cli; zoo_cli.main()"]
 TARGETS = {"list": 0.5, "compare": 1.5}
+FLOORS = ("typer", "pandas")  # what any `zoo list` / `zoo compare` must import, timed alongside
 
 
 def make_cards(out: Path, count: int) -> int:
@@ -56,10 +57,6 @@ def run(args: list[str], home: Path) -> float:
     return wall
 
 
-def median(args: list[str], home: Path, runs: int) -> float:
-    return statistics.median(run(args, home) for _ in range(runs))
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cards", type=int, default=10_000)
@@ -84,14 +81,25 @@ def main() -> int:
         first = {"card directory": run(["--registry", str(cards), "list"], big_dir),
                  "remote index": run(["list"], big_remote)}
         run(["list"], small)
-        rows = []
-        for label, home, extra in (("80 embedded cards", small, []),
-                                   (f"{options.cards} cards, card directory", big_dir, ["--registry", str(cards)]),
-                                   (f"{options.cards} cards, remote index", big_remote, [])):
-            for command, args in (("list", ["list"]), ("compare", ["compare", "--metric", "latency"])):
-                rows.append((label, command, median(extra + args, home, options.runs)))
+        configs = [(label, home, extra, command, args)
+                   for label, home, extra in (("80 embedded cards", small, []),
+                                              (f"{options.cards} cards, card directory", big_dir, ["--registry", str(cards)]),
+                                              (f"{options.cards} cards, remote index", big_remote, []))
+                   for command, args in (("list", ["list"]), ("compare", ["compare", "--metric", "latency"]))]
+        walls: dict[tuple, list[float]] = {}
+        floors: dict[str, list[float]] = {}
+        for _ in range(options.runs):  # interleaved: a noisy neighbour slows every configuration alike
+            for label, home, extra, command, args in configs:
+                walls.setdefault((label, command), []).append(run(extra + args, home))
+            for module in FLOORS:
+                start = time.perf_counter()
+                subprocess.run([sys.executable, "-c", f"import {module}"], check=True)
+                floors.setdefault(module, []).append(time.perf_counter() - start)
+        rows = [(label, command, statistics.median(times)) for (label, command), times in walls.items()]
         base = {command: wall for label, command, wall in rows if label.startswith("80")}
         ok = True
+        print("floors on this machine now: " + ", ".join(f"`python -c 'import {m}'` {statistics.median(t):.3f} s"
+                                                      for m, t in floors.items()) + " (compare needs both)")
         for route, wall in first.items():
             print(f"first `zoo list` on {options.cards} cards, {route} (validates, builds the catalog): {wall:.2f} s")
         for label, command, wall in rows:
