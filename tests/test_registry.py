@@ -253,6 +253,13 @@ def test_the_catalog_is_read_until_a_source_changes_then_rebuilt(tmp_path, monke
     assert len(reg.load_registry()) == len(first) + 1
 
 
+def test_a_relative_zoo_home_holds_the_catalog(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ZOO_HOME", "home")
+    assert reg.load_registry().resolve("coral/mobilenet_v2_1.0_224_quant")[0].id == "coral/mobilenet_v2_1.0_224_quant"
+    assert len(list((tmp_path / "home" / "catalog").glob("*.sqlite"))) == 1
+
+
 def test_a_catalog_that_cannot_be_written_is_built_in_memory(tmp_path):
     from zoo import settings
 
@@ -293,3 +300,13 @@ def test_a_name_with_a_line_break_cannot_answer_to_another_cards_alias(tmp_path)
     assert "mine/half" not in {e.id for e in registry.find("mobilenetv2_100")}
     assert "mine/half" in {e.id for e in registry.find("mobilenetv2_050")}
     assert [e.id for e in registry.find("half\nmobilenetv2_100")] == ["mine/half"]
+
+
+def test_a_tree_that_is_not_a_card_directory_is_one_clear_error(tmp_path, monkeypatch):
+    # Folders no one may list (/proc's of other processes) are passed over, not a traceback.
+    assert len(reg.load_registry([Path("/proc/1")])) == len(reg.load_registry())
+    monkeypatch.setattr(directory, "MAX_WALK_ENTRIES", 50)
+    for i in range(60):
+        (tmp_path / f"f{i}.txt").write_text("x")
+    with pytest.raises(InvalidCardError, match="holds more than 50 files: it is not a card directory"):
+        reg.load_registry([tmp_path])

@@ -2,11 +2,12 @@
 
 A catalog holds every card once (later sources having overridden earlier ones with the same id), in
 natural id order, with what lookups need as columns: the names a card answers to, its source, width,
-resolution and artifact formats, its `zoo list` record and the whole card as JSON; and what a comparison
-reads of each card as columns (a CardTable: headline claims, complexity, every claim, every artifact). load_registry keeps
-one file per set of card directories under ZOO_HOME/catalog and rebuilds it, verifying every card as
-before, whenever the stamp of its sources (each file's path, size and mtime, and zoo's version)
-changes. A catalog that cannot be written (read-only ZOO_HOME) is built in memory instead.
+resolution and artifact formats, its `zoo list` record and the whole card as JSON; and, column by
+column, what a `zoo list` table shows and what a comparison reads (a CardTable: headline claims,
+complexity, every claim, every artifact). load_registry keeps one file per set of card directories
+under ZOO_HOME/catalog and rebuilds it, verifying every card as before, whenever the stamp of its
+sources (each file's path, size and mtime, and zoo's version) changes. A catalog that cannot be
+written (read-only ZOO_HOME) is built in memory instead.
 """
 from __future__ import annotations
 
@@ -130,14 +131,20 @@ def in_memory(entries: list[Entry]) -> sqlite3.Connection:
     return db
 
 
-def _stamp_of(path: Path) -> str | None:
+def _opened(path: Path, stamp: str) -> sqlite3.Connection | None:
+    """The catalog at path, read-only, when it was built from sources with this stamp; else None."""
     try:
         db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
-        row = db.execute("SELECT stamp FROM meta").fetchone()
-        db.close()
-        return row[0] if row else None
-    except sqlite3.Error:  # missing, half-written by a crash elsewhere, or not a catalog: rebuilt
+    except sqlite3.Error:
         return None
+    try:
+        row = db.execute("SELECT stamp FROM meta").fetchone()
+        if row and row[0] == stamp:
+            return db
+    except sqlite3.Error:  # missing, half-written by a crash elsewhere, or not a catalog: rebuilt
+        pass
+    db.close()
+    return None
 
 
 def open_catalog(path: Path, stamp: str, load) -> sqlite3.Connection:
@@ -146,23 +153,25 @@ def open_catalog(path: Path, stamp: str, load) -> sqlite3.Connection:
     import os
     import tempfile
 
-    stamp = f"{FORMAT}:{stamp}"
-    if _stamp_of(path) != stamp:
-        entries = load()
+    stamp, path = f"{FORMAT}:{stamp}", Path(path).absolute()  # a relative ZOO_HOME has no file: URI
+    db = _opened(path, stamp)
+    if db is not None:
+        return db
+    entries = load()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".sqlite")
+        os.close(fd)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".sqlite")
-            os.close(fd)
-            try:
-                db = sqlite3.connect(tmp)
-                _fill(db, entries, stamp)
-                db.close()
-                os.replace(tmp, path)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-        except (OSError, sqlite3.Error):
-            db = sqlite3.connect(":memory:")  # a read-only ZOO_HOME costs every call its build, nothing else
+            db = sqlite3.connect(tmp)
             _fill(db, entries, stamp)
-            return db
+            db.close()
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    except (OSError, sqlite3.Error):
+        db = sqlite3.connect(":memory:")  # a read-only ZOO_HOME costs every call its build, nothing else
+        _fill(db, entries, stamp)
+        return db
     return sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
