@@ -7,6 +7,8 @@ and an exit code; tracebacks only with --debug.
 """
 from __future__ import annotations
 
+import atexit
+import gc
 import sys
 
 import typer
@@ -15,6 +17,11 @@ from zoo.cli import artifacts, cards, completion, measure, registry, results, ta
 from zoo.cli.app import app
 
 __all__ = ["app", "main"]
+
+# At exit the interpreter's last garbage collections walk every object that pandas and a 10,000-card table
+# left behind (0.2-0.3 s of `zoo compare`), to free memory the process is about to give back anyway.
+# Registered first, this runs after every other exit handler (Ray's shutdown, temporary files).
+atexit.register(gc.freeze)
 
 
 def main() -> None:
