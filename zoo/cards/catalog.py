@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from zoo.cards.directory import natural_key
@@ -66,8 +67,9 @@ class CardTable:
         return cls(_columns([r[0] for r in rows], CARD_COLUMNS), _columns([c for r in rows for c in r[1]], CLAIM_COLUMNS),
                    _columns([a for r in rows for a in r[2]], ARTIFACT_COLUMNS))
 
+    @cached_property
     def precisions(self) -> dict[tuple[str, str], str | None]:
-        """(card id, artifact file) -> that artifact's precision."""
+        """(card id, artifact file) -> that artifact's precision (built once: selection and ranking both ask)."""
         return dict(zip(zip(self.artifacts["id"], self.artifacts["file"]), self.artifacts["precision"]))
 
     def at(self, positions: list[int]) -> "CardTable":

@@ -242,7 +242,7 @@ def compare(table: CardTable, metric: str = "accuracy", *, selection: Selection 
     base = _base(table, selection)
     claims = pd.DataFrame(table.claims, columns=list(CLAIM_COLUMNS), dtype=object)
     if metric in SPEED:
-        df = _speed_rows(base, claims, metric, selection, table.precisions())
+        df = _speed_rows(base, claims, metric, selection, table.precisions)
     else:
         df = base
         if metric in ("accuracy", "top5"):

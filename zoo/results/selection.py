@@ -48,7 +48,7 @@ def latest_evals(table: CardTable, runs: list[Run]) -> dict[str, Run]:
 def latest_benches(table: CardTable, runs: list[Run]) -> dict[str, list[Run]]:
     """Each card's own newest bench run per footing (device, batch, precision, runtime)."""
     ids = set(table.cards["id"])
-    precision = table.precisions()
+    precision = table.precisions
     chosen: dict[str, dict[tuple, Run]] = {}
     for run in runs:
         if run.card_id in ids and run.latency_ms is not None:
