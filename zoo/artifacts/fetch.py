@@ -19,6 +19,7 @@ from zoo.artifacts.archives import member_path, unpack_cached
 from zoo.artifacts.hashes import Expected, hash_file, verify
 from zoo.artifacts.http import Download, Skip, emit
 from zoo.cards.formats import ARCHIVE_FORMATS
+from zoo.cards.remote import public_only_urls
 from zoo.errors import (
     DownloadError,
     HashRequiredError,
@@ -151,13 +152,14 @@ def _download_any(card_id, artifact, expect: Expected, urls, mirrors, key, label
     part, meta = cache.partial_paths(key)
     part.parent.mkdir(parents=True, exist_ok=True)
     failures, mismatch = [], None
+    public_only = public_only_urls()
     for url in urls:
         if refusal := local_url_refusal(url, mirrors):
             failures.append(refusal)
             emit(progress, {"event": "failed", **label, "url": url, "reason": refusal})
             continue
         try:
-            hasher = Download(url, part, meta, expect, label, progress).run()
+            hasher = Download(url, part, meta, expect, label, progress, public_only=url in public_only).run()
             verified_by = verify(hasher, expect, artifact["file"], url, settings.pins_file())
         except (Skip, DownloadError) as exc:
             failures.append(str(exc))

@@ -16,7 +16,6 @@ and the index version (never older than the last accepted one; an expired index 
 """
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 import shutil
@@ -31,6 +30,7 @@ from zoo.cards.signing import public_key, verify_signature
 from zoo.cards.urls import check_url
 from zoo.errors import InvalidCardError, RegistryError, SignatureError, UsageError, ZooError
 from zoo.files import write_bytes_atomic, write_json_atomic
+from zoo.net import is_local_url  # noqa: F401 -- also zoo.cards.remote.is_local_url
 
 NAME_PATTERN = r"[a-z0-9][a-z0-9_-]{0,63}"
 MAX_INDEX_BYTES = 64 * 2**20
@@ -107,21 +107,6 @@ def _download(session, url: str, headers: dict, limit: int = MAX_INDEX_BYTES):
     if len(data) > limit:
         raise RegistryError(f"{url} is larger than {limit} bytes")
     return response, data
-
-
-def is_local_url(url: str) -> bool:
-    """A file:// URL, or one whose host is localhost or a private, loopback, link-local or reserved address."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https"):
-        return True
-    host = (parts.hostname or "").rstrip(".").lower()
-    if host == "localhost" or host.endswith(".localhost") or not host:
-        return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False  # a DNS name: what it resolves to is the network's business
-    return not address.is_global or address.is_multicast
 
 
 def check_cards(entries: list, where: str, allow_local: bool) -> None:
@@ -272,6 +257,36 @@ def ls() -> list[dict]:
 def cached_files() -> list[tuple[str, Path]]:
     """(name, path) of the last good copy of every remote registry that has one, in name order."""
     return [(name, _last_good(name)) for name in sorted(remotes()) if _last_good(name).is_file()]
+
+
+_PUBLIC_ONLY: dict = {}
+
+
+def public_only_urls() -> frozenset[str]:
+    """Every artifact URL published by a remote registry added without --allow-local: zoo connects to these only
+    at public addresses, also after a redirect (zoo.net.session(public_only=True)); a host name that resolves to
+    a loopback or private address is refused when the connection is opened. Kept per process, by file stamps."""
+    config = remotes()
+    paths = [(name, _last_good(name)) for name in sorted(config) if not config[name].get("allow_local")]
+    stamp = []
+    for name, path in paths:
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        stamp.append((name, str(path), stat.st_size, stat.st_mtime_ns))
+    key = tuple(stamp)
+    if key not in _PUBLIC_ONLY:
+        urls = set()
+        for name, path, *_ in stamp:
+            try:
+                entries = read_index(Path(path), name)
+            except RegistryError:
+                continue
+            urls |= {url for e in entries for a in e.card.get("artifacts", []) for url in a.get("urls", [])}
+        _PUBLIC_ONLY.clear()
+        _PUBLIC_ONLY[key] = frozenset(urls)
+    return _PUBLIC_ONLY[key]
 
 
 def cached_entries() -> list:
