@@ -16,7 +16,7 @@ from zoo_cli import app
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 LIST_KEYS = {"id", "source", "name", "alias", "width", "depth", "resolution", "num_classes", "params_m", "macs_m",
-             "top1", "top5", "registry", "artifacts"}
+             "top1", "top5", "registry", "artifacts", "shadowed"}
 ARTIFACT_KEYS = {"file", "format", "precision", "runtime", "sha256", "sha256_prefix", "size", "urls"}
 
 

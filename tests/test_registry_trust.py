@@ -146,3 +146,206 @@ def test_a_remote_cards_url_whose_name_resolves_to_loopback_is_never_fetched(ser
     assert result.exit_code == 6, result.output
     assert f"{name} resolves to 127." in result.output and "--allow-local" in result.output
     assert len(server.log) == requests_before
+
+
+# ---------------------------------------------------------------- 1. whose card an id means
+
+def _urls(card_id: str) -> list[str]:
+    return zoo.get(card_id)["artifacts"][0]["urls"]
+
+
+def test_an_unsigned_registry_never_replaces_a_signed_registrys_card(publish, keys):
+    key, public = keys("acme")
+    remote.add("acme", publish("acme", index_of([card("r/m", ["https://acme.example/m.tflite"])]), key), key=public)
+    remote.add("zz", publish("zz", index_of([card("r/m", ["https://zz.example/evil.tflite"])])))  # later, unsigned
+    assert [r["status"] for r in remote.update()] == ["updated", "updated"]
+    assert _urls("r/m") == ["https://acme.example/m.tflite"]  # what `zoo fetch r/m` downloads
+    shown = zoo.show("r/m")
+    assert shown["registry"] == "acme"
+    (shadow,) = shown["shadowed"]
+    assert shadow["registry"] == "zz" and "registry zz (unsigned) may not replace a card from registry acme (signed)" \
+        in shadow["reason"] and "zoo registry add zz URL --override" in shadow["reason"]
+    listed = run_cli("list", "r/*")
+    assert listed.exit_code == 0 and "r/m is acme's card; zz also publishes one: not used" in listed.stderr
+    assert json.loads(run_cli("list", "r/*", "--json").stdout)[0]["shadowed"] == [shadow]
+    shown_cli = run_cli("show", "r/m")
+    assert "zz also publishes one" in shown_cli.stderr and "acme.example" in shown_cli.stdout
+    assert "zz.example" not in shown_cli.stdout
+
+
+def test_the_registry_added_first_keeps_an_id_whatever_the_names_sort_as(publish, keys):
+    (key_b, public_b), (key_a, public_a) = keys("b"), keys("a")
+    remote.add("zz", publish("zz", index_of([card("r/m", ["https://first.example/m.tflite"])]), key_b), key=public_b)
+    remote.add("aa", publish("aa", index_of([card("r/m", ["https://second.example/m.tflite"])]), key_a), key=public_a)
+    remote.update()
+    assert _urls("r/m") == ["https://first.example/m.tflite"]
+    assert "registry zz (signed) was added first" in zoo.show("r/m")["shadowed"][0]["reason"]
+    # Re-adding the same registry (same URL and key) does not move it to the back, nor the front.
+    remote.add("zz", f"{remote.remotes()['zz']['url']}", key=public_b)
+    assert _urls("r/m") == ["https://first.example/m.tflite"]
+
+
+def test_a_remote_registry_replaces_an_embedded_card_only_when_added_with_override(publish, keys):
+    coral_id = CORAL_CARD["id"]
+    evil = card(coral_id, ["https://mirror.example/other.tflite"])
+    key, public = keys("acme")
+    url = publish("acme", index_of([evil]), key)
+    remote.add("acme", url, key=public)  # even signed: it may not replace the embedded card unasked
+    remote.update()
+    assert _urls(coral_id) == CORAL_CARD["artifacts"][0]["urls"]
+    assert "may not replace a card from the embedded registry" in zoo.show(coral_id)["shadowed"][0]["reason"]
+    added = run_cli("registry", "add", "acme", url, "--key", public, "--override", "--json")
+    assert added.exit_code == 0 and json.loads(added.stdout)["override"] is True
+    assert json.loads(run_cli("registry", "ls", "--json").stdout)[0]["override"] is True  # the choice is recorded
+    assert _urls(coral_id) == ["https://mirror.example/other.tflite"]  # kept copy: no update needed
+    shown = zoo.show(coral_id)
+    assert shown["registry"] == "acme"
+    assert shown["shadowed"] == [{"registry": "embedded",
+                                  "reason": "replaced by the card from registry acme (added with --override)"}]
+
+
+def test_a_card_directory_you_name_replaces_remote_and_embedded_cards_and_says_so(publish, tmp_path):
+    remote.add("zz", publish("zz", index_of([card("r/m", ["https://zz.example/m.tflite"])])))
+    remote.update()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "m.yaml").write_text(yaml.safe_dump(card("r/m", ["https://mine.example/m.tflite"])))
+    shown = zoo.show("r/m", registries=[mine])
+    assert shown["card"]["artifacts"][0]["urls"] == ["https://mine.example/m.tflite"]
+    assert shown["shadowed"][0]["registry"] == "zz"
+    assert shown["shadowed"][0]["reason"].startswith("replaced by the card from the card directory")
+
+
+def test_the_same_card_from_two_sources_is_no_clash(publish):
+    same = card("r/m", ["https://same.example/m.tflite"])
+    remote.add("aa", publish("aa", index_of([same])))
+    remote.add("bb", publish("bb", index_of([same])))
+    remote.update()
+    assert zoo.show("r/m")["shadowed"] == []
+
+
+# ---------------------------------------------------------------- 3. re-adding a registry
+
+def test_re_adding_with_only_allow_local_keeps_the_accepted_version(publish, keys):
+    key, public = keys("acme")
+    cards = [card("acme/m", ["https://acme.example/m.tflite"])]
+    url = publish("acme", index_of(cards, version=3), key)
+    remote.add("acme", url, key=public)
+    remote.update()
+    v3_body = remote._last_good("acme").read_bytes()
+    publish("acme", index_of(cards, version=50), key)
+    assert remote.update()[0]["message"].startswith("1 cards, version 50")
+    record = remote.add("acme", url, key=public, allow_local=True)
+    assert record["kept"] is True and record["allow_local"] is True
+    assert remote.ls()[0]["version"] == 50
+    publish("acme", json.loads(v3_body), key)  # a replayed, validly signed version 3
+    (result,) = remote.update()
+    assert result["status"] == "rejected" and "version 3, older than the accepted version 50" in result["message"]
+
+
+def test_re_adding_with_another_key_or_url_forgets_the_copy_and_the_version(publish, keys):
+    (key, public), (key2, public2) = keys("acme"), keys("acme2")
+    cards = [card("acme/m", ["https://acme.example/m.tflite"])]
+    url = publish("acme", index_of(cards, version=50), key)
+    remote.add("acme", url, key=public)
+    remote.update()
+    record = remote.add("acme", url, key=public2)  # another publisher
+    assert record["kept"] is False and remote.ls()[0]["version"] is None and zoo.list_cards("acme/*") == []
+    publish("acme", index_of(cards, version=3), key2)
+    assert remote.update()[0]["status"] == "updated"
+
+
+def test_dropping_allow_local_puts_aside_a_copy_with_local_urls_but_keeps_its_version(publish, keys, server):
+    key, public = keys("lan")
+    url = publish("lan", index_of([card("lan/m", [f"{server.url}/m.tflite"])], version=50), key)
+    remote.add("lan", url, key=public, allow_local=True)
+    assert remote.update()[0]["status"] == "updated" and zoo.list_cards("lan/*")
+    remote.add("lan", url, key=public)  # no longer trusted with local addresses
+    assert zoo.list_cards("lan/*") == [] and remote.ls()[0]["version"] == 50
+    (result,) = remote.update()  # the same index again: the URL check now refuses it
+    assert result["status"] == "rejected" and "private/loopback address" in result["message"]
+
+
+# ---------------------------------------------------------------- 5. how long an index may take
+
+def test_a_dripping_index_gives_up_at_the_rate_floor(publish, server, monkeypatch):
+    url = publish("slow", index_of([card(f"slow/m{i}", ["https://slow.example/m.tflite"]) for i in range(3)]))
+    remote.add("slow", url)
+    server.rate["slow/index.json"] = 128  # 64 bytes every 0.5 s: each read beats the read timeout
+    monkeypatch.setenv("ZOO_RATE_WINDOW", "1")
+    start = time.monotonic()
+    (result,) = remote.update()
+    assert time.monotonic() - start < 5
+    assert result["status"] == "failed" and "below ZOO_MIN_RATE=4096" in result["message"]
+    assert "the last good copy stays in use" in result["message"]
+
+
+@pytest.fixture
+def header_drip():
+    """A server on 127.0.0.1 that answers every connection with a status line, then one header byte every 0.2 s
+    (for up to 30 s)."""
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            threading.Thread(target=drip, args=(conn,), daemon=True).start()
+
+    def drip(conn):
+        with conn:
+            try:
+                conn.sendall(b"HTTP/1.0 200 OK\r\nX-Drip: ")
+                for _ in range(150):
+                    if stop.wait(0.2):
+                        return
+                    conn.sendall(b"a")
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    listener.close()
+
+
+def test_an_index_whose_headers_drip_gives_up_at_the_deadline(header_drip, monkeypatch):
+    monkeypatch.setenv("ZOO_CONNECT_TIMEOUT", "1")
+    monkeypatch.setenv("ZOO_READ_TIMEOUT", "1")
+    remote.add("drip", f"{header_drip}/index.json")
+    start = time.monotonic()
+    (result,) = remote.update()
+    assert time.monotonic() - start < 6
+    assert result["status"] == "failed" and "no complete answer (status line and headers) within 2 s" in result["message"]
+
+
+def test_a_304_to_the_first_update_is_a_failure_not_an_empty_registry(publish, server):
+    remote.add("acme", publish("acme", index_of([card("acme/m", ["https://acme.example/m.tflite"])])))
+    server.fail("acme/index.json", "status", code=304)
+    (result,) = remote.update()
+    assert result["status"] == "failed" and "304 Not Modified" in result["message"] and result["cards"] == 0
+    updated = run_cli("registry", "update", "acme")
+    assert updated.exit_code == 0 and "acme: updated (1 cards)" in updated.stdout  # the next answer is a real one
+    server.fail("acme/index.json", "status", code=204)
+    publish("acme", index_of([card("acme/m2", ["https://acme.example/m.tflite"])]))
+    (result,) = remote.update()
+    assert result["status"] == "failed" and "HTTP 204" in result["message"] and result["cards"] == 1
+
+
+def test_an_artifact_whose_headers_drip_is_given_up_at_the_deadline(header_drip, monkeypatch, tmp_path):
+    monkeypatch.setenv("ZOO_CONNECT_TIMEOUT", "1")
+    monkeypatch.setenv("ZOO_READ_TIMEOUT", "1")
+    download = Download(f"{header_drip}/m.onnx", tmp_path / "m.part", tmp_path / "m.json",
+                        Expected(None, None, None, {}, 1000), {"id": "t/m", "file": "m.onnx"}, None)
+    start = time.monotonic()
+    with pytest.raises(Skip, match=r"no complete answer \(status line and headers\) within 2 s"):
+        download.run()
+    assert time.monotonic() - start < 6

@@ -46,12 +46,13 @@ def get(ref: str, *, registries: list[Path] | None = None) -> dict:
 
 
 def show(ref: str, *, registries: list[Path] | None = None) -> dict:
-    """One whole card with where it came from: {card, registry, alias, resolved}."""
+    """One whole card with where it came from: {card, registry, alias, resolved, shadowed} (shadowed: other
+    sources' cards with this id that are not used, and why)."""
     from zoo.cards.registry import alias
 
     entry, note = resolve(ref, registries=registries)
     return {"card": entry.card, "registry": entry.registry, "alias": alias(entry.card),
-            "resolved": {"query": ref, "id": entry.id, "note": note}}
+            "resolved": {"query": ref, "id": entry.id, "note": note}, "shadowed": list(entry.shadowed)}
 
 
 def list_cards(pattern: str | None = None, *, source: str | None = None, width: float | None = None,

@@ -151,6 +151,9 @@ class Download:
             # A redirect to file://, ftp:// or a malformed Location (ValueError from urllib.parse): requests
             # has no adapter for it and follows nothing; this URL fails and the next one is tried.
             raise Skip(f"{self.url}: cannot follow it ({type(exc).__name__}: {exc})") from None
+        if expired.is_set():  # cut off mid-headers, http.client may take what it had for a whole answer
+            response.close()
+            raise Skip(f"{self.url}: no complete answer (status line and headers) within {limit_s:g} s")
         with response:
             status = response.status_code
             if status == 429 or status >= 500:
