@@ -27,7 +27,13 @@ atexit.register(gc.freeze)
 def main() -> None:
     """Entry point: click's usage errors become one line too (`zoo: error: ... Try 'zoo X --help'.`)."""
     from zoo import settings
+    from zoo.cli.render import escaped_output
 
+    with escaped_output():  # click's own usage errors too
+        _run(settings)
+
+
+def _run(settings) -> None:
     try:
         if settings.completing():  # a shell asking for completions: card ids and target names too
             from zoo.cli.completion import prepared_command

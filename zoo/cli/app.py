@@ -29,15 +29,18 @@ class _Group(typer.core.TyperGroup):
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except ZooError as error:
-            if state["debug"]:
-                raise
-            # One line whatever the message holds (a library's multi-line reason, a newline in a file name).
-            text = "; ".join(line.strip() for line in error.one_line().splitlines() if line.strip())
-            typer.echo(f"zoo: error: {text}", err=True)
-            raise typer.Exit(error.exit_code) from None
+        from zoo.cli.render import escaped_output
+
+        with escaped_output():  # card text never reaches the terminal raw (zoo.cli.render)
+            try:
+                return super().invoke(ctx)
+            except ZooError as error:
+                if state["debug"]:
+                    raise
+                # One line whatever the message holds (a library's multi-line reason, a newline in a file name).
+                text = "; ".join(line.strip() for line in error.one_line().splitlines() if line.strip())
+                typer.echo(f"zoo: error: {text}", err=True)
+                raise typer.Exit(error.exit_code) from None
 
 
 app = typer.Typer(cls=_Group, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,

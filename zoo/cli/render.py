@@ -1,11 +1,90 @@
 """Rendering for the CLI: JSON, plain and rich tables, notes, progress displays. Results go to stdout;
-notes, progress and errors to stderr."""
+notes, progress and errors to stderr.
+
+Card text is hostile: a claim's device may hold an OSC sequence that sets the terminal's title or clipboard, a
+CR that overwrites the line, a newline that forges one. Everything a command prints passes one boundary: while
+it runs, stdout and stderr are escaping streams (escaped_output: every character a terminal acts on becomes a
+visible \\uXXXX, which is also a valid JSON escape), and rich consoles from console()/counting_bar() escape every
+string they render before adding their own styling. Fields that must stay on one line (table cells, headings,
+reasons) are escaped with printable(..., lines=False) as well.
+"""
 from __future__ import annotations
 
 import json
+import re
 import sys
+from contextlib import contextmanager
 
 import typer
+
+# C0 controls but newline and tab, DEL, C1 controls (8-bit CSI, OSC...), and the bidirectional controls that
+# reorder what is shown (U+061C, U+200E/F, U+202A-E, U+2066-9).
+_ACTS = "\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+_TERMINAL = re.compile(f"[{_ACTS}]")
+_TERMINAL_OR_LINE = re.compile(f"[{_ACTS}\n\t]")
+
+
+def _escape(match) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
+def printable(text: str, *, lines: bool = True) -> str:
+    """`text` with every character a terminal acts on rather than shows written as \\uXXXX; lines=False: newline
+    and tab too, for a field that must stay on its line."""
+    text = str(text)
+    if text.isprintable():  # the common case, in C
+        return text
+    return (_TERMINAL if lines else _TERMINAL_OR_LINE).sub(_escape, text)
+
+
+class _EscapingStream:
+    """A text stream writing through another with printable(). It has no `buffer`, so click's echo writes
+    through it rather than around it."""
+
+    def __init__(self, stream):
+        self.raw = stream
+
+    def write(self, text):
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        self.raw.write(printable(text))
+        return len(text)
+
+    def __getattr__(self, name):
+        if name == "buffer":
+            raise AttributeError(name)
+        return getattr(self.raw, name)
+
+
+def raw_stream(stream):
+    """The terminal or file under an escaping stream (for rich, which escapes what it renders itself)."""
+    return stream.raw if isinstance(stream, _EscapingStream) else stream
+
+
+@contextmanager
+def escaped_output():
+    """stdout and stderr escape what a terminal would act on, for as long as the block runs (nesting is a no-op)."""
+    if isinstance(sys.stdout, _EscapingStream):
+        yield
+        return
+    out, err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _EscapingStream(out), _EscapingStream(err)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = out, err
+
+
+def _console(**options):
+    """A rich Console on the real stream that escapes every string it renders (print, table cells, titles)."""
+    from rich.console import Console
+
+    class EscapingConsole(Console):
+        def render_str(self, text, **kwargs):
+            return super().render_str(printable(text), **kwargs)
+
+    stream = sys.stderr if options.pop("stderr", False) else sys.stdout
+    return EscapingConsole(file=raw_stream(stream), **options)
 
 
 def print_json(data) -> None:
@@ -26,6 +105,7 @@ def print_resolved(result: dict) -> None:
 def plain_table(headers: list[str], rows: list[list[str]], left: set[int]) -> str:
     # Hand-rolled on purpose: rich or tabulate would add 50-70 ms to `zoo list`, whose budget is 150 ms.
     # One format string for every line: 10,000 rows in a few ms (zoo list on a big registry).
+    rows = [[printable(cell, lines=False) for cell in row] for row in rows]  # a newline would forge a row
     widths = [max(map(len, map(str, column))) for column in zip(headers, *rows)]
     layout = "  ".join(f"{{!s:{'<' if i in left else '>'}{w}}}" for i, w in enumerate(widths))
     return "\n".join(layout.format(*cells).rstrip() for cells in [headers, *rows])
@@ -33,16 +113,12 @@ def plain_table(headers: list[str], rows: list[list[str]], left: set[int]) -> st
 
 
 def console():
-    from rich.console import Console
-
     # Piped output is read by scripts and pagers: never truncate it to 80 columns.
-    return Console() if sys.stdout.isatty() else Console(width=400, soft_wrap=True)
+    return _console() if sys.stdout.isatty() else _console(width=400, soft_wrap=True)
 
 
 def wide_console():
-    from rich.console import Console
-
-    return Console(width=400, soft_wrap=True)
+    return _console(width=400, soft_wrap=True)
 
 
 def fmt(value, digits: int = 2) -> str:
@@ -54,11 +130,10 @@ def fmt(value, digits: int = 2) -> str:
 
 def counting_bar():
     """A started rich progress bar on stderr (description, bar, done/total, time left) that vanishes when stopped."""
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                   console=Console(stderr=True), transient=True)
+                   console=_console(stderr=True), transient=True)
     bar.start()
     return bar
 
@@ -96,7 +171,6 @@ class FetchProgress:
 
     def __enter__(self):
         if self.mode == "bars":
-            from rich.console import Console
             from rich.progress import (
                 BarColumn,
                 DownloadColumn,
@@ -107,7 +181,7 @@ class FetchProgress:
             )
 
             self.bars = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                                 TransferSpeedColumn(), TimeRemainingColumn(), console=Console(stderr=True))
+                                 TransferSpeedColumn(), TimeRemainingColumn(), console=_console(stderr=True))
             self.bars.start()
         return self
 
@@ -124,14 +198,16 @@ class FetchProgress:
             elif self.bars and kind in ("start", "progress"):
                 task = self.tasks.get(event["file"])
                 if task is None:
-                    task = self.tasks[event["file"]] = self.bars.add_task(event["file"], total=event["total"])
+                    task = self.tasks[event["file"]] = self.bars.add_task(printable(event["file"], lines=False),
+                                                                          total=event["total"])
                 done = event.get("bytes", event.get("offset", 0))
                 self.bars.update(task, completed=done, total=event["total"])
             elif kind in ("retry", "failed", "warning", "note", "waiting") and self.mode != "quiet":
                 text = event.get("message") or (event["reason"] if kind == "failed" else f"{event['url']}: {event['reason']}")
                 if kind == "retry":
                     text += f"; retrying in {event['wait_s']:g} s"
-                (self.bars.console.print if self.bars else note)(f"{kind}: {event.get('file', '')} {text}".strip())
+                line = printable(f"{kind}: {event.get('file', '')} {text}".strip(), lines=False)
+                (self.bars.console.print if self.bars else note)(line)
 
 
 class SweepProgress:
@@ -188,7 +264,7 @@ class SweepProgress:
 def card_line(r: dict) -> str:
     status, card = r["status"], r["card_id"]
     if status in ("skipped", "failed"):
-        return f"{status:8} {card}: {r['reason']}"
+        return f"{status:8} {card}: {printable(r['reason'], lines=False)}"
     if r["kind"] == "eval":
         figures = f"top-1 {fmt(r['top1'])} %  top-5 {fmt(r['top5'])} %  ({r['n']} images)"
         if r.get("calibration_excluded"):
@@ -197,7 +273,7 @@ def card_line(r: dict) -> str:
         figures = (f"p50 {fmt(r['p50_ms'], 3)} ms  fps {fmt(r['fps'], 1)}"
                    + ("  (synthetic weights)" if r.get("synthetic_weights") else ""))
     run = f"  run {r['run_id']}" if r.get("run_id") else ""
-    line = f"{status:8} {card}  {figures}{run}" + (f"  [{r['note']}]" if r.get("note") else "")
+    line = f"{status:8} {card}  {figures}{run}" + (f"  [{printable(r['note'], lines=False)}]" if r.get("note") else "")
     versus = r.get("versus_float")
     return line + ("\n" + versus_line(versus, r["kind"]) if versus else "")
 

@@ -11,7 +11,7 @@ import typer
 
 import zoo
 from zoo.cli.app import app, state
-from zoo.cli.render import console, fmt, note, plain_table, print_json, wide_console
+from zoo.cli.render import console, fmt, note, plain_table, print_json, printable, wide_console
 
 
 class Metric(str, Enum):
@@ -88,7 +88,17 @@ def _cells(df, columns: list[str]):
         if shown[column].dtype == "float64":
             digits = 3 if column.startswith(("FLOPs", "source's FLOPs")) else 2
             shown[column] = shown[column].map(lambda v: "—" if v != v else f"{v:.{digits}f}")
-    return shown.astype(object).where(shown.notna(), "—")
+    return _one_line(shown).astype(object).where(shown.notna(), "—")
+
+
+def _one_line(df):
+    """Card text (a claimed device, a runtime...) kept on one line with nothing a terminal acts on: a newline in
+    a cell would forge a row (JSON keeps the exact text)."""
+    df = df.copy()
+    for column in df.columns:
+        if df[column].dtype == object:
+            df[column] = df[column].map(lambda v: printable(v, lines=False) if isinstance(v, str) else v)
+    return df
 
 
 # Left out, in this order, when a compact table would not fit the terminal (--wide shows them): rich would
@@ -221,7 +231,7 @@ def compare_(
         print_json(json.loads(df.to_json(orient="records")))
         return
     if output is OutputFormat.csv:
-        sys.stdout.write(df.drop(columns=["missing"]).to_csv(index=False))
+        sys.stdout.write(_one_line(df.drop(columns=["missing"])).to_csv(index=False))
         return
     speed = metric.value in ("latency", "fps")
     # --wide never squeezes columns into the terminal: it prints every column at full width, like a pipe.
@@ -238,8 +248,8 @@ def compare_(
         for footing, part in shown_df.groupby(shown_df["footing"].fillna("no figure"), sort=False):
             kinds = ", ".join(dict.fromkeys(part["basis"]))
             device_, batch, precision, runtime = (footing.split(" · ") + [""] * 4)[:4]
-            heading = (f"{device_}  batch {batch.removeprefix('batch ')} · {precision} · {runtime}  ({kinds})"
-                       if footing != "no figure" else "no figure")
+            heading = printable(f"{device_}  batch {batch.removeprefix('batch ')} · {precision} · {runtime}  ({kinds})"
+                                if footing != "no figure" else "no figure", lines=False)
             if plain:
                 typer.echo(heading)
             else:
