@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -34,6 +35,36 @@ def write_json_atomic(path: Path, data, *, indent: int | None = 1, sort_keys: bo
     """JSON (UTF-8, trailing newline) written atomically."""
     text = json.dumps(data, indent=indent, sort_keys=sort_keys, ensure_ascii=False) + "\n"
     return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"))
+
+
+def check_regular(fd_or_path, limit: int, what: str) -> int:
+    """The size of a regular file of at most `limit` bytes; ValueError naming what it is otherwise (a device such
+    as /dev/zero, a FIFO, a directory, or a file larger than `limit`). Checked before anything is read."""
+    status = os.fstat(fd_or_path) if isinstance(fd_or_path, int) else os.stat(fd_or_path)
+    if not stat.S_ISREG(status.st_mode):
+        kind = next((name for test, name in _KINDS if test(status.st_mode)), "not a regular file")
+        raise ValueError(f"{what} is {kind}, not a regular file")
+    if status.st_size > limit:
+        raise ValueError(f"{what} is {status.st_size} bytes, more than the {limit} zoo reads of it")
+    return status.st_size
+
+
+def read_limited(path, limit: int, what: str | None = None) -> bytes:
+    """A regular file's bytes, refused (ValueError naming it) before reading when it is not a regular file or holds
+    more than `limit` bytes; never more than limit + 1 bytes read, should it grow meanwhile. Opened without
+    blocking, so a FIFO is refused rather than waited on. OSError when it cannot be opened."""
+    what = what or str(path)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        check_regular(fd, limit, what)
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"{what} grew past {limit} bytes while it was read")
+    return data
 
 
 def read_json(path: Path, default=None):

@@ -12,7 +12,9 @@ import os
 from pathlib import Path
 
 from zoo.errors import SignatureError, UsageError
-from zoo.files import write_bytes_atomic
+from zoo.files import read_limited, write_bytes_atomic
+
+MAX_KEY_BYTES = 64 * 2**10  # an ed25519 key file is about 120 bytes
 
 
 def _create_exclusive(path: Path, data: bytes, mode: int) -> None:
@@ -83,8 +85,8 @@ def sign_bytes(data: bytes, keyfile: Path) -> bytes:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    try:
-        key = serialization.load_pem_private_key(keyfile.read_bytes(), password=None)
+    try:  # a key file is a few hundred bytes: /dev/zero or a huge file is refused before reading
+        key = serialization.load_pem_private_key(read_limited(keyfile, MAX_KEY_BYTES), password=None)
     except (OSError, ValueError, TypeError) as exc:
         raise UsageError(f"cannot read the private key {keyfile} ({exc})",
                          "Make one with `zoo registry keygen KEYFILE`") from None
@@ -98,7 +100,11 @@ def public_key(value: str) -> str:
     text = value.strip()
     path = Path(text).expanduser()
     if len(text) < 4096 and path.is_file():
-        text = path.read_text().strip()
+        try:
+            text = read_limited(path, MAX_KEY_BYTES).decode("utf-8").strip()
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--key: cannot read {path} ({exc})",
+                             "Pass the KEYFILE.pub that `zoo registry keygen` wrote, or its contents") from None
     if text.startswith("-----BEGIN"):
         from cryptography.hazmat.primitives import serialization
 

@@ -80,6 +80,22 @@ def count_onnx(path: Path) -> dict:
             "params": params, "uncounted_nodes": unknown}
 
 
+# The largest MobileNetV2 file (float ONNX at width 1.4) is 25 MB: a model file past this is refused unread.
+MAX_MODEL_BYTES = 512 * 2**20
+
+
+def check_model_file(path: Path) -> None:
+    """A model file a runtime or a counter may open: a regular file of at most MAX_MODEL_BYTES (a FIFO, a device or
+    a 3 GiB file named .onnx is refused before anything reads it)."""
+    from zoo.files import check_regular
+
+    try:
+        check_regular(path, MAX_MODEL_BYTES, f"model file {path}")
+    except (OSError, ValueError) as exc:
+        raise UsageError(str(exc) if isinstance(exc, ValueError) else f"model file {path}: {exc.strerror}",
+                         "Give a .onnx or .tflite model file") from None
+
+
 def count_tflite(path: Path) -> dict:
     """The same for a TFLite model, from LiteRT's op and tensor details."""
     try:
@@ -118,8 +134,9 @@ def count_tflite(path: Path) -> dict:
 def inspect_file(path: Path) -> dict:
     """`zoo inspect PATH`: inputs, outputs, MACs, params and size in bytes of a model file."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise UsageError(f"{path}: no such file", "Give a model file (.onnx, .tflite) or a card id")
+    check_model_file(path)
     suffix = path.suffix.lower()
     if suffix == ".onnx":
         info = count_onnx(path)

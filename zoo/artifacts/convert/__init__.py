@@ -60,7 +60,8 @@ def _native_model(card: dict, source: Path | None, fmt: str | None, arch: dict):
     if source is None:
         weights = builder.random_weights(plan)
     else:
-        weights = mapping.map_weights(readers.read(source, fmt), plan, fmt=fmt, file=Path(source).name)
+        pairs = readers.read(source, fmt, limits=readers.Limits.for_plan(plan))  # bounded by what the plan needs
+        weights = mapping.map_weights(pairs, plan, fmt=fmt, file=Path(source).name)
     return builder.build(plan, weights, arch["resolution"])
 
 
@@ -149,8 +150,13 @@ def _convert(card, source, fmt, onnx_path: Path, *, synthetic, dequantize, sourc
     if fmt == TFLITE_FORMAT:
         from zoo.artifacts.convert import tflite_onnx
 
-        model, details = tflite_onnx.convert(Path(source).read_bytes(), "float" if dequantize else "qdq",
-                                             name=Path(source).name)
+        from zoo.files import read_limited
+
+        try:  # a flatbuffer is at most 2 GiB; a MobileNetV2 is a few MB
+            data = read_limited(source, tflite_onnx.MAX_TFLITE_BYTES, Path(source).name)
+        except ValueError as exc:
+            raise ConversionError(str(exc)) from None
+        model, details = tflite_onnx.convert(data, "float" if dequantize else "qdq", name=Path(source).name)
         details.pop("seconds", None)
         what = {"tflite": details}
     else:

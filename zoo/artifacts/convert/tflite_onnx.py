@@ -38,6 +38,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from zoo.errors import ConversionError, UsageError
 
+MAX_TFLITE_BYTES = 512 * 2**20  # the largest MobileNetV2 .tflite is under 15 MB
 OPSET = 13  # per-channel Q/DQ (axis) and int32 DequantizeLinear need >= 13; ORT's QDQ fusions all handle 13
 
 _OP_NAMES = {v: k for k, v in vars(tflite.BuiltinOperator).items() if not k.startswith("_")}

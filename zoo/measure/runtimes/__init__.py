@@ -48,6 +48,9 @@ def open_runtime(path: Path, *, provider: str | None = None, threads: int | None
     """
     import importlib
 
+    from zoo.measure.complexity import check_model_file
+
+    check_model_file(Path(path))  # a FIFO, a device or a huge file is refused before a runtime reads it
     spec = runtime_for_path(path)
     module, name = spec.loader.split(":")
     loader = getattr(importlib.import_module(module), name)
