@@ -54,7 +54,14 @@ def remotes() -> dict:
     except (OSError, ValueError) as exc:
         raise RegistryError(f"{_config_path()} is not readable JSON ({exc})",
                             "Fix it, or delete it and add the registries again") from None
-    return data if isinstance(data, dict) else {}
+    # Never read as "no registries": a signed registry's cards would vanish without a word.
+    if not isinstance(data, dict) or not all(
+            isinstance(name, str) and re.fullmatch(NAME_PATTERN, name) and isinstance(conf, dict)
+            and isinstance(conf.get("url"), str) and isinstance(conf.get("key"), (str, type(None)))
+            for name, conf in data.items()):
+        raise RegistryError(f"{_config_path()} is not a remotes file ({{NAME: {{url, key, allow_local}}}})",
+                            "Fix it, or delete it and add the registries again")
+    return data
 
 
 def index_url(url: str) -> str:
@@ -85,12 +92,12 @@ def add(name: str, url: str, key: str | None = None, allow_local: bool = False, 
     old = config.get(name) if isinstance(config.get(name), dict) else None
     kept = old is not None and (old.get("url"), old.get("key")) == (url, conf["key"])
     if kept:
-        conf["added"] = old.get("added", 0)
+        conf["added"] = _order(old)
         if old.get("allow_local") and not allow_local:
             _recheck_without_local(name)
     else:
         shutil.rmtree(settings.remotes_dir() / name, ignore_errors=True)
-        conf["added"] = 1 + max([c.get("added", 0) for c in config.values() if isinstance(c, dict)] or [0])
+        conf["added"] = 1 + max([_order(c) for c in config.values()] or [0])
     config[name] = conf
     write_json_atomic(_config_path(), config)
     return {"name": name, **conf, "index_url": index_url(url), "kept": kept}
@@ -325,10 +332,16 @@ def trust(conf: dict) -> str:
     return "override" if conf.get("override") else "signed" if conf.get("key") else "unsigned"
 
 
+def _order(conf) -> int:
+    """When a registry was added, as a rank (0: before zoo recorded it)."""
+    added = conf.get("added") if isinstance(conf, dict) else None
+    return added if type(added) is int else 0
+
+
 def cached_sources() -> list[tuple[str, Path, str]]:
     """(name, last good copy, trust) of every remote registry that has a copy, in the order they were added."""
     config = remotes()
-    names = sorted(config, key=lambda n: (config[n].get("added", 0) if isinstance(config[n], dict) else 0, n))
+    names = sorted(config, key=lambda n: (_order(config[n]), n))
     return [(name, _last_good(name), trust(config[name])) for name in names if _last_good(name).is_file()]
 
 

@@ -21,7 +21,12 @@ MATMUL_B = {"MatMul": 1, "MatMulInteger": 1, "QLinearMatMul": 3, "Gemm": 1}
 
 def _dims(value_info) -> list[int | None]:
     dims = value_info.type.tensor_type.shape.dim
-    return [d.dim_value if d.HasField("dim_value") else None for d in dims]
+    return [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in dims]
+
+
+def _at(names, index: int) -> str | None:
+    """A node's input or output name at `index`; None when the node has fewer (a malformed graph)."""
+    return names[index] if len(names) > index and names[index] else None
 
 
 def _io(values) -> list[dict]:
@@ -52,21 +57,26 @@ def count_onnx(path: Path) -> dict:
         for dim in value.type.tensor_type.shape.dim:
             if not dim.HasField("dim_value"):
                 dim.dim_value = 1
-    inferred = shape_inference.infer_shapes(model, strict_mode=False).graph
+    try:
+        inferred = shape_inference.infer_shapes(model, strict_mode=False).graph
+    except Exception as exc:  # onnx's InferenceError and friends: a graph whose shapes contradict each other
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UsageError(f"{path}: not a valid ONNX graph: shape inference fails ({text[:200]})",
+                         "Check the file, or export it again") from None
     shapes = {v.name: _dims(v) for v in list(inferred.value_info) + list(inferred.input) + list(inferred.output)}
     shapes.update({name: list(t.dims) for name, t in initializers.items()})
 
     macs, unknown = 0, []
     for node in inferred.node:
-        out = shapes.get(node.output[0])
+        out = shapes.get(_at(node.output, 0))
         if node.op_type in CONV_WEIGHT:
-            weight = shapes.get(node.input[CONV_WEIGHT[node.op_type]])
-            if not out or not weight or None in out:
+            weight = shapes.get(_at(node.input, CONV_WEIGHT[node.op_type]))
+            if not out or not weight or None in out or None in weight:
                 unknown.append(node.name or node.op_type)
                 continue
             macs += math.prod(out) * math.prod(weight[1:])  # each output element: Cin/groups * kh * kw
         elif node.op_type in MATMUL_B:
-            a = shapes.get(node.input[0])
+            a = shapes.get(_at(node.input, 0))
             if not out or not a or None in out or a[-1] is None:
                 unknown.append(node.name or node.op_type)
                 continue
@@ -78,22 +88,6 @@ def count_onnx(path: Path) -> dict:
                                     onnx.TensorProto.UINT8, onnx.TensorProto.DOUBLE) and len(t.dims) > 0)
     return {"format": "onnx", "inputs": inputs, "outputs": outputs, "macs": macs,
             "params": params, "uncounted_nodes": unknown}
-
-
-# The largest MobileNetV2 file (float ONNX at width 1.4) is 25 MB: a model file past this is refused unread.
-MAX_MODEL_BYTES = 512 * 2**20
-
-
-def check_model_file(path: Path) -> None:
-    """A model file a runtime or a counter may open: a regular file of at most MAX_MODEL_BYTES (a FIFO, a device or
-    a 3 GiB file named .onnx is refused before anything reads it)."""
-    from zoo.files import check_regular
-
-    try:
-        check_regular(path, MAX_MODEL_BYTES, f"model file {path}")
-    except (OSError, ValueError) as exc:
-        raise UsageError(str(exc) if isinstance(exc, ValueError) else f"model file {path}: {exc.strerror}",
-                         "Give a .onnx or .tflite model file") from None
 
 
 def count_tflite(path: Path) -> dict:
@@ -146,3 +140,19 @@ def inspect_file(path: Path) -> dict:
         raise UsageError(f"{path.name}: cannot count {suffix or 'suffix-less'} files",
                          "zoo inspects .onnx and .tflite models; convert native weights with `zoo convert` first")
     return {"path": str(path), "size_bytes": path.stat().st_size, **info}
+
+
+# The largest MobileNetV2 file (float ONNX at width 1.4) is 25 MB: a model file past this is refused unread.
+MAX_MODEL_BYTES = 512 * 2**20
+
+
+def check_model_file(path: Path) -> None:
+    """A model file a runtime or a counter may open: a regular file of at most MAX_MODEL_BYTES (a FIFO, a device or
+    a 3 GiB file named .onnx is refused before anything reads it)."""
+    from zoo.files import check_regular
+
+    try:
+        check_regular(path, MAX_MODEL_BYTES, f"model file {path}")
+    except (OSError, ValueError) as exc:
+        raise UsageError(str(exc) if isinstance(exc, ValueError) else f"model file {path}: {exc.strerror}",
+                         "Give a .onnx or .tflite model file") from None
