@@ -35,7 +35,10 @@ limits = readers.Limits.for_plan(builder.plan_for("timm", 1.0, 1.0, 1000))
 with open("/proc/self/status") as f:
     vm = next(int(line.split()[1]) for line in f if line.startswith("VmSize:")) * 1024
 resource.setrlimit(resource.RLIMIT_AS, (vm + 3 * 2**30, vm + 3 * 2**30))  # a runaway fails instead of swapping
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def peak_kb():  # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent that forked this process
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+base = peak_kb()
 start = time.perf_counter()
 try:
     pairs = readers.read(Path(sys.argv[1]), sys.argv[2], limits=limits)
@@ -45,8 +48,7 @@ except ConversionError as exc:
 except MemoryError:
     error = "MemoryError"
 seconds = time.perf_counter() - start
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"error": error, "seconds": seconds, "mb": (peak - base) / 1024}))
+print(json.dumps({"error": error, "seconds": seconds, "mb": (peak_kb() - base) / 1024}))
 """
 
 
