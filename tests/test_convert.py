@@ -684,14 +684,15 @@ def test_qdq_onnx_agrees_with_litert_on_real_images(sample_dir, coral_dir):
 
 
 def test_onnx_target_and_missing_litert_take_the_conversion(monkeypatch):
-    from zoo.artifacts import choose
+    from zoo.measure import choose
+    from zoo.measure.runtimes import RuntimeSpec
 
     card = zoo.get(CORAL[0])
     chosen = choose.choose(card, target={"name": "board", "runtime": "onnxruntime"})
     assert chosen["runs_as"] == "onnx" and choose.model_suffix(chosen) == ".onnx"
     assert choose.choose(card, runtime="onnxruntime")["runs_as"] == "onnx"
     assert "runs_as" not in choose.choose(card)  # LiteRT installed: the .tflite itself
-    monkeypatch.setattr(choose.RuntimeSpec, "installed", lambda self: self.name != "litert")
+    monkeypatch.setattr(RuntimeSpec, "installed", lambda self: self.name != "litert")
     assert choose.choose(card)["runs_as"] == "onnx" and choose.runs_here(card["artifacts"][0])
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from zoo.artifacts.choose import runs_here
+from zoo.measure.choose import runs_here
 from zoo.cards import directory
 from zoo.cards import index as index_file
 from zoo.cards import registry as reg

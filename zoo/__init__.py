@@ -1,8 +1,10 @@
 """zoo: a registry of validated MobileNetV2 model cards, and the tools to compare them.
 
-The public Python API mirrors the CLI, and it is where the stages meet: every function takes a card
-reference, resolves it (cards), gets its local model file (artifacts), measures (measure) and records
-(results); each stage only ever imports the stages before it. A result that came from a reference
+The public Python API, where the stages meet: every CLI command on cards, artifacts, measurements and results is
+one call here (the commands that configure registry sources and target boards call zoo.cards.remote,
+zoo.cards.signing and zoo.measure.targets directly). A call takes a card reference, resolves it (cards), gets its
+local model file (artifacts), measures (measure, through the engine's one path per operation: eval_card,
+bench_card and their sweeps) and records (results); each stage only ever imports the stages before it. A result that came from a reference
 carries `resolved: {query, id, note}`, the note saying which card an ambiguous reference picked.
 Heavy modules are imported inside the functions that need them, so `import zoo` stays cheap.
 """
@@ -28,16 +30,22 @@ def _registry(registries: list[Path] | None = None):
 def resolve(ref: str, *, registries: list[Path] | None = None):
     """(Entry, note) for an id, `NAME@source`, alias or upstream name; note says why when several matched.
 
-    The alias rule prefers cards this host can run (zoo.artifacts.choose.runs_here)."""
-    from zoo.artifacts.choose import runs_here
+    The alias rule prefers cards this host can run (zoo.measure.choose.runs_here)."""
+    from zoo.measure.choose import runs_here
 
     return _registry(registries).resolve(ref, runs_here)
 
 
-def _resolved(ref: str, registries) -> tuple[dict, dict]:
-    """(card, the `resolved` record every result from a reference carries)."""
+def _entry(ref: str, registries):
+    """(entry, the `resolved` record every result from a reference carries)."""
     entry, note = resolve(ref, registries=registries)
-    return entry.card, {"query": ref, "id": entry.id, "note": note}
+    return entry, {"query": ref, "id": entry.id, "note": note}
+
+
+def _resolved(ref: str, registries) -> tuple[dict, dict]:
+    """(card, the `resolved` record)."""
+    entry, how = _entry(ref, registries)
+    return entry.card, how
 
 
 def get(ref: str, *, registries: list[Path] | None = None) -> dict:
@@ -223,38 +231,33 @@ def cache_prune(*, registries: list[Path] | None = None) -> list[dict]:
 def evaluate(ref: str, data: Path, *, labels: Path | None = None, limit: int | None = None, batch: int | None = None,
              workers: int | None = None, provider: str | None = None, threads: int | None = None,
              model: Path | None = None, runtime: str | None = None, mirrors: list[str] | None = None,
-             store: bool = True, registries: list[Path] | None = None, progress=None) -> dict:
-    """Top-1/top-5 of a card's first runnable artifact (or the local file `model`, or the artifact a named host
-    `runtime` runs: onnxruntime runs a .tflite card's QDQ conversion) on the images in `data`, preprocessed as its
-    source does; stored as a run unless store=False. A quantized card on the folder that calibrated it is scored
-    without its calibration images (`calibration_excluded`: how many).
+             force: bool = False, store: bool = True, registries: list[Path] | None = None, progress=None) -> dict:
+    """Top-1/top-5 of one card on the images in `data`, preprocessed as its source does: its first runnable
+    artifact, or the local file `model`, or the artifact a named host `runtime` runs (onnxruntime runs a .tflite
+    card's QDQ conversion). The same path as `eval_sweep` of one card: a stored run measured the same way is
+    reused unless `force`; a quantized card is scored without its calibration images, beside its float parent.
 
-    Result keys: those of zoo.measure.accuracy.evaluate_file, `resolved`, and `run_id` when stored."""
-    from zoo.artifacts.choose import choose, local_model
-    from zoo.measure.accuracy import evaluate_file, load_data
+    Result keys: those of zoo.measure.accuracy.evaluate_file (a reused run's: rebuilt from the stored record,
+    with `reused`), `resolved`, `status` (measured or reused), `run_id` when stored."""
+    from zoo.engine.eval import EvalOptions, eval_card
+    from zoo.engine.plan import float_parents
+    from zoo.measure.accuracy import load_data
 
-    from zoo.measure.quantize import held_out
-
-    card, how = _resolved(ref, registries)
-    dataset, excluded = held_out(card, load_data(data, labels, limit))  # fail fast on bad data, before any download
-    artifact = None
+    entry, how = _entry(ref, registries)
+    dataset = load_data(data, labels, limit)  # fail fast on bad data, before any download
     if model is not None and runtime is not None:
-        from zoo.errors import UsageError
-
         raise UsageError("--runtime picks a card artifact; leave it out with --model (the file's suffix decides)")
-    if model is None:
-        artifact = choose(card, runtime=runtime)
-        model = local_model(card, artifact, mirrors=mirrors)
-    result = evaluate_file(card, Path(model), dataset, artifact=artifact, batch=batch, workers=workers,
-                           provider=provider, threads=threads, progress=progress)
-    if excluded:
-        result["calibration_excluded"] = result["dataset"]["calibration_excluded"] = excluded
-    result["resolved"] = how
-    if store:
-        from zoo.results.store import record_eval
+    options = EvalOptions(batch=batch, workers=workers, provider=provider, threads=threads, runtime=runtime,
+                          model=Path(model) if model is not None else None, mirrors=tuple(mirrors or ()))
+    parent = float_parents(_registry(registries), [entry]).get(entry.id)
+    record = eval_card(entry.card, dataset, options, parent=parent, force=force, store_runs=store, progress=progress)
+    return _single(record, how)
 
-        result["run_id"] = record_eval(result)
-    return result
+
+def _single(record: dict, how: dict) -> dict:
+    """A single-card call's answer: the card's whole result, how the reference resolved, what happened."""
+    return {**record["result"], "resolved": how, "status": record["status"],
+            **({"note": record["note"]} if record.get("note") else {})}
 
 
 def preprocess(ref: str, images: list, output: Path, *, png_dir: Path | None = None,
@@ -274,37 +277,35 @@ def preprocess(ref: str, images: list, output: Path, *, png_dir: Path | None = N
 
 def bench(ref: str, *, runtime: str | None = None, provider: str | None = None, threads: int | None = None,
           batch: int = 1, warmup: int | None = None, iters: int | None = None, seconds: float | None = None,
-          synthetic: bool = False, target: str | None = None, mirrors: list[str] | None = None, store: bool = True,
-          registries: list[Path] | None = None) -> dict:
-    """Latency of a card's model on this host or a target board (see zoo.measure.latency.bench_file).
+          rounds: int | None = None, synthetic: bool = False, target: str | None = None,
+          mirrors: list[str] | None = None, force: bool = False, store: bool = True,
+          registries: list[Path] | None = None, progress=None) -> dict:
+    """Latency of one card on this host or a target board: the same path as `bench_sweep` of one card (a stored
+    run measured the same way is reused unless `force`; a quantized card is timed beside its float parent).
 
     runtime: which host runtime's artifact to time (onnxruntime, litert); synthetic: the card's architecture
-    with random weights; target: a configured board's name. Stored as a run unless store=False."""
-    from zoo.artifacts.choose import choose, local_model, synthetic_model
-    from zoo.errors import UsageError
+    with random weights; target: a configured board's name; rounds: how many interleaved rounds the timing is
+    split into (its p50 interval comes from them). Result keys: README's `zoo bench --json`, `resolved`,
+    `status` (measured or reused)."""
+    from zoo.engine.bench import bench_card
+    from zoo.engine.plan import float_parents
+
+    entry, how = _entry(ref, registries)
+    options = _bench_options(runtime=runtime, provider=provider, threads=threads, batch=batch, warmup=warmup,
+                             iters=iters, seconds=seconds, rounds=rounds, synthetic=synthetic, target=target,
+                             mirrors=mirrors)
+    parent = float_parents(_registry(registries), [entry]).get(entry.id)
+    return _single(bench_card(entry.card, options, parent=parent, force=force, store_runs=store,
+                              progress=progress), how)
+
+
+def _bench_options(*, target: str | None = None, cpus=None, mirrors=None, warmup=None, rounds=None, **options):
+    from zoo.engine.bench import BenchOptions
     from zoo.measure import latency, targets
 
-    card, how = _resolved(ref, registries)
-    if runtime and (synthetic or target):
-        raise UsageError("--runtime picks a card artifact on this host; leave it out with --synthetic-weights or --target")
-    target_config = targets.get(target) if target else None
-    if synthetic:
-        if target_config and target_config["runtime"] != "onnxruntime":
-            raise UsageError("--synthetic-weights builds an ONNX model; this target runs " + target_config["runtime"])
-        artifact, model_path = None, synthetic_model(card)
-    else:
-        artifact = choose(card, runtime=runtime, target=target_config)
-        model_path = local_model(card, artifact, mirrors=mirrors)
-    result = latency.bench_file(card, model_path, artifact=artifact, synthetic=synthetic, target=target_config,
-                                provider=provider, threads=threads, batch=batch,
-                                warmup=latency.DEFAULT_WARMUP if warmup is None else warmup,
-                                iters=iters, seconds=seconds)
-    result["resolved"] = how
-    if store:
-        from zoo.results.store import record_bench
-
-        result["run_id"] = record_bench(result)
-    return result
+    return BenchOptions(target=targets.get(target) if target else None, cpus=tuple(cpus) if cpus else None,
+                        mirrors=tuple(mirrors or ()), warmup=latency.DEFAULT_WARMUP if warmup is None else warmup,
+                        rounds=latency.DEFAULT_ROUNDS if rounds is None else rounds, **options)
 
 
 def _sweep_entries(patterns: list[str] | str, registries, progress, parents: bool = False):
@@ -320,27 +321,31 @@ def _sweep_entries(patterns: list[str] | str, registries, progress, parents: boo
 
 def eval_sweep(patterns: list[str] | str, data: Path, *, labels: Path | None = None, limit: int | None = None,
                batch: int | None = None, workers: int | None = None, provider: str | None = None,
-               threads: int | None = None, mirrors: list[str] | None = None, force: bool = False,
-               store: bool = True, registries: list[Path] | None = None, progress=None,
-               ray: str | bool | None = None) -> dict:
+               threads: int | None = None, runtime: str | None = None, model: Path | None = None,
+               mirrors: list[str] | None = None, force: bool = False, store: bool = True,
+               registries: list[Path] | None = None, progress=None, ray: str | bool | None = None) -> dict:
     """Evaluate every card the patterns (ids, aliases, wildcards) match on the images in `data`, reusing stored
     runs measured the same way unless `force` (see zoo.engine.sweep for the summary and the progress events).
 
     A quantized card (zoo quantize) on the folder that calibrated it is scored without its calibration images
-    (`calibration_excluded`), and its float parent is evaluated beside it on the same images (`versus_float`:
-    both top-1s, the drop, McNemar's exact test; the parent's run is stored too).
+    (`calibration_excluded`), and its float parent is evaluated beside it on the same images
+    (`accuracy_vs_float`: both top-1s, the drop, McNemar's exact test; the parent's run is stored too).
+    `workers`: parallel lanes, each decoding a batch and running it; `threads`: intra-op threads per lane.
 
     ray: run on Ray (True or "": RAY_ADDRESS or a new local instance; text: that cluster's address)."""
-    from zoo.engine.sweep import eval_sweep as sweep
+    from zoo.engine.eval import EvalOptions
+    from zoo.engine.eval import eval_sweep as sweep
     from zoo.measure.accuracy import load_data
 
     entries, parents = _sweep_entries(patterns, registries, progress, parents=True)
     dataset = load_data(data, labels, limit)  # fail fast on bad data, before any download
     _join(ray, progress)
     root = str(Path(data).absolute())
-    return sweep(entries, dataset, batch=batch, workers=workers, provider=provider, threads=threads,
-                 mirrors=mirrors, force=force, store_runs=store, progress=progress, ray=ray not in (None, False),
-                 data=(root, str(Path(labels).absolute()) if labels else None, limit), parents=parents)
+    options = EvalOptions(batch=batch, workers=workers, provider=provider, threads=threads, runtime=runtime,
+                          model=Path(model) if model is not None else None, mirrors=tuple(mirrors or ()))
+    return sweep([e.card for e in entries], dataset, options, force=force, store_runs=store, progress=progress,
+                 ray=ray not in (None, False), data=(root, str(Path(labels).absolute()) if labels else None, limit),
+                 parents=parents)
 
 
 def _join(ray: str | bool | None, progress) -> None:
@@ -354,31 +359,31 @@ def _join(ray: str | bool | None, progress) -> None:
 
 def bench_sweep(patterns: list[str] | str, *, runtime: str | None = None, provider: str | None = None,
                 threads: int | None = None, batch: int = 1, warmup: int | None = None, iters: int | None = None,
-                seconds: float | None = None, synthetic: bool = False, target: str | None = None,
-                cpus: list[int] | None = None, mirrors: list[str] | None = None, force: bool = False,
-                store: bool = True, registries: list[Path] | None = None, progress=None,
+                seconds: float | None = None, rounds: int | None = None, synthetic: bool = False,
+                target: str | None = None, cpus: list[int] | None = None, mirrors: list[str] | None = None,
+                force: bool = False, store: bool = True, registries: list[Path] | None = None, progress=None,
                 ray: str | bool | None = None) -> dict:
-    """Time every card the patterns match on this host, a target board, or (ray) whole nodes of a Ray cluster;
-    cards without weights are timed with synthetic weights (marked), stored runs measured the same way are
-    reused unless `force`. A quantized card is timed with its float parent in interleaved rounds, and its
-    result carries `versus_float` (both p50s, the int8/float ratio, the speed-up; see zoo.engine.sweep)."""
-    from zoo.engine.sweep import bench_sweep as sweep
-    from zoo.measure import targets
+    """Time every card the patterns match on this host, a target board, or (ray) whole nodes of a Ray cluster,
+    in interleaved rounds (see zoo.engine.bench); cards without weights are timed with synthetic weights
+    (marked; never an int8 card), stored runs measured the same way are reused unless `force`. A quantized card
+    is timed with its float parent, and its result carries `speed_vs_float`."""
+    from zoo.engine.bench import bench_sweep as sweep
 
     entries, parents = _sweep_entries(patterns, registries, progress, parents=True)
-    target_config = targets.get(target) if target else None
+    options = _bench_options(runtime=runtime, provider=provider, threads=threads, batch=batch, warmup=warmup,
+                             iters=iters, seconds=seconds, rounds=rounds, synthetic=synthetic, target=target,
+                             cpus=cpus, mirrors=mirrors)
     _join(ray, progress)
-    return sweep(entries, runtime=runtime, provider=provider, threads=threads, batch=batch, warmup=warmup,
-                 iters=iters, seconds=seconds, synthetic=synthetic, target=target_config, cpus=cpus,
-                 mirrors=mirrors, force=force, store_runs=store, progress=progress, ray=ray not in (None, False),
-                 parents=parents)
+    return sweep([e.card for e in entries], options, force=force, store_runs=store, progress=progress,
+                 ray=ray not in (None, False), parents=parents)
 
 
 def inspect(ref: str, *, synthetic: bool = False, mirrors: list[str] | None = None,
             registries: list[Path] | None = None) -> dict:
     """Inputs, outputs, MACs, params and size of a model file, or of a card's runnable artifact (or, synthetic,
     its architecture), with the card's own figures beside them (see zoo.measure.complexity)."""
-    from zoo.artifacts.choose import choose, local_model, synthetic_model
+    from zoo.artifacts.local import local_model, synthetic_model
+    from zoo.measure.choose import choose
     from zoo.measure.complexity import inspect_file
 
     if Path(ref).is_file():
@@ -459,13 +464,15 @@ def compare(patterns: list[str] | None = None, metric: str = "accuracy", *, devi
     from zoo.results.ranking import compare as rank
     from zoo.results.selection import Selection, select
 
-    if device and metric not in ("latency", "fps"):
+    from zoo.results.metrics import SPEED_METRICS
+
+    if device and metric not in SPEED_METRICS:
         raise UsageError("--device applies to latency and fps only", "Use --metric latency or --metric fps with --device")
     registry = _registry(registries)
     positions = registry.positions(patterns)
     if measure:
+        from zoo.engine.measure import measure_missing
         from zoo.engine.plan import float_parents
-        from zoo.engine.sweep import measure_missing
 
         entries = registry.at(positions)
         measure_missing(entries, metric, data=data, target=target, progress=progress,

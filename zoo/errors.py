@@ -12,6 +12,11 @@ def excerpt(value, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
 
 
+def reason(error: BaseException) -> str:
+    """One line saying why something failed: a ZooError's message and hint, else the exception's type and text."""
+    return error.one_line() if isinstance(error, ZooError) else f"{type(error).__name__}: {error}"
+
+
 class ZooError(Exception):
     """Base of every error zoo raises on purpose; the CLI prints it as one line."""
 
@@ -106,3 +111,14 @@ class ConversionError(ZooError, ValueError):
 
     exit_code = 10
     default_hint = "The file was not converted; check that the card describes it, or report the card"
+
+
+class NothingMeasured(ZooError, RuntimeError):
+    """A sweep (eval, bench, quantize) in which no card was measured or reused; each card's reason is in the
+    summary it carries."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None, *, summary: dict | None = None):
+        super().__init__(message, hint)
+        self.summary = summary

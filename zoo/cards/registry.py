@@ -21,7 +21,7 @@ from zoo.cards.remote import cached_entries, cached_files
 from zoo.cards.summary import alias, headline, names  # noqa: F401 -- alias and headline: re-exported
 from zoo.errors import CardNotFoundError, InvalidCardError, RegistryError
 
-RunsHere = Callable[[dict], bool]  # artifact -> whether this host can run it (zoo.artifacts.choose.runs_here)
+RunsHere = Callable[[dict], bool]  # artifact -> whether this host can run it (zoo.measure.choose.runs_here)
 
 
 class Registry:

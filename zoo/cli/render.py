@@ -63,28 +63,6 @@ def counting_bar():
     return bar
 
 
-class EvalProgress:
-    """A rich progress bar on stderr while a terminal watches; silent otherwise."""
-
-    def __init__(self, label: str):
-        self.label, self.bar, self.task = label, None, None
-
-    def __enter__(self):
-        self.bar = counting_bar() if sys.stderr.isatty() else None
-        return self
-
-    def __exit__(self, *exc):
-        if self.bar:
-            self.bar.stop()
-
-    def __call__(self, done: int, total: int) -> None:
-        if self.bar:
-            if self.task is None:
-                self.task = self.bar.add_task(self.label, total=total)
-            self.bar.update(self.task, completed=done)
-
-
-
 class FetchProgress:
     """Renders fetch events on stderr: rich bars on a terminal, JSON lines with --json, else plain notes."""
 
@@ -189,28 +167,41 @@ def card_line(r: dict) -> str:
     status, card = r["status"], r["card_id"]
     if status in ("skipped", "failed"):
         return f"{status:8} {card}: {r['reason']}"
+    how = " · ".join(str(x) for x in (r.get("runtime"), r.get("precision")) if x)
     if r["kind"] == "eval":
-        figures = f"top-1 {fmt(r['top1'])} %  top-5 {fmt(r['top5'])} %  ({r['n']} images)"
+        figures = f"top-1 {fmt(r['top1'])} %  top-5 {fmt(r['top5'])} %  ({r['n']} images, {how})"
         if r.get("calibration_excluded"):
             figures += f"  (excluded {r['calibration_excluded']} calibration images)"
     else:
-        figures = (f"p50 {fmt(r['p50_ms'], 3)} ms  fps {fmt(r['fps'], 1)}"
-                   + ("  (synthetic weights)" if r.get("synthetic_weights") else ""))
+        ci = r.get("p50_ci95")
+        figures = (f"p50 {fmt(r['p50_ms'], 3)} ms" + (f" (95% CI {ci[0]:.3f}–{ci[1]:.3f})" if ci else "")
+                   + f"  fps {fmt(r['fps'], 1)}  {how}" + ("  (synthetic weights)" if r.get("synthetic_weights") else ""))
+        if r.get("same_file_as"):
+            figures += f"  (same file as {', '.join(r['same_file_as'])}: timed once)"
     run = f"  run {r['run_id']}" if r.get("run_id") else ""
     line = f"{status:8} {card}  {figures}{run}" + (f"  [{r['note']}]" if r.get("note") else "")
-    versus = r.get("versus_float")
-    return line + ("\n" + versus_line(versus, r["kind"]) if versus else "")
+    if r.get("accuracy_vs_float"):
+        line += "\n" + accuracy_line(r["accuracy_vs_float"])
+    if r.get("speed_vs_float"):
+        line += "\n" + speed_line(r["speed_vs_float"])
+    return line
 
 
-def versus_line(v: dict, kind: str) -> str:
-    """An int8 card against its float parent, measured in the same run: accuracy (eval) or latency (bench)."""
-    parent = f"  vs float {v['parent']}" + (f" (run {v['parent_run_id']})" if v.get("parent_run_id") else "")
-    if kind == "eval":
-        return (f"{parent}: top-1 float {fmt(v['parent_top1'])} %, int8 {fmt(v['top1'])} %, drop "
-                f"{v['drop_points']:+.2f} points; McNemar exact p = {v['p_value']:.3g} ({v['float_only']} "
-                f"image{'' if v['float_only'] == 1 else 's'} right only in float, {v['int8_only']} only in int8): "
-                f"{v['verdict']}")
-    return (f"{parent}: p50 int8 {fmt(v['p50_ms'], 3)} ms, float {fmt(v['parent_p50_ms'], 3)} ms, int8/float "
+def _parent(v: dict) -> str:
+    return f"  vs float {v['parent']}" + (f" (run {v['parent_run_id']})" if v.get("parent_run_id") else "")
+
+
+def accuracy_line(v: dict) -> str:
+    """An int8 card's top-1 against its float parent's on the same images (McNemar's exact test)."""
+    return (f"{_parent(v)}: top-1 float {fmt(v['parent_top1'])} %, int8 {fmt(v['top1'])} %, drop "
+            f"{v['drop_points']:+.2f} points; McNemar exact p = {v['p_value']:.3g} ({v['float_only']} "
+            f"image{'' if v['float_only'] == 1 else 's'} right only in float, {v['int8_only']} only in int8): "
+            f"{v['verdict']}")
+
+
+def speed_line(v: dict) -> str:
+    """An int8 card's p50 against its float parent's, timed in the same rounds."""
+    return (f"{_parent(v)}: p50 int8 {fmt(v['p50_ms'], 3)} ms, float {fmt(v['parent_p50_ms'], 3)} ms, int8/float "
             f"{v['ratio']:.2f}: {v['verdict']}")
 
 

@@ -18,7 +18,7 @@ import os
 import socket
 from pathlib import Path
 
-from zoo.errors import DatasetError, UsageError, ZooError
+from zoo.errors import DatasetError, UsageError, ZooError, reason
 
 RETRIES = 3  # a task whose node died runs again elsewhere, up to this many times
 
@@ -61,10 +61,10 @@ def _cause(error: BaseException) -> BaseException:
 
 def _eval_shard(cards: list, data: tuple, fingerprint: str, start: int, stop: int, batch: int | None,
                 provider: str | None, mirrors) -> dict:
-    """On a node: evaluate images [start, stop) of the set for every (card, artifact) of one preprocessing."""
-    from zoo.artifacts.choose import local_model
+    """On a node: evaluate images [start, stop) of the set for every (card, artifact) of one preprocessing, in
+    the same accuracy pass as a local eval (zoo.measure.accuracy.evaluate_group)."""
+    from zoo.artifacts.local import local_model
     from zoo.measure import accuracy
-    from zoo.measure.preprocess import Preprocessor
 
     root, labels, limit, *excluded = data
     node = _node()
@@ -74,22 +74,13 @@ def _eval_shard(cards: list, data: tuple, fingerprint: str, start: int, stop: in
     if dataset.fingerprint() != fingerprint:
         raise DatasetError(f"node {node} sees different images at {root} than the driver (dataset fingerprint "
                            "differs)", "Give every node the same data at the same path (a shared filesystem)")
-    jobs, runtimes = [], []
-    for card, artifact in cards:
-        path = local_model(card, artifact, mirrors=mirrors)  # fetched and verified into this node's cache
-        runtime, models, default = accuracy.open_lanes(card, path, provider=provider, threads=1)
-        jobs.append(accuracy.Job(models, Preprocessor(card["preprocess"], card["resolution"]), card["id"]))
-        runtimes.append(runtime.describe())
-        batch = batch or default
-    done = accuracy.predict(jobs, dataset, batch=batch, workers=1, items=dataset.items[start:stop])
+    members = [(card, local_model(card, artifact, mirrors=mirrors)) for card, artifact in cards]  # verified here
+    done, outcomes = accuracy.evaluate_group(members, dataset, batch=batch, workers=1, provider=provider,
+                                             threads=1, items=dataset.items[start:stop])
     return {"start": start, "labels": done["labels"], "unreadable": done["unreadable"], "node": node,
-            "batch": done["batch"], "runtimes": runtimes, "wall_s": done["wall_s"],
-            "top5": [None if job.error else job.predictions() for job in jobs],
-            "errors": [None if job.error is None else _one_line(job.error) for job in jobs]}
-
-
-def _one_line(error: BaseException) -> str:
-    return error.one_line() if isinstance(error, ZooError) else f"{type(error).__name__}: {error}"
+            "batch": done["batch"], "wall_s": done["wall_s"],
+            "runtimes": [o.get("runtime") for o in outcomes], "top5": [o.get("top5") for o in outcomes],
+            "errors": [reason(o["error"]) if "error" in o else None for o in outcomes]}
 
 
 def eval_group(cards: list, dataset, data: tuple, fingerprint: str, *, batch: int | None, provider: str | None,
@@ -122,7 +113,7 @@ def eval_group(cards: list, dataset, data: tuple, fingerprint: str, *, batch: in
         for ref in pending:
             ray.cancel(ref)
         cause = _cause(error)
-        return [{"error": cause if isinstance(cause, ZooError) else RuntimeError(_one_line(cause))} for _ in cards]
+        return [{"error": cause if isinstance(cause, ZooError) else RuntimeError(reason(cause))} for _ in cards]
     parts = [results[s] for s in sorted(results)]
     labels = [label for p in parts for label in p["labels"]]
     unreadable = [name for p in parts for name in p["unreadable"]]
@@ -135,21 +126,21 @@ def eval_group(cards: list, dataset, data: tuple, fingerprint: str, *, batch: in
             out.append({"error": RuntimeError(errors[0])})
             continue
         top5 = np.concatenate([p["top5"][i] for p in parts])
-        figures = accuracy.metrics(labels, top5, unreadable, n, wall) | {
-            "batch": parts[0]["batch"], "workers": len(parts), "lanes": cpus,
-            "engine": {"name": "ray", "nodes": nodes, "shards": len(parts), "shared_decode": len(cards)}}
-        out.append({"figures": figures, "runtime": {**parts[0]["runtimes"][i], "threads": 1},
-                    "hits": top5[:, 0] == np.asarray(labels, dtype=np.int64)})
+        figures, hits = accuracy.figures(labels, top5, unreadable, n, wall, batch=parts[0]["batch"],
+                                         workers=len(parts), lanes=cpus)
+        figures["engine"] = {"name": "ray", "nodes": nodes, "shards": len(parts), "shared_decode": len(cards)}
+        out.append({"figures": figures, "runtime": {**parts[0]["runtimes"][i], "threads": 1}, "hits": hits})
     return out
 
 
 def _bench_card(card: dict, options: dict) -> dict:
     """On a node: time one card (its weights, or synthetic ones) and return the bench result."""
-    from zoo.engine.plan import bench_model
     from zoo.measure import latency
+    from zoo.measure.choose import model_to_time
 
-    artifact, path, synthetic, note = bench_model(card, synthetic=options.pop("synthetic"), runtime=options.pop("runtime"),
-                                                  target=None, mirrors=options.pop("mirrors"))
+    options.pop("target", None)
+    artifact, path, synthetic, note = model_to_time(card, synthetic=options.pop("synthetic"),
+                                                    runtime=options.pop("runtime"), mirrors=options.pop("mirrors"))
     result = latency.bench_file(card, path, artifact=artifact, synthetic=synthetic, **options)
     result["note"], result["node"] = note, _node()
     return result

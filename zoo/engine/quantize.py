@@ -11,14 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from zoo.artifacts.choose import choose, local_model, run_sha256, runtime_for_path
+from zoo.artifacts.local import local_model, run_sha256
 from zoo.artifacts.convert import derived_card_path
-from zoo.engine.plan import UNAVAILABLE
-from zoo.engine.sweep import NothingMeasured
-from zoo.errors import DatasetError, UnsupportedArtifactError, UsageError, ZooError
+from zoo.errors import DatasetError, NothingMeasured, UnsupportedArtifactError, UsageError, ZooError, reason
 from zoo.measure.accuracy import pixels_key
+from zoo.measure.choose import UNAVAILABLE, choose
 from zoo.measure.datasets import Dataset
 from zoo.measure.preprocess import Preprocessor
+from zoo.measure.runtimes import runtime_for_path
 from zoo.measure.quantize import METHODS, calibration_of, calibration_values, derive_int8_card, quantize_file
 
 
@@ -93,8 +93,7 @@ def quantize_sweep(entries: list, calibration: Dataset, *, method: str = "minmax
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as error:  # this card's own failure: reported, the others go on
-            reason = error.one_line() if isinstance(error, ZooError) else f"{type(error).__name__}: {error}"
-            record |= {"status": "failed", "reason": reason}
+            record |= {"status": "failed", "reason": reason(error)}
             errors[card["id"]] = error
         records.append(record)
         emit({"event": "card", "number": number, "cards": len(entries), **record})

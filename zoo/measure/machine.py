@@ -53,6 +53,188 @@ def board(name: str, address: str, reported: dict) -> dict:
     return {**info, "fingerprint": fingerprint(info), "device": name}
 
 
+# ---------------------------------------------------------------- what may drift during a run
+# Read before and after a timed run: a run whose clocks dropped, whose temperature or load rose, is flagged, so
+# a ranking never silently rests on a machine that changed under it. Unreadable values are None (a VM often
+# exposes no cpufreq or thermal zones), and the run says so rather than guessing.
+
+DRIFT_LOAD = 1.0          # load average rise (runnable threads) worth a flag
+DRIFT_CLOCK = 0.10        # a clock falling by this fraction
+DRIFT_TEMPERATURE = 10.0  # degrees C of warming
+
+
+def _read_numbers(pattern: str, scale: float) -> list[float]:
+    values = []
+    for path in sorted(Path("/").glob(pattern.lstrip("/"))):
+        try:
+            values.append(float(path.read_text().split()[0]) * scale)
+        except (OSError, ValueError, IndexError):
+            continue
+    return values
+
+
+def cpu_mhz() -> float | None:
+    """The CPUs' mean current clock in MHz: cpufreq where the kernel exposes it, else /proc/cpuinfo's."""
+    values = _read_numbers("/sys/devices/system/cpu/cpu[0-9]*/cpufreq/scaling_cur_freq", 1e-3)
+    if not values:
+        try:
+            values = [float(line.split(":", 1)[1]) for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("cpu MHz")]
+        except (OSError, ValueError):
+            values = []
+    return round(sum(values) / len(values), 1) if values else None
+
+
+def conditions(provider: str | None = None) -> dict:
+    """What could drift during a run, now: load average, CPU clock, hottest thermal zone, and for an NVIDIA
+    accelerator its SM clock, temperature and power."""
+    try:
+        load = round(os.getloadavg()[0], 2)
+    except OSError:
+        load = None
+    temperatures = _read_numbers("/sys/class/thermal/thermal_zone[0-9]*/temp", 1e-3)
+    state = {"loadavg_1m": load, "cpu_mhz": cpu_mhz(), "governor": governor(),
+             "temperature_c": round(max(temperatures), 1) if temperatures else None}
+    kind = (provider or "").lower().removesuffix("executionprovider")
+    if kind in NVIDIA_PROVIDERS:
+        gpu = nvidia_gpu(0)
+        state["gpu"] = {k: gpu.get(k) for k in ("clocks_sm_mhz", "temperature_c", "power_w")} if gpu else None
+    return state
+
+
+def drift(before: dict, after: dict) -> dict:
+    """{before, after, moved: what changed enough to doubt the run (empty: nothing did), unreadable: what could
+    not be read}."""
+    moved, unreadable = [], []
+
+    def check(name, old, new, *, fell_by=None, rose_by=None, unit=""):
+        if old is None or new is None:
+            unreadable.append(name)
+        elif fell_by is not None and new < old * (1 - fell_by):
+            moved.append(f"{name} fell from {old:g} to {new:g}{unit}")
+        elif rose_by is not None and new - old > rose_by:
+            moved.append(f"{name} rose from {old:g} to {new:g}{unit}")
+
+    check("load average", before.get("loadavg_1m"), after.get("loadavg_1m"), rose_by=DRIFT_LOAD)
+    check("CPU clock", before.get("cpu_mhz"), after.get("cpu_mhz"), fell_by=DRIFT_CLOCK, unit=" MHz")
+    check("temperature", before.get("temperature_c"), after.get("temperature_c"), rose_by=DRIFT_TEMPERATURE,
+          unit=" C")
+    if "gpu" in before or "gpu" in after:
+        old, new = before.get("gpu") or {}, after.get("gpu") or {}
+        check("GPU SM clock", old.get("clocks_sm_mhz"), new.get("clocks_sm_mhz"), fell_by=DRIFT_CLOCK, unit=" MHz")
+        check("GPU temperature", old.get("temperature_c"), new.get("temperature_c"), rose_by=DRIFT_TEMPERATURE,
+              unit=" C")
+    return {"before": before, "after": after, "moved": moved, "unreadable": unreadable}
+
+
+# ---------------------------------------------------------------- accelerators
+# An accelerator run is measured on the accelerator, not on the host CPU: its own name and memory, read from the
+# driver's tool, name the device a run records (the host CPU stays in the run's machine facts).
+
+NVIDIA_FIELDS = ("index", "name", "uuid", "memory.total", "memory.used", "driver_version", "clocks.sm",
+                 "clocks.max.sm", "temperature.gpu", "power.draw", "pstate")
+NVIDIA_PROVIDERS = ("cuda", "tensorrt", "nv_tensorrt_rtx")
+AMD_PROVIDERS = ("rocm", "migraphx")
+
+
+def parse_nvidia_smi(text: str) -> list[dict]:
+    """Rows of `nvidia-smi --query-gpu=<NVIDIA_FIELDS> --format=csv,noheader,nounits` as dicts (numbers parsed;
+    '[N/A]' and the like become None)."""
+    rows = []
+    for line in text.strip().splitlines():
+        cells = [c.strip() for c in line.split(",")]
+        if len(cells) != len(NVIDIA_FIELDS):
+            continue
+        row = dict(zip(NVIDIA_FIELDS, cells))
+        for key in ("index", "memory.total", "memory.used", "clocks.sm", "clocks.max.sm", "temperature.gpu", "power.draw"):
+            try:
+                row[key] = float(row[key]) if key == "power.draw" else int(float(row[key]))
+            except ValueError:
+                row[key] = None
+        rows.append(row)
+    return rows
+
+
+def _run(command: list[str], timeout: float = 10.0) -> str | None:
+    import subprocess
+
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def visible_gpu(rows: list[dict], device_id: int, visible: str | None) -> dict | None:
+    """The nvidia-smi row of the provider's device_id, through CUDA_VISIBLE_DEVICES (indices or UUIDs) when set."""
+    wanted: str | int = device_id
+    if visible:
+        entries = [e.strip() for e in visible.split(",") if e.strip()]
+        if device_id >= len(entries):
+            return None
+        wanted = entries[device_id]
+    for row in rows:
+        if str(wanted).isdigit() and row["index"] == int(wanted):
+            return row
+        if isinstance(wanted, str) and not wanted.isdigit() and str(row["uuid"]).startswith(wanted):
+            return row
+    return None
+
+
+def nvidia_gpu(device_id: int = 0, smi_output: str | None = None) -> dict | None:
+    """The NVIDIA GPU a CUDA/TensorRT session runs on: name, memory, driver, uuid, clocks, temperature."""
+    text = smi_output if smi_output is not None else _run(
+        ["nvidia-smi", f"--query-gpu={','.join(NVIDIA_FIELDS)}", "--format=csv,noheader,nounits"])
+    row = visible_gpu(parse_nvidia_smi(text or ""), device_id, os.environ.get("CUDA_VISIBLE_DEVICES"))
+    if row is None:
+        return None
+    return {"name": row["name"], "memory_bytes": row["memory.total"] * 2**20 if row["memory.total"] else None,
+            "driver": row["driver_version"], "uuid": row["uuid"], "index": row["index"],
+            "clocks_sm_mhz": row["clocks.sm"], "clocks_max_sm_mhz": row["clocks.max.sm"],
+            "temperature_c": row["temperature.gpu"], "power_w": row["power.draw"], "pstate": row["pstate"]}
+
+
+def accelerator_label(name: str, memory_bytes: int | None) -> str:
+    """'NVIDIA H200 (140 GiB)': the device a run on an accelerator records."""
+    return f"{name} ({memory_bytes / 2**30:.0f} GiB)" if memory_bytes else name
+
+
+def accelerator(provider: str, device_id: int = 0, *, smi_output: str | None = None) -> dict:
+    """The accelerator an execution provider runs on: {provider, device (the label runs are grouped by), name,
+    memory_bytes, driver, ...}; where the driver's tool cannot be read, the device says so (never the host CPU)."""
+    kind = provider.lower().removesuffix("executionprovider")
+    info = nvidia_gpu(device_id, smi_output) if kind in NVIDIA_PROVIDERS else None
+    if info is None and kind in NVIDIA_PROVIDERS:
+        info = _nvidia_proc(device_id)
+    if info is None and kind in AMD_PROVIDERS:
+        name = _rocm_name(device_id)
+        info = {"name": name, "memory_bytes": None} if name else None
+    if info is None:
+        return {"provider": provider, "device": f"{provider} device {device_id} (name unreadable)", "name": None,
+                "memory_bytes": None}
+    return {"provider": provider, "device": accelerator_label(info["name"], info.get("memory_bytes")), **info}
+
+
+def _nvidia_proc(device_id: int) -> dict | None:
+    """The GPU's model name from the kernel driver (/proc/driver/nvidia/gpus/*/information), when nvidia-smi is
+    missing."""
+    folders = sorted(Path("/proc/driver/nvidia/gpus").glob("*/information"))
+    if device_id >= len(folders):
+        return None
+    try:
+        fields = dict(line.split(":", 1) for line in folders[device_id].read_text().splitlines() if ":" in line)
+    except OSError:
+        return None
+    name = fields.get("Model", "").strip()
+    return {"name": name, "memory_bytes": None, "uuid": fields.get("GPU UUID", "").strip() or None} if name else None
+
+
+def _rocm_name(device_id: int) -> str | None:
+    text = _run(["rocm-smi", "--showproductname", "--csv"]) or ""
+    rows = [line.split(",") for line in text.strip().splitlines()[1:]]
+    return rows[device_id][2].strip() if device_id < len(rows) and len(rows[device_id]) > 2 else None
+
+
 # ---------------------------------------------------------------- limits of this machine
 # Options that size threads and memory are checked against the machine before any work: 100000 threads
 # crash ONNX Runtime (a segfault), 3000 hang it, and a batch that cannot fit ends in a MemoryError.

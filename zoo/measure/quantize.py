@@ -88,7 +88,7 @@ def held_out(card: dict, dataset: Dataset) -> tuple[Dataset, int]:
     return held, excluded
 
 
-def versus_float(parent_id: str, float_hits, int8_hits) -> dict:
+def accuracy_against_float(parent_id: str, float_hits, int8_hits) -> dict:
     """The int8 model against its float parent on the same images, from per-image top-1 outcomes (aligned
     boolean arrays): both top-1s, the drop in points, the discordant pairs and McNemar's exact p-value."""
     import numpy as np

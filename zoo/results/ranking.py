@@ -128,8 +128,11 @@ def _nan(value) -> float:
 
 
 def versus(run: Run | None) -> dict:
-    """A quantized card's run against its float parent's in the same run (`versus_float`), else {}."""
-    return (run.metrics.get("versus_float") or {}) if run is not None else {}
+    """A quantized card's run against its float parent's in the same run (accuracy_vs_float for an eval,
+    speed_vs_float for a bench), else {}."""
+    if run is None:
+        return {}
+    return run.metrics.get("accuracy_vs_float" if run.kind == "eval" else "speed_vs_float") or {}
 
 
 def int8_columns(card_id: str, eval_run: Run | None, bench_run: Run | None) -> dict:

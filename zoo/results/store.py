@@ -14,7 +14,7 @@ from pathlib import Path
 
 from zoo import settings
 from zoo.errors import UsageError
-from zoo.results.records import KINDS, Run
+from zoo.results.records import KINDS, Run, canonical_json
 
 MIGRATIONS = (
     """
@@ -42,6 +42,23 @@ MIGRATIONS = (
     CREATE INDEX runs_card ON runs (card_id, kind, created_at);
     """,
     "ALTER TABLE runs ADD COLUMN settings TEXT",
+    # The precision of the file that ran (older runs: NULL, read from the card's artifact where one matches).
+    "ALTER TABLE runs ADD COLUMN precision TEXT",
+    # Every run has settings: runs the facade stored without them get what is known, marked `migrated` so that
+    # they are listed and ranked but never reused for a new measurement (which options made them is unknown).
+    # The int8-against-float figures get one name per kind (an eval's is a McNemar test, a bench's a speed ratio).
+    """
+    UPDATE runs SET settings = CASE kind
+        WHEN 'eval' THEN json_object('migrated', json('true'), 'provider', provider, 'preprocess', json(preprocess))
+        ELSE json_object('migrated', json('true'), 'provider', provider, 'threads', threads, 'batch', batch) END
+      WHERE settings IS NULL;
+    UPDATE runs SET metrics = json_remove(json_set(metrics, '$.accuracy_vs_float',
+                                                   json(json_extract(metrics, '$.versus_float'))), '$.versus_float')
+      WHERE kind = 'eval' AND json_type(metrics, '$.versus_float') = 'object';
+    UPDATE runs SET metrics = json_remove(json_set(metrics, '$.speed_vs_float',
+                                                   json(json_extract(metrics, '$.versus_float'))), '$.versus_float')
+      WHERE kind = 'bench' AND json_type(metrics, '$.versus_float') = 'object';
+    """,
 )
 
 
@@ -72,16 +89,6 @@ def record(run: Run, path: Path | None = None) -> int:
         return run.id
 
 
-def record_eval(result: dict, path: Path | None = None) -> int:
-    """Store an eval result (zoo.measure.accuracy.evaluate_file); returns the run id."""
-    return record(Run.from_eval(result), path)
-
-
-def record_bench(result: dict, path: Path | None = None) -> int:
-    """Store a bench result (zoo.measure.latency.bench_file); returns the run id."""
-    return record(Run.from_bench(result), path)
-
-
 def find_run(kind: str, card_id: str, *, artifact_sha256: str, runtime: str, runtime_version: str | None,
              settings: dict, dataset_fingerprint: str | None = None, machine_fingerprint: str | None = None,
              path: Path | None = None) -> Run | None:
@@ -92,7 +99,7 @@ def find_run(kind: str, card_id: str, *, artifact_sha256: str, runtime: str, run
         return None
     sql = ("SELECT * FROM runs WHERE kind = ? AND card_id = ? AND artifact_sha256 = ? AND runtime = ? "
            "AND settings = ?")
-    args = [kind, card_id, artifact_sha256, runtime, Run.to_json(settings)]
+    args = [kind, card_id, artifact_sha256, runtime, canonical_json(settings)]
     for column, value in (("runtime_version", runtime_version), ("dataset_fingerprint", dataset_fingerprint),
                           ("machine_fingerprint", machine_fingerprint)):
         if value is not None:
