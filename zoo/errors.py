@@ -17,6 +17,13 @@ def reason(error: BaseException) -> str:
     return error.one_line() if isinstance(error, ZooError) else f"{type(error).__name__}: {error}"
 
 
+def brief(text: str, limit: int = 160) -> str:
+    """A reason short enough for one line per card: the first line, cut at `limit` characters."""
+    lines = str(text).strip().splitlines()
+    text = lines[0] if lines else ""
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 class ZooError(Exception):
     """Base of every error zoo raises on purpose; the CLI prints it as one line."""
 
@@ -111,6 +118,22 @@ class ConversionError(ZooError, ValueError):
 
     exit_code = 10
     default_hint = "The file was not converted; check that the card describes it, or report the card"
+
+
+class StorageError(ZooError, OSError):
+    """A file zoo writes or keeps cannot be written or read: a full disk, a file-size limit, a read-only place,
+    closed or full output, a locked or damaged results store, a damaged state file under ZOO_HOME."""
+
+    exit_code = 11
+
+
+class RunNotStored(StorageError):
+    """A finished measurement the results store could not take; it was kept elsewhere (`kept`: where, or None
+    when nowhere could hold it), to be stored by the next command that writes the store."""
+
+    def __init__(self, message: str, hint: str | None = None, *, kept: str | None = None):
+        super().__init__(message, hint)
+        self.kept = kept
 
 
 class NothingMeasured(ZooError, RuntimeError):

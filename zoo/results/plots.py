@@ -117,4 +117,4 @@ def render_png(df, metric: str, *, title: str | None = None) -> bytes:
 def plot(df, metric: str, path, *, title: str | None = None) -> Path:
     """Accuracy against `metric` as a PNG file, written whole or not at all."""
     path = check_output(path, "--plot")  # PNG bytes at exactly this name, whatever its suffix
-    return write_bytes_atomic(path, render_png(df, metric, title=title), mode=0o644)
+    return write_bytes_atomic(path, render_png(df, metric, title=title))  # 0666 less the umask

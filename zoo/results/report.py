@@ -113,4 +113,4 @@ def build(*, accuracy, latency, runs: list[Run], cards: dict[str, dict], host: d
 
 def write(path, text: str) -> Path:
     """The report file, written whole or not at all."""
-    return write_bytes_atomic(check_output(path, "-o", suffixes=(".html", ".htm")), text.encode("utf-8"), mode=0o644)
+    return write_bytes_atomic(check_output(path, "-o", suffixes=(".html", ".htm")), text.encode("utf-8"))  # umask
