@@ -32,11 +32,11 @@ class LiteRtRuntime(Runtime):
         try:
             self.interpreter = Interpreter(model_path=str(path), num_threads=self.threads)
             self.interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
+            inp, out = self.interpreter.get_input_details()[0], self.interpreter.get_output_details()[0]
+        except (ValueError, RuntimeError, IndexError) as exc:  # UnicodeDecodeError: a tensor name not in UTF-8
             raise UnsupportedArtifactError(f"{path.name}: LiteRT cannot load it ({str(exc).splitlines()[0][:200]})",
                                            "Check the file (zoo fetch --force re-downloads it) or report the card") from None
         self.version = self.installed_version()
-        inp, out = self.interpreter.get_input_details()[0], self.interpreter.get_output_details()[0]
         self.input_index, self.output_index = inp["index"], out["index"]
         self.input_shape = tuple(int(d) if d > 0 else None for d in inp["shape_signature"])
         self.input_dtype = inp["dtype"].__name__

@@ -39,7 +39,8 @@ class OnnxRuntime(Runtime):
 
         self.provider = resolve_provider(provider)
         options = ort.SessionOptions()
-        options.log_severity_level = 3  # errors only: ORT's warnings print C++ source locations to stderr
+        options.log_severity_level = 4  # fatal only: its warnings print C++ source locations, its errors come back as
+        # exceptions (one line per card); logged too, they were a second, raw line
         if threads:
             options.intra_op_num_threads = threads
         if not spinning:
