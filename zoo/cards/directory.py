@@ -88,7 +88,7 @@ def _read_text(path: Path) -> str:
                                "regular files, and zoo does not follow links out of a card directory",
                                "Copy the card into the directory instead of linking it")
     if not path.name.isprintable():
-        raise InvalidCardError(f"{path.parent}/{path.name!r}: the file name has a control character (newline)",
+        raise InvalidCardError(f"{path.parent}/{path.name!r}: the file name has a control character or is not UTF-8",
                                "Rename the file")
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     with os.fdopen(fd, "rb") as f:
@@ -182,7 +182,8 @@ def stamp(directory: Path) -> str:
     from zoo._version import __version__
 
     lines = sorted(f"{path}\t{status.st_size}\t{status.st_mtime_ns}" for path, status in _scan(str(directory)))
-    return hashlib.sha256("\n".join([__version__, *lines]).encode()).hexdigest()
+    # surrogateescape: a file name that is not UTF-8 still has a stamp (lint then names the file).
+    return hashlib.sha256("\n".join([__version__, *lines]).encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def lint_cached(directory: Path) -> tuple[list[dict], list[str]]:
@@ -196,7 +197,8 @@ def lint_cached(directory: Path) -> tuple[list[dict], list[str]]:
 
     directory = Path(directory).resolve()
     current = stamp(directory)
-    cache = settings.card_dirs_cache() / (hashlib.sha256(str(directory).encode()).hexdigest()[:32] + ".json")
+    cache = settings.card_dirs_cache() / (hashlib.sha256(str(directory).encode("utf-8", "surrogateescape"))
+                                          .hexdigest()[:32] + ".json")
     remembered = read_json(cache)
     if isinstance(remembered, dict) and remembered.get("stamp") == current:
         return remembered["cards"], []

@@ -51,7 +51,14 @@ def remotes() -> dict:
     except (OSError, ValueError) as exc:
         raise RegistryError(f"{_config_path()} is not readable JSON ({exc})",
                             "Fix it, or delete it and add the registries again") from None
-    return data if isinstance(data, dict) else {}
+    # Never read as "no registries": a signed registry's cards would vanish without a word.
+    if not isinstance(data, dict) or not all(
+            isinstance(name, str) and re.fullmatch(NAME_PATTERN, name) and isinstance(conf, dict)
+            and isinstance(conf.get("url"), str) and isinstance(conf.get("key"), (str, type(None)))
+            for name, conf in data.items()):
+        raise RegistryError(f"{_config_path()} is not a remotes file ({{NAME: {{url, key, allow_local}}}})",
+                            "Fix it, or delete it and add the registries again")
+    return data
 
 
 def index_url(url: str) -> str:

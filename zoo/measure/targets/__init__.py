@@ -26,9 +26,15 @@ def _load() -> dict:
     if not path.is_file():
         return {}
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
+        targets = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
         raise TargetError(f"{path} is not valid JSON ({exc})", f"Fix or remove {path}") from None
+    if not isinstance(targets, dict) or not all(
+            isinstance(t, dict) and isinstance(t.get("ssh"), str) and t.get("runtime") in TARGET_RUNTIMES
+            and isinstance(t.get("port"), int) for t in targets.values()):
+        raise TargetError(f"{path} is not a targets file ({{NAME: {{ssh, port, runtime, ...}}}})",
+                          f"Fix or remove {path}, then add the boards again with `zoo target add`")
+    return targets
 
 
 def _save(targets: dict) -> None:
