@@ -209,9 +209,16 @@ def quantize_(
             outcome = f"-> {event['id']}" if event["status"] == "quantized" else event["reason"]
             note(f"[{event['number']}/{event['cards']}] {event['parent']}: {event['status']} {outcome}")
 
-    records = zoo.quantize_sweep(refs, calib, calib_n=calib_n, method=method, per_channel=per_channel,
-                                 labels=labels, force=force, mirrors=mirror, registries=state["registries"],
-                                 progress=progress)
+    from zoo.errors import NothingMeasured
+
+    try:
+        records = zoo.quantize_sweep(refs, calib, calib_n=calib_n, method=method, per_channel=per_channel,
+                                     labels=labels, force=force, mirrors=mirror, registries=state["registries"],
+                                     progress=progress)
+    except NothingMeasured as nothing:  # every card's reason in the JSON too, then the one error line
+        if as_json and nothing.summary:
+            print_json(nothing.summary["records"])
+        raise
     if as_json:
         print_json(records)
         return

@@ -151,8 +151,10 @@ class SweepProgress:
 
     def card(self, event: dict) -> None:
         record = {k: v for k, v in event.items() if k not in ("event", "result")}
-        if self.as_json:
-            line = json.dumps({**(event.get("result") or {}), **record}, ensure_ascii=False, default=str)
+        if self.as_json:  # the whole result as the README documents it (`runtime` {name, version, ...}), then
+            result = event.get("result") or {}  # what only the record says (status, reason, note)
+            line = json.dumps({**result, **{k: v for k, v in record.items() if k not in result}},
+                              ensure_ascii=False, default=str)
             if self.bar:
                 self.bar.console.file.flush()
             sys.stdout.write(line + "\n")
@@ -174,8 +176,10 @@ def card_line(r: dict) -> str:
             figures += f"  (excluded {r['calibration_excluded']} calibration images)"
     else:
         ci = r.get("p50_ci95")
+        said = str(r.get("note") or "").startswith("synthetic weights")  # the note says it, and why
         figures = (f"p50 {fmt(r['p50_ms'], 3)} ms" + (f" (95% CI {ci[0]:.3f}–{ci[1]:.3f})" if ci else "")
-                   + f"  fps {fmt(r['fps'], 1)}  {how}" + ("  (synthetic weights)" if r.get("synthetic_weights") else ""))
+                   + f"  fps {fmt(r['fps'], 1)}  {how}"
+                   + ("  (synthetic weights)" if r.get("synthetic_weights") and not said else ""))
         if r.get("same_file_as"):
             figures += f"  (same file as {', '.join(r['same_file_as'])}: timed once)"
     run = f"  run {r['run_id']}" if r.get("run_id") else ""
@@ -205,11 +209,33 @@ def speed_line(v: dict) -> str:
             f"{v['ratio']:.2f}: {v['verdict']}")
 
 
+def counts(summary: dict) -> str:
+    return (f"{len(summary['measured'])} measured, {len(summary['reused'])} reused, "
+            f"{len(summary['skipped'])} skipped, {len(summary['failed'])} failed")
+
+
+def hints(summary: dict) -> None:
+    """What to do about the cards skipped or failed, each hint once (the card lines carry only their reasons)."""
+    for item in summary.get("hints") or []:
+        cards = item["cards"]
+        which = cards[0] if len(cards) == 1 else f"{len(cards)} cards ({cards[0]}, ...)"
+        note(f"  {which}: {item['hint']}")
+
+
 def sweep_summary(summary: dict, as_json: bool) -> None:
-    """The sweep's last line: counts, and the reason of each card skipped or failed."""
+    """The sweep's last line: counts (each card's reason is on its own line), then each hint once on stderr."""
     if as_json:
         out = {k: v for k, v in summary.items() if k != "records"}
         sys.stdout.write(json.dumps({"summary": out}, ensure_ascii=False, default=str) + "\n")
         return
-    typer.echo(f"{len(summary['measured'])} measured, {len(summary['reused'])} reused, "
-               f"{len(summary['skipped'])} skipped, {len(summary['failed'])} failed")
+    typer.echo(counts(summary))
+    hints(summary)
+
+
+def measure_summary(summary: dict | None) -> None:
+    """`compare --measure`'s summary, on stderr after the per-card lines: what it measured, reused, skipped."""
+    if summary is None:
+        note("--measure: nothing to measure, every card has a figure here already")
+        return
+    note(f"--measure: {summary['cards']} card(s): {counts(summary)}")
+    hints(summary)

@@ -215,6 +215,10 @@ def compare_(
     with SweepProgress(False, quiet=False, lines_to_stderr=True) as progress:
         df = zoo.compare(patterns, metric.value, device=device, top=top, pareto=pareto, measure=measure, data=data,
                          target=target, registries=state["registries"], progress=progress)
+    if measure:
+        from zoo.cli.render import measure_summary
+
+        measure_summary(df.attrs.get("measured"))
     if plot:
         note(f"drew {zoo.plot(df, metric.value, plot)}")
     if as_json or output is OutputFormat.json:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from zoo.artifacts.local import run_sha256
-from zoo.engine.sweep import Sweep
+from zoo.engine.sweep import Sweep, result_of
 from zoo.errors import UnsupportedArtifactError, UsageError, ZooError
 from zoo.measure import latency
 from zoo.measure.choose import model_to_time
@@ -106,6 +106,7 @@ def prepare(sweep: Sweep, card: dict, options: BenchOptions, *, force: bool, hos
         sweep.finish("failed", card["id"], error=error)
         return None
     item = BenchItem(card, artifact, path, synthetic, note, options.settings(synthetic), runtime)
+    sweep.runs_as_onnx(artifact, options.runtime or (options.target or {}).get("runtime"))
     if parent_id and not synthetic:
         item.settings["float_parent"] = parent_id
     if not force:
@@ -113,7 +114,7 @@ def prepare(sweep: Sweep, card: dict, options: BenchOptions, *, force: bool, hos
                                runtime_version=None if options.target else RUNTIMES[runtime].version(),
                                settings=item.settings, machine_fingerprint=host["fingerprint"] if host else None)
         if found is not None:
-            sweep.finish("reused", card["id"], run=found, note=note)
+            sweep.finish("reused", card["id"], run=found, note=note, result=result_of(found, card, path))
             return None
     return item
 

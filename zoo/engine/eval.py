@@ -12,10 +12,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from zoo.artifacts.local import local_model, run_sha256
-from zoo.engine.sweep import Sweep
+from zoo.engine.sweep import Sweep, result_of
 from zoo.errors import DatasetError, UnsupportedArtifactError, UsageError, ZooError, reason
 from zoo.measure import accuracy, machine
-from zoo.measure.choose import UNAVAILABLE, choose
+from zoo.measure.choose import UNAVAILABLE, choose, unavailable
 from zoo.measure.preprocess import Preprocessor
 from zoo.measure.quantize import accuracy_against_float, calibration_of, held_out
 from zoo.measure.runtimes import RUNTIMES, runtime_for_path
@@ -90,11 +90,12 @@ def prepare(sweep: Sweep, card: dict, described: dict, options: EvalOptions, *, 
         sweep.finish("skipped", card["id"], error=error)
         return None
     except UNAVAILABLE as error:
-        sweep.finish("skipped", card["id"], error=error, reason=f"weights unavailable: {error.message}")
+        sweep.finish("skipped", card["id"], error=error, reason=unavailable(error))
         return None
     except ZooError as error:
         sweep.finish("failed", card["id"], error=error)
         return None
+    sweep.runs_as_onnx(item.artifact, options.runtime)
     if parent_id:
         item.settings["float_parent"] = parent_id
     if not force:
@@ -103,7 +104,7 @@ def prepare(sweep: Sweep, card: dict, described: dict, options: EvalOptions, *, 
                              runtime_version=RUNTIMES[name].version(), settings=item.settings,
                              dataset_fingerprint=described["fingerprint"])
         if run is not None:
-            sweep.finish("reused", card["id"], run=run)
+            sweep.finish("reused", card["id"], run=run, result=result_of(run, card, item.path))
             return None
     return item
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from zoo.engine.bench import BenchOptions, bench_sweep
 from zoo.engine.eval import eval_sweep
-from zoo.errors import NothingMeasured, UsageError
+from zoo.errors import UsageError, ZooError
 from zoo.measure import accuracy, machine, targets
 from zoo.results import store
 from zoo.results.metrics import ACCURACY_METRICS, METRICS, SPEED_METRICS
@@ -41,5 +41,7 @@ def measure_missing(entries: list, metric: str, *, data: Path | None, target: st
         return None
     try:
         return run(todo)
-    except NothingMeasured as nothing:
+    except ZooError as nothing:  # NothingMeasured, or the one lacking card's own error: the summary says why
+        if getattr(nothing, "summary", None) is None:
+            raise
         return nothing.summary

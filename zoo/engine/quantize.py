@@ -13,7 +13,7 @@ from typing import Callable
 
 from zoo.artifacts.local import local_model, run_sha256
 from zoo.artifacts.convert import derived_card_path
-from zoo.errors import DatasetError, NothingMeasured, UnsupportedArtifactError, UsageError, ZooError, reason
+from zoo.errors import DatasetError, NothingMeasured, UnsupportedArtifactError, UsageError, ZooError, brief, reason
 from zoo.measure.accuracy import pixels_key
 from zoo.measure.choose import UNAVAILABLE, choose
 from zoo.measure.datasets import Dataset
@@ -101,5 +101,8 @@ def quantize_sweep(entries: list, calibration: Dataset, *, method: str = "minmax
         if len(records) == 1 and isinstance(errors.get(records[0]["parent"]), ZooError):
             raise errors[records[0]["parent"]]  # one card: its own error, its own exit code
         raise NothingMeasured(f"nothing quantized: {sum(r['status'] == 'skipped' for r in records)} card(s) "
-                              f"skipped, {sum(r['status'] == 'failed' for r in records)} failed")
+                              f"skipped, {sum(r['status'] == 'failed' for r in records)} failed",
+                              "; ".join(f"{r['parent']}: {brief(r['reason'])}" for r in records[:5])
+                              + (f"; and {len(records) - 5} more" if len(records) > 5 else ""),
+                              summary={"records": records})
     return records

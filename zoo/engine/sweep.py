@@ -18,23 +18,40 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from zoo.errors import NothingMeasured, ZooError, reason
+from zoo.errors import NothingMeasured, RunNotStored, ZooError, brief
 from zoo.results import store
 from zoo.results.records import Run
 
 Progress = Callable[[dict], None]
+LITERT_MISSING = ("note: LiteRT is not installed here (ai-edge-litert has no wheel for this platform, or it was left "
+                  "out): .tflite models run as their QDQ ONNX conversion on ONNX Runtime, whose top-1 can differ from "
+                  "LiteRT's by about a point; each line names the runtime that ran")
 
 
-def result_of(run: Run) -> dict:
-    """A stored run as the result its measurement returned (what `--json` prints for a reused card)."""
+# Figures a measurement leaves out when they do not apply, stored as null: left out of a reused result too.
+ABSENT_WHEN_NULL = ("same_file_as", "speed_vs_float", "accuracy_vs_float", "calibration_excluded", "engine")
+
+
+def result_of(run: Run, card: dict | None = None, path=None) -> dict:
+    """A stored run as the result its measurement returned (what `--json` prints for a reused card): the same
+    keys, from the record, plus `reused` and `created_at`; `card` and `path` (its model file here) fill in what
+    the record does not keep (the card's claims and input, the artifact's path)."""
     described = {"name": run.runtime, "version": run.runtime_version, "provider": run.provider,
                  "threads": run.threads}
-    out = {**run.metrics, "kind": run.kind, "card_id": run.card_id, "run_id": run.id, "device": run.device,
+    metrics = {k: v for k, v in run.metrics.items() if v is not None or k not in ABSENT_WHEN_NULL}
+    out = {**metrics, "kind": run.kind, "card_id": run.card_id, "run_id": run.id, "device": run.device,
            "precision": run.precision, "runtime": described, "batch": run.batch, "settings": run.settings,
-           "artifact": {"file": run.artifact_file, "sha256": run.artifact_sha256}, "machine": run.machine,
+           "artifact": {"file": run.artifact_file, "sha256": run.artifact_sha256,
+                        **({"path": str(path)} if path is not None else {})},
            "created_at": run.created_at, "reused": True}
+    wanted = ("top1", "top5") if run.kind == "eval" else ("latency_ms", "fps")
+    out["claims"] = [c for c in (card or {}).get("claims", []) if c["metric"] in wanted]
     if run.kind == "eval":
-        out.update(dataset=run.dataset, preprocess=run.preprocess, notes=[])
+        out.update(dataset=run.dataset, preprocess=run.preprocess, notes=[], machine=run.machine)
+        if card:
+            out["input"] = card["input"]
+    else:  # a bench result calls the machine its environment
+        out.update(environment=run.machine, target=(run.settings or {}).get("target"))
     return out
 
 
@@ -44,6 +61,7 @@ class Sweep:
     progress: Progress | None = None
     records: list = field(default_factory=list)
     errors: dict = field(default_factory=dict)  # card id -> the exception that skipped or failed it
+    said_litert: bool = False
 
     def emit(self, event: dict) -> None:
         if self.progress:
@@ -52,10 +70,22 @@ class Sweep:
     def note(self, message: str) -> None:
         self.emit({"event": "note", "message": message})
 
+    def runs_as_onnx(self, artifact: dict | None, runtime: str | None) -> None:
+        """Say once per sweep that a .tflite model runs as its ONNX conversion because LiteRT is missing here."""
+        if artifact and artifact.get("runs_as") == "onnx" and runtime is None and not self.said_litert:
+            self.said_litert = True
+            self.note(LITERT_MISSING)
+
     def store(self, run: Run, store_runs: bool, result: dict | None = None) -> Run:
-        """Record a finished run (unless store_runs is False); its id goes into `result` too."""
+        """Record a finished run (unless store_runs is False); its id goes into `result` too. A run the store
+        cannot take (full, locked, not writable) is kept to be stored later, and a note says where."""
         if store_runs:
-            store.record(run)
+            try:
+                store.record(run)
+            except RunNotStored as kept:
+                self.note(f"{run.card_id}: {kept.one_line()}")
+                if result is not None:
+                    result["kept_in"] = kept.kept
             if result is not None:
                 result["run_id"] = run.id
         return run
@@ -66,8 +96,10 @@ class Sweep:
         if error is not None:
             self.errors[card_id] = error
             reason = reason or _reason(error)
+            if isinstance(error, ZooError) and error.hint:  # said once per sweep, in its summary
+                record["hint"] = error.hint
         if reason:
-            record["reason"] = reason
+            record["reason"] = brief(reason, 240)
         if note:
             record["note"] = note
         if run is not None:
@@ -99,19 +131,30 @@ class Sweep:
                "measured": [r["card_id"] for r in of("measured")], "reused": [r["card_id"] for r in of("reused")],
                "skipped": [{"card_id": r["card_id"], "reason": r["reason"]} for r in of("skipped")],
                "failed": [{"card_id": r["card_id"], "reason": r["reason"]} for r in of("failed")],
-               "records": self.records}
+               "hints": _hints(self.records), "records": self.records}
         if not out["measured"] and not out["reused"]:
             if len(self.records) == 1 and isinstance(self.errors.get(self.records[0]["card_id"]), ZooError):
-                raise self.errors[self.records[0]["card_id"]]  # one card: its own error, its own exit code
+                error = self.errors[self.records[0]["card_id"]]
+                error.summary = out  # for a caller that goes on without the card (compare --measure)
+                raise error  # one card: its own error, its own exit code
             raise NothingMeasured(f"nothing measured: {len(out['skipped'])} card(s) skipped, "
                                   f"{len(out['failed'])} failed", _reasons(out), summary=out)
         return out
 
 
 def _reason(error: BaseException) -> str:
-    """One short line: a card's reason never runs to hundreds of characters (a long hint is cut)."""
-    text = reason(error)
-    return text if len(text) <= 240 else text[:237] + "..."
+    """A card's reason: the error's message (its hint, the same for many cards, goes to `hint`), else the
+    exception's type and text; cut to one short line by finish()."""
+    return error.message if isinstance(error, ZooError) else f"{type(error).__name__}: {error}"
+
+
+def _hints(records: list) -> list[dict]:
+    """What to do about the cards skipped or failed, each hint once: {hint, cards} (their ids)."""
+    hints: dict[str, list] = {}
+    for r in records:
+        if r.get("hint") and r["status"] in ("skipped", "failed"):
+            hints.setdefault(r["hint"], []).append(r["card_id"])
+    return [{"hint": hint, "cards": cards} for hint, cards in hints.items()]
 
 
 def _reasons(summary: dict) -> str:

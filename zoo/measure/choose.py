@@ -10,11 +10,21 @@ from pathlib import Path
 
 from zoo.artifacts.local import as_onnx, converted, local_model, synthetic_model
 from zoo.errors import (DownloadError, IntegrityError, OfflineError, TargetError, UnsupportedArtifactError,
-                        UsageError)
+                        UsageError, brief)
 from zoo.measure.runtimes import RUNTIMES
 
 QUANTIZED = ("int8", "uint8")
 UNAVAILABLE = (DownloadError, OfflineError, IntegrityError)  # the weights cannot be had here
+
+
+def unavailable(error: Exception) -> str:
+    """Why a card's weights cannot be had, in a few words for its line in a sweep (the error's own message
+    names every URL tried; `zoo fetch ID` prints it, and its hint is the sweep summary's)."""
+    if isinstance(error, OfflineError):
+        return "weights unavailable: not cached, and ZOO_OFFLINE=1"
+    if isinstance(error, IntegrityError):
+        return "weights unavailable: the download did not verify (`zoo fetch ID` says why)"
+    return "weights unavailable: the download failed (`zoo fetch ID` says why)"
 
 
 def model_suffix(artifact: dict) -> str | None:
@@ -122,8 +132,8 @@ def model_to_time(card: dict, *, synthetic: bool = False, runtime: str | None = 
     except UNAVAILABLE as error:
         if target and target["runtime"] != "onnxruntime":
             raise
-        why = f"weights unavailable: {error.message}"
+        why = unavailable(error)
     if quantized_only(card):
         raise UnsupportedArtifactError(f"{card['id']}: no int8 file to time ({why})",
                                        "An int8 card is timed with its own file only: fetch it (zoo fetch ID)")
-    return None, synthetic_model(card), True, f"synthetic weights ({why})"
+    return None, synthetic_model(card), True, f"synthetic weights: {brief(why, 120)}"
