@@ -100,7 +100,7 @@ def build_registry(cards_dir: Path, out: Path, *, sign: Path | None = None, vers
     from zoo.cards.directory import build_index
     from zoo.cards.index import index_bytes
     from zoo.errors import UsageError
-    from zoo.files import write_bytes_atomic
+    from zoo.files import output_file, write_bytes_atomic
 
     if version is not None and version < 0:
         raise UsageError(f"--version must be a non-negative integer, got {version}")
@@ -111,9 +111,9 @@ def build_registry(cards_dir: Path, out: Path, *, sign: Path | None = None, vers
         version = int(now.timestamp()) if version is None else version
         expires_days = 365 if expires_days is None else expires_days
     expires = now + timedelta(days=expires_days) if expires_days is not None else None
-    out = Path(out)
-    if out.is_dir() or not out.name:
-        raise UsageError(f"--out {out} is a directory", "Give the index file's path, e.g. registry/index.json")
+    out = _output(out, "--out", "Give the index file's path, e.g. registry/index.json")
+    if sign is not None:
+        output_file(out.with_name(out.name + ".sig"), "--out")  # its signature goes beside it
     index = build_index(cards_dir, version=version, expires=expires)
     data = index_bytes(index)
     signature, warnings = None, []
@@ -130,6 +130,23 @@ def build_registry(cards_dir: Path, out: Path, *, sign: Path | None = None, vers
             "version": index.get("version"), "expires": index.get("expires"), "warnings": warnings}
 
 
+def _output(path, option: str, example: str) -> Path:
+    """An output file's path checked before any work (zoo.files.output_file); its folder is made when missing."""
+    from zoo.files import output_file
+
+    path = Path(path)
+    try:
+        if path.is_dir() or not path.name:
+            raise UsageError(f"{option} {path} is a directory", example)
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # under /proc, a name too long, a file where a folder should be
+        from zoo.errors import excerpt
+
+        raise UsageError(f"{option} {excerpt(str(path))}: cannot write it, its folder cannot be made "
+                         f"({exc.strerror})", "Give another path") from None
+    return output_file(path, option)
+
+
 def card_schema() -> dict:
     """The card's JSON Schema."""
     from zoo.cards.schema import json_schema
@@ -143,19 +160,28 @@ def fetch(refs: list[str] | str, *, all_artifacts: bool = False, jobs: int = 4, 
           require_hashes: bool = False, force: bool = False, registries: list[Path] | None = None,
           progress=None) -> list[dict]:
     """Download, verify and cache cards' artifacts; one record per file (see zoo.artifacts.fetch.fetch_cards).
+    A reference may be a wildcard ('coral/*'), as for list, eval and bench.
 
     Mirrors: these, then ZOO_MIRROR's. Each record also carries `resolved`."""
     from zoo.artifacts.fetch import fetch_cards
     from zoo.artifacts.http import emit
+    from zoo.engine.plan import expand
+    from zoo.measure.choose import runs_here
 
     refs = [refs] if isinstance(refs, str) else list(refs)
+    registry = _registry(registries)
     cards, resolved = [], {}
     for ref in refs:
-        card, how = _resolved(ref, registries)
-        if how["note"]:
-            emit(progress, {"event": "note", "message": how["note"]})
-        cards.append(card)
-        resolved.setdefault(card["id"], how)
+        if any(c in ref for c in "*?["):  # the sweeps' rule: every card it fits, or an error naming the pattern
+            found = [(entry, None) for entry in expand(registry, [ref])[0]]
+        else:
+            found = [registry.resolve(ref, runs_here)]
+        for entry, note in found:
+            if note:
+                emit(progress, {"event": "note", "message": note})
+            if entry.id not in resolved:
+                cards.append(entry.card)
+                resolved[entry.id] = {"query": ref, "id": entry.id, "note": note}
     records = fetch_cards(cards, all_artifacts=all_artifacts, jobs=jobs, mirrors=mirrors,
                           require_hashes=require_hashes, force=force, progress=progress)
     return [{**r, "resolved": resolved[r["id"]]} for r in records]
@@ -176,24 +202,37 @@ def convert(ref: str, **options) -> dict:
     return {**convert_card(card, **options), "resolved": how}
 
 
-def _card_users(registries) -> dict[str, list[str]]:
-    """sha256 -> ids of the cards whose artifacts are those bytes (by the card's sha256 or a pin)."""
+def _card_users(registries) -> tuple[dict[str, list[str]], dict[str, list[str]], Path | None]:
+    """(sha256 -> ids of the cards whose artifacts are those bytes (by the card's sha256 or a pin), path of a
+    file zoo made -> ids of the derived cards whose model it is (their file:// URL), the catalog in use)."""
+    from urllib.parse import urlsplit
+    from urllib.request import url2pathname
+
+    from zoo.artifacts.convert import derived_card_path
     from zoo.artifacts.pins import known_sha256, read_pins
 
-    pinned, users = read_pins(), {}
-    for entry in _registry(registries).entries():
+    registry = _registry(registries)
+    pinned, users, made_for = read_pins(), {}, {}
+    for entry in registry.entries():
         for artifact in entry.card.get("artifacts", []):
             sha, _ = known_sha256(entry.id, artifact, pinned)
             if sha:
                 users.setdefault(sha, []).append(entry.id)
-    return users
+            for url in artifact.get("urls", []):
+                if entry.card.get("derived_from") and url.startswith("file://"):
+                    made_for.setdefault(str(Path(url2pathname(urlsplit(url).path)).resolve()), []).append(entry.id)
+        if entry.registry == "derived":
+            made_for.setdefault(str(derived_card_path(entry.id).resolve()), []).append(entry.id)
+    return users, made_for, registry.path
 
 
 def cache_ls(*, registries: list[Path] | None = None) -> list[dict]:
-    """Every cached file: sha256, file, path, size, cards (which use it), unpacked."""
+    """Every file zoo keeps and can make again, sized: verified downloads (kind `file`), unpacked trees, partial
+    downloads, ONNX conversions, int8 models, derived cards, catalogs (see zoo.artifacts.cache.ls)."""
     from zoo.artifacts import cache
 
-    return cache.ls(_card_users(registries))
+    users, made_for, _ = _card_users(registries)
+    return cache.ls(users, made_for)
 
 
 def cache_verify() -> list[dict]:
@@ -220,10 +259,13 @@ def cache_rm(targets: list[str], *, registries: list[Path] | None = None) -> lis
 
 
 def cache_prune(*, registries: list[Path] | None = None) -> list[dict]:
-    """Remove partial downloads, orphaned unpacked trees and files no card uses. Records: kind, path, size."""
+    """Remove what zoo can make again and nothing uses: partial downloads, orphaned unpacked trees, files no card
+    uses, ONNX conversions and int8 models no derived card is made of, stale catalogs (zoo.artifacts.cache.prune).
+    Records: kind, path, size."""
     from zoo.artifacts import cache
 
-    return cache.prune(_card_users(registries))
+    users, made_for, catalog = _card_users(registries)
+    return cache.prune(users, made_for, catalog)
 
 
 # ---------------------------------------------------------------- measure and record
@@ -270,7 +312,8 @@ def preprocess(ref: str, images: list, output: Path, *, png_dir: Path | None = N
     from zoo.measure.preprocess import write_model_inputs
 
     card, how = _resolved(ref, registries)
-    result = write_model_inputs(card, list(images), Path(output), png_dir=png_dir)  # paths as given
+    output = _output(output, "-o", "Give a file name, e.g. inputs.npz")  # before any image is decoded
+    result = write_model_inputs(card, list(images), output, png_dir=png_dir)  # paths as given
     result["resolved"] = how
     return result
 
@@ -458,7 +501,8 @@ def compare(patterns: list[str] | None = None, metric: str = "accuracy", *, devi
     there only; other text, claims and runs whose device contains it (no match: UsageError listing devices).
     measured=False ignores the results store.
     measure=True first measures what the comparison lacks (an eval sweep on `data` for accuracy/top5, a
-    bench sweep on this host or `target` for latency/fps; runs measured the same way are reused), then ranks.
+    bench sweep on this host or `target` for latency/fps; runs measured the same way are reused), then ranks;
+    the sweep's summary (zoo.engine.sweep) is the table's attrs["measured"] (None when nothing lacked a figure).
     """
     from zoo.errors import UsageError
     from zoo.results.ranking import compare as rank
@@ -470,13 +514,14 @@ def compare(patterns: list[str] | None = None, metric: str = "accuracy", *, devi
         raise UsageError("--device applies to latency and fps only", "Use --metric latency or --metric fps with --device")
     registry = _registry(registries)
     positions = registry.positions(patterns)
+    swept = None
     if measure:
         from zoo.engine.measure import measure_missing
         from zoo.engine.plan import float_parents
 
         entries = registry.at(positions)
-        measure_missing(entries, metric, data=data, target=target, progress=progress,
-                        parents=float_parents(registry, entries))
+        swept = measure_missing(entries, metric, data=data, target=target, progress=progress,
+                                parents=float_parents(registry, entries))
         device = device or target
     table = registry.table(positions)  # rows, not cards: 10,000 cards rank in a fraction of a second
     selection = Selection(claim_device=device)
@@ -486,7 +531,10 @@ def compare(patterns: list[str] | None = None, metric: str = "accuracy", *, devi
 
         selection = select(table, list_runs(), device=device, host=machine.host(),
                            target_names={t["name"] for t in targets.ls()})
-    return rank(table, metric, selection=selection, top=top, pareto=pareto)
+    ranked = rank(table, metric, selection=selection, top=top, pareto=pareto)
+    if measure:
+        ranked.attrs["measured"] = swept  # the sweep's summary (None: nothing lacked a figure)
+    return ranked
 
 
 def plot(df, metric: str, path: Path) -> Path:
