@@ -1,4 +1,4 @@
-"""Sweeps on a Ray cluster (the optional `zoo[ray]` extra): eval shards and whole-node benches as Ray tasks.
+"""Sweeps on a Ray cluster (the optional `ray` extra): eval shards and whole-node benches as Ray tasks.
 
 Eval: each group of cards sharing preprocessing is split into shards of images; a task evaluates one shard for
 every card of its group (each image decoded once) and returns per-image top-5 predictions, which the driver
@@ -28,15 +28,11 @@ def connect(address: str | None = None) -> dict:
     try:
         import ray
     except ImportError:
-        raise UsageError("--ray needs Ray, which is not installed", "pip install 'zoo[ray]'") from None
+        raise UsageError("--ray needs Ray, which is not installed",
+                         'Install it with: pip install ".[ray]" (in zoo\'s clone)') from None
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address and address not in ("auto", "local") and not address.startswith("ray://"):
-        host, _, port = address.rpartition(":")
-        try:
-            socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
-        except (OSError, ValueError):
-            raise UsageError(f"no Ray cluster answers at {address}",
-                             "Start one with `ray start --head`, or check --ray / RAY_ADDRESS") from None
+        _probe(address)
     if not ray.is_initialized():
         try:
             ray.init(address=address, ignore_reinit_error=True, log_to_driver=False, include_dashboard=False,
@@ -46,6 +42,45 @@ def connect(address: str | None = None) -> dict:
                              f"{str(error).splitlines()[0] if str(error) else type(error).__name__}",
                              "Check --ray / RAY_ADDRESS") from None
     return {"address": address or "local", "nodes": len([n for n in ray.nodes() if n["Alive"]])}
+
+
+# HTTP/2's connection preface and an empty SETTINGS frame: a gRPC server (Ray's GCS) answers with a SETTINGS frame.
+HTTP2_HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+PROBE_S = 3.0  # each step of the probe: connect, a greeting, the answer to HTTP/2's preface
+
+
+def _probe(address: str) -> None:
+    """Refuse, in seconds and naming what answered, an address where no Ray cluster listens: ray.init would
+    retry a service that is not Ray (a web server, sshd) for minutes. Ray's GCS speaks gRPC: it says nothing
+    first and answers HTTP/2's preface with a SETTINGS frame."""
+    host, _, port = address.rpartition(":")
+    hint = "Start one with `ray start --head`, or check --ray / RAY_ADDRESS (the head's GCS port, 6379 by default)"
+    try:
+        conn = socket.create_connection((host or "127.0.0.1", int(port)), timeout=PROBE_S)
+    except (OSError, ValueError):
+        raise UsageError(f"no Ray cluster answers at {address}", hint) from None
+    with conn:
+        try:
+            conn.settimeout(0.5)
+            greeting = conn.recv(200)  # a service that speaks first (SSH, SMTP, ...) is not Ray
+        except socket.timeout:
+            greeting = None
+        except OSError:
+            greeting = b""
+        answer = greeting
+        if greeting is None:
+            try:
+                conn.settimeout(PROBE_S)
+                conn.sendall(HTTP2_HELLO)
+                answer = conn.recv(200)
+            except (socket.timeout, OSError):
+                answer = b""
+    if answer is not None and len(answer) >= 9 and answer[3] == 0x04:
+        return  # an HTTP/2 (gRPC) server: let Ray join it
+    said = answer.decode("ascii", "replace").strip().splitlines()[0][:60] if answer and answer.strip() else ""
+    what = f"a service that is not Ray answers there (it said {said!r})" if said else \
+        "a service that is not Ray answers there (it closed the connection, or said nothing Ray would say)"
+    raise UsageError(f"--ray {address}: {what}", hint)
 
 
 def _node() -> str:
