@@ -445,7 +445,8 @@ def test_without_litert_a_tflite_card_runs_on_onnx_runtime_and_every_line_says_s
                                                                                    sample_dir, link_sample,
                                                                                    monkeypatch):
     images = link_sample(tmp_path / "images", sorted(p.name for p in sample_dir.glob("*.JPEG"))[:4])
-    monkeypatch.setitem(sys.modules, "ai_edge_litert", None)  # a platform without a LiteRT wheel
+    for name in ("ai_edge_litert", "ai_edge_litert.interpreter"):  # a platform without a LiteRT wheel
+        monkeypatch.setitem(sys.modules, name, None)
     result = run_cli("eval", "coral/*", "--data", str(images), "--mirror", str(coral_dir))
     assert result.exit_code == 0, result.output
     assert result.stderr.count("LiteRT is not installed here") == 1
