@@ -94,11 +94,12 @@ class _Group(typer.core.TyperGroup):
             typer.echo(one_line(error), err=True)
             raise typer.Exit(error.exit_code) from None
         except OSError as error:  # a write no zoo code expected to fail (a full disk): still one line
-            from zoo.files import is_storage_error, storage_error
+            from zoo.files import SPACE_ERRNOS, is_storage_error, storage_error
 
             if state["debug"] or not is_storage_error(error):
                 raise
-            failed = storage_error(error, error.filename or "a file (--debug shows which)")
+            failed = storage_error(error, error.filename or "a file (--debug shows which)",
+                                   "write" if error.errno in SPACE_ERRNOS else "use")
             typer.echo(one_line(failed), err=True)
             raise typer.Exit(failed.exit_code) from None
 
