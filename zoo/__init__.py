@@ -451,9 +451,12 @@ def compare(patterns: list[str] | None = None, metric: str = "accuracy", *, devi
             data: Path | None = None, target: str | None = None, registries: list[Path] | None = None,
             progress=None):
     """A pandas DataFrame ranking the matching cards on `metric`, claims beside measurements (see
-    zoo.results.ranking; which runs it uses: zoo.results.selection). Latency and fps rank only within one
-    footing (device, batch, precision, runtime): one row per card and footing, `rank` within the footing.
+    zoo.results.ranking; which runs it uses and their footings: zoo.results.selection). Latency, fps, accuracy and
+    top-5 rank only within one footing: one row per card and footing, `rank` within the footing, `rank_group`
+    the ranks noise leaves a measured row ("2–4").
 
+    data: the images whose evals "yours" shows beside the claims (default: the folder of the largest eval); with
+    measure=True, the images to evaluate on.
     device: None shows this host's and the targets' runs beside every claim; "host" or a target name, runs
     there only; other text, claims and runs whose device contains it (no match: UsageError listing devices).
     measured=False ignores the results store.
@@ -461,10 +464,9 @@ def compare(patterns: list[str] | None = None, metric: str = "accuracy", *, devi
     bench sweep on this host or `target` for latency/fps; runs measured the same way are reused), then ranks.
     """
     from zoo.errors import UsageError
+    from zoo.results.metrics import SPEED_METRICS
     from zoo.results.ranking import compare as rank
     from zoo.results.selection import Selection, select
-
-    from zoo.results.metrics import SPEED_METRICS
 
     if device and metric not in SPEED_METRICS:
         raise UsageError("--device applies to latency and fps only", "Use --metric latency or --metric fps with --device")
@@ -485,7 +487,7 @@ def compare(patterns: list[str] | None = None, metric: str = "accuracy", *, devi
         from zoo.results.store import list_runs
 
         selection = select(table, list_runs(), device=device, host=machine.host(),
-                           target_names={t["name"] for t in targets.ls()})
+                           target_names={t["name"] for t in targets.ls()}, data=data)
     return rank(table, metric, selection=selection, top=top, pareto=pareto)
 
 

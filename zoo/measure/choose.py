@@ -122,7 +122,9 @@ def model_to_time(card: dict, *, synthetic: bool = False, runtime: str | None = 
     except UNAVAILABLE as error:
         if target and target["runtime"] != "onnxruntime":
             raise
-        why = f"weights unavailable: {error.message}"
+        why = ("failed verification" if isinstance(error, IntegrityError) else
+               "not cached, and zoo is offline" if isinstance(error, OfflineError) else "could not be downloaded")
+        why = f"{artifact['file']} {why}"  # short: the download's own error lists every URL tried
     if quantized_only(card):
         raise UnsupportedArtifactError(f"{card['id']}: no int8 file to time ({why})",
                                        "An int8 card is timed with its own file only: fetch it (zoo fetch ID)")

@@ -30,7 +30,7 @@ from zoo.measure.runtimes import is_cpu, open_runtime
 DEFAULT_WARMUP = 10
 DEFAULT_ITERS = 100
 DEFAULT_SECONDS = 3.0
-DEFAULT_ROUNDS = 6        # six round medians give a ~97% interval for the p50 (min to max)
+DEFAULT_ROUNDS = 10       # ten round medians give a 97.9% interval for the p50 without the extreme two
 MEMORY_FLOOR = 2 * 2**30  # below this much available memory, models open from earlier rounds are closed first
 
 
