@@ -380,23 +380,42 @@ def bench_sweep(patterns: list[str] | str, *, runtime: str | None = None, provid
 
 def inspect(ref: str, *, synthetic: bool = False, mirrors: list[str] | None = None,
             registries: list[Path] | None = None) -> dict:
-    """Inputs, outputs, MACs, params and size of a model file, or of a card's runnable artifact (or, synthetic,
-    its architecture), with the card's own figures beside them (see zoo.measure.complexity)."""
-    from zoo.artifacts.local import local_model, synthetic_model
+    """Inputs, outputs, MACs, params and size of a model file, or of the file a card ships (its runnable
+    artifact as published: the .tflite, not the ONNX converted from it), with the card's own figures beside
+    them (see zoo.measure.complexity). Where zoo runs a conversion in the file's place (native weights, or a
+    .tflite without LiteRT), that file is described too, under `converted`, and `counted_on` says which file the
+    MACs and params come from. synthetic: the card's architecture with random weights."""
+    from zoo.artifacts.fetch import artifact_member
+    from zoo.artifacts.local import converted, local_model, synthetic_model
+    from zoo.errors import UsageError
     from zoo.measure.choose import choose
     from zoo.measure.complexity import inspect_file
 
     if Path(ref).is_file():
         return inspect_file(Path(ref))
     card, how = _resolved(ref, registries)
-    artifact = None if synthetic else choose(card)
-    path = synthetic_model(card) if synthetic else local_model(card, artifact, mirrors=mirrors)
-    info = inspect_file(path)
-    info.update(card_id=card["id"], resolved=how, synthetic_weights=synthetic,
-                artifact=artifact["file"] if artifact else None,
-                claimed={"params": card.get("complexity", {}).get("params"),
-                         "macs": card.get("complexity", {}).get("macs")})
-    return info
+    extra = {"card_id": card["id"], "resolved": how, "synthetic_weights": synthetic, "converted": None,
+             "claimed": {"params": card.get("complexity", {}).get("params"),
+                         "macs": card.get("complexity", {}).get("macs")}}
+    if synthetic:
+        return {**inspect_file(synthetic_model(card)), **extra, "artifact": None, "counted_on": "synthetic ONNX"}
+    artifact = choose(card)
+    shipped = {k: v for k, v in artifact.items() if k != "runs_as"}
+    own = artifact_member(card, shipped, mirrors=mirrors)
+    try:
+        info, counted_on = inspect_file(own), "card's file"
+    except UsageError:  # native weights are no graph; a .tflite without LiteRT cannot be counted here
+        info = {"path": str(own), "size_bytes": own.stat().st_size, "format": shipped["format"], "inputs": [],
+                "outputs": [], "macs": None, "params": None, "uncounted_nodes": []}
+        counted_on = None
+    if converted(artifact) or counted_on is None:
+        run = local_model(card, artifact if converted(artifact) else {**shipped, "runs_as": "onnx"}, mirrors=mirrors)
+        graph = inspect_file(run)
+        extra["converted"] = {k: graph[k] for k in ("path", "size_bytes", "macs", "params")}
+        if counted_on is None:  # the conversion computes what the file computes: its counts stand in, named
+            info.update({k: graph[k] for k in ("inputs", "outputs", "macs", "params", "uncounted_nodes")})
+            counted_on = "converted ONNX"
+    return {**info, **extra, "artifact": shipped["file"], "counted_on": counted_on}
 
 
 def quantize(ref: str, calib: Path, *, calib_n: int = 300, method: str = "minmax", per_channel: bool = True,

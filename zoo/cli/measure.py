@@ -86,11 +86,16 @@ def inspect(
     if as_json:
         print_json(info)
         return
-    typer.echo(f"{info.get('card_id') or info['path']}  ({info['format']}, {info['size_bytes']:,} bytes)")
+    what = f"{info['card_id']}: {info['artifact']}" if info.get("artifact") else info.get("card_id") or info["path"]
+    typer.echo(f"{what}  ({info['format']}, {info['size_bytes']:,} bytes)")
     for kind in ("inputs", "outputs"):
         for tensor in info[kind]:
             typer.echo(f"  {kind[:-1]:6} {tensor['name']}  {tensor['shape']}  {tensor['dtype']}")
-    typer.echo(f"  MACs {info['macs'] / 1e6:.2f} M   params {info['params'] / 1e6:.3f} M")
+    where = f"  (counted on the {info['counted_on']})" if info.get("counted_on") not in (None, "card's file") else ""
+    typer.echo(f"  MACs {info['macs'] / 1e6:.2f} M   params {info['params'] / 1e6:.3f} M{where}")
+    if info.get("converted"):
+        c = info["converted"]
+        typer.echo(f"  converted ONNX zoo runs in its place: {c['size_bytes']:,} bytes, params {c['params'] / 1e6:.3f} M")
     claimed = info.get("claimed") or {}
     if claimed.get("macs") or claimed.get("params"):
         typer.echo(f"  card: MACs {fmt(claimed['macs'] and claimed['macs'] / 1e6)} M   "

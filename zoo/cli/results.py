@@ -216,7 +216,8 @@ def _print_int8(out, df, plain: bool) -> None:
         _print_table(out, pretty, [False] * len(part), plain)
         return
     for row in pretty.to_dict("records"):
-        out.print("  ".join([row["id"] + ":"] + [f"{h} {v}" for h, v in row.items() if h != "id" and v != "—"]),
+        out.print("  ".join([row["id"] + ":"] + [f"{h} {str(v).strip()}" for h, v in row.items()
+                                                   if h != "id" and v != "—"]),
                   highlight=False, markup=False)
 
 
