@@ -230,12 +230,30 @@ def test_the_p50_interval_comes_from_round_medians():
 
 
 def test_a_run_says_when_the_machine_drifted_under_it():
-    before = {"loadavg_1m": 0.1, "cpu_mhz": 3000.0, "temperature_c": 45.0, "gpu": {"clocks_sm_mhz": 1980}}
-    after = {"loadavg_1m": 2.5, "cpu_mhz": 2100.0, "temperature_c": 61.0, "gpu": {"clocks_sm_mhz": 1980}}
-    moved = machine.drift(before, after)["moved"]
-    assert len(moved) == 3 and any("load average" in m for m in moved) and any("CPU clock" in m for m in moved)
-    quiet = machine.drift(before, dict(before))
-    assert quiet["moved"] == [] and "GPU temperature" in quiet["unreadable"]
+    before = {"at_s": 100.0, "busy_s": 1000.0, "own_s": 10.0, "cpu_mhz": 3000.0, "temperature_c": 45.0,
+              "gpu": {"clocks_sm_mhz": 1980}}
+    # 10 s of wall time: the machine ran 35 CPU-seconds, this process 20 of them: others kept 1.5 cores busy
+    after = {"at_s": 110.0, "busy_s": 1035.0, "own_s": 30.0, "cpu_mhz": 2100.0, "temperature_c": 61.0,
+             "gpu": {"clocks_sm_mhz": 1980}}
+    found = machine.drift(before, after)
+    assert found["others_cores"] == 1.5 and len(found["moved"]) == 3
+    assert any("other processes kept 1.5 cores busy" in m for m in found["moved"])
+    assert any("CPU clock" in m for m in found["moved"]) and any("temperature" in m for m in found["moved"])
+    quiet = machine.drift(before, {**before, "at_s": 110.0, "busy_s": 1020.0, "own_s": 30.0})  # zoo's own work
+    assert quiet["moved"] == [] and quiet["others_cores"] == 0.0 and "GPU temperature" in quiet["unreadable"]
+
+
+def test_a_busy_neighbour_is_seen_in_a_real_run(synthetic_onnx):
+    import subprocess
+    import sys
+
+    burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        (result,) = latency.bench_models([latency.Timed({"id": "x/y", "claims": []}, synthetic_onnx())],
+                                         seconds=1.0, warmup=1, rounds=2, threads=1)
+    finally:
+        burner.kill()
+    assert result["conditions"]["others_cores"] > 0.5 and result["conditions"]["moved"]
 
 
 def test_models_timed_together_share_every_round_in_a_new_order(synthetic_onnx):

@@ -152,7 +152,8 @@ class SweepProgress:
     def card(self, event: dict) -> None:
         record = {k: v for k, v in event.items() if k not in ("event", "result")}
         if self.as_json:
-            line = json.dumps({**(event.get("result") or {}), **record}, ensure_ascii=False, default=str)
+            # the result's own keys win (its runtime is {name, version, provider, threads}); the record adds status
+            line = json.dumps({**record, **(event.get("result") or {})}, ensure_ascii=False, default=str)
             if self.bar:
                 self.bar.console.file.flush()
             sys.stdout.write(line + "\n")

@@ -58,7 +58,7 @@ def board(name: str, address: str, reported: dict) -> dict:
 # a ranking never silently rests on a machine that changed under it. Unreadable values are None (a VM often
 # exposes no cpufreq or thermal zones), and the run says so rather than guessing.
 
-DRIFT_LOAD = 1.0          # load average rise (runnable threads) worth a flag
+DRIFT_OTHERS = 0.5        # cores other processes kept busy on average during a run, worth a flag
 DRIFT_CLOCK = 0.10        # a clock falling by this fraction
 DRIFT_TEMPERATURE = 10.0  # degrees C of warming
 
@@ -85,15 +85,31 @@ def cpu_mhz() -> float | None:
     return round(sum(values) / len(values), 1) if values else None
 
 
+def busy_seconds() -> float | None:
+    """CPU seconds every process of this machine has run so far (Linux /proc/stat: all but idle and iowait)."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+        ticks = [int(x) for x in fields[:8]]
+    except (OSError, ValueError, IndexError):
+        return None
+    user, nice, system, idle, iowait, irq, softirq, steal = ticks + [0] * (8 - len(ticks))
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def conditions(provider: str | None = None) -> dict:
-    """What could drift during a run, now: load average, CPU clock, hottest thermal zone, and for an NVIDIA
-    accelerator its SM clock, temperature and power."""
+    """What could drift during a run, now: the CPU seconds the machine and this process have used (their
+    difference over a run is what other processes took), load average, CPU clock, hottest thermal zone, and for
+    an NVIDIA accelerator its SM clock, temperature and power."""
+    import time
+
     try:
         load = round(os.getloadavg()[0], 2)
     except OSError:
         load = None
+    own = os.times()
     temperatures = _read_numbers("/sys/class/thermal/thermal_zone[0-9]*/temp", 1e-3)
-    state = {"loadavg_1m": load, "cpu_mhz": cpu_mhz(), "governor": governor(),
+    state = {"at_s": time.monotonic(), "busy_s": busy_seconds(), "own_s": own.user + own.system,
+             "loadavg_1m": load, "cpu_mhz": cpu_mhz(), "governor": governor(),
              "temperature_c": round(max(temperatures), 1) if temperatures else None}
     kind = (provider or "").lower().removesuffix("executionprovider")
     if kind in NVIDIA_PROVIDERS:
@@ -103,9 +119,19 @@ def conditions(provider: str | None = None) -> dict:
 
 
 def drift(before: dict, after: dict) -> dict:
-    """{before, after, moved: what changed enough to doubt the run (empty: nothing did), unreadable: what could
-    not be read}."""
+    """{before, after, others_cores, moved: what changed enough to doubt the run (empty: nothing did),
+    unreadable: what could not be read}. others_cores: the cores other processes kept busy on average (the
+    machine's CPU time less this process's, over the wall time) — the load average would count zoo's own
+    threads."""
     moved, unreadable = [], []
+    others = None
+    if before.get("busy_s") is not None and after.get("busy_s") is not None and after["at_s"] > before["at_s"]:
+        spent = (after["busy_s"] - before["busy_s"]) - (after["own_s"] - before["own_s"])
+        others = round(max(spent, 0.0) / (after["at_s"] - before["at_s"]), 2)
+        if others > DRIFT_OTHERS:
+            moved.append(f"other processes kept {others:g} cores busy")
+    else:
+        unreadable.append("other processes' CPU time")
 
     def check(name, old, new, *, fell_by=None, rose_by=None, unit=""):
         if old is None or new is None:
@@ -115,7 +141,6 @@ def drift(before: dict, after: dict) -> dict:
         elif rose_by is not None and new - old > rose_by:
             moved.append(f"{name} rose from {old:g} to {new:g}{unit}")
 
-    check("load average", before.get("loadavg_1m"), after.get("loadavg_1m"), rose_by=DRIFT_LOAD)
     check("CPU clock", before.get("cpu_mhz"), after.get("cpu_mhz"), fell_by=DRIFT_CLOCK, unit=" MHz")
     check("temperature", before.get("temperature_c"), after.get("temperature_c"), rose_by=DRIFT_TEMPERATURE,
           unit=" C")
@@ -124,7 +149,7 @@ def drift(before: dict, after: dict) -> dict:
         check("GPU SM clock", old.get("clocks_sm_mhz"), new.get("clocks_sm_mhz"), fell_by=DRIFT_CLOCK, unit=" MHz")
         check("GPU temperature", old.get("temperature_c"), new.get("temperature_c"), rose_by=DRIFT_TEMPERATURE,
               unit=" C")
-    return {"before": before, "after": after, "moved": moved, "unreadable": unreadable}
+    return {"before": before, "after": after, "others_cores": others, "moved": moved, "unreadable": unreadable}
 
 
 # ---------------------------------------------------------------- accelerators
