@@ -523,7 +523,9 @@ def report(path: Path, patterns: list[str] | None = None, *, registries: list[Pa
     from zoo.results import report as html_report
     from zoo.results.store import list_runs
 
-    html_report.check_output(path, "-o", suffixes=(".html", ".htm"))  # before any work
+    from zoo.files import output_file
+
+    output_file(path, "-o", suffixes=html_report.SUFFIXES)  # before any work
     accuracy = compare(patterns, "accuracy", registries=registries)
     latency = compare(patterns, "latency", pareto=True, registries=registries)
     ids = set(accuracy["id"])

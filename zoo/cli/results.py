@@ -251,9 +251,9 @@ def compare_(
 
     metric_name = metric.value if isinstance(metric, Enum) else str(metric)
     if plot:
-        from zoo.results.plots import check_output
+        from zoo.files import output_file
 
-        check_output(plot, "--plot")  # before any work: a bad path fails at once
+        output_file(plot, "--plot")  # before any work: a bad path fails at once
     with SweepProgress(False, quiet=False, lines_to_stderr=True) as progress:
         df = zoo.compare(patterns, metric_name, device=device, top=top, pareto=pareto, measure=measure, data=data,
                          target=target, registries=state["registries"], progress=progress)

@@ -23,15 +23,6 @@ BIG_PANEL = 20  # points in a first panel that earns a row of its own
 MIN_SPAN = 0.10  # an axis spans at least 10% of its largest value (never 4.440 to 4.450 ms)
 
 
-def check_output(path, option: str, *, suffixes: tuple[str, ...] = ()) -> Path:
-    """The file an output option names, refused before any work when it cannot be written (zoo.files.output_file:
-    a folder, a missing or unwritable folder, a name too long), or, when `suffixes` are given, has another."""
-    path = Path(path)
-    if suffixes and not path.is_dir() and path.suffix.lower() not in suffixes:
-        raise UsageError(f"{option} {path}: expected a {' or '.join(suffixes)} file name")
-    return output_file(path, option)
-
-
 def _axes_of(metric: str) -> tuple[str, bool, str]:
     """(x column, higher x is better, y column) of a metric's panels."""
     spec = metric_of(metric)
@@ -230,5 +221,5 @@ def render_svg(df, metric: str, *, title: str | None = None) -> str:
 
 def plot(df, metric: str, path, *, title: str | None = None) -> Path:
     """Accuracy against `metric` as a PNG file, written whole or not at all."""
-    path = check_output(path, "--plot")  # PNG bytes at exactly this name, whatever its suffix
+    path = output_file(path, "--plot")  # PNG bytes at exactly this name, whatever its suffix
     return write_bytes_atomic(path, render_png(df, metric, title=title), mode=0o644)

@@ -319,7 +319,6 @@ def separable_front(df, cost: str, higher_cost_is_better: bool, benefit: str, *,
     (intervals of the cost overlap or lie lower) and possibly as good (the same for the benefit) while better on
     one of the two. Rows whose intervals overlap both lose their star: noise cannot say which is on the front.
     cost_interval / benefit_interval: (low column, high column), or None for exact figures."""
-    import numpy as np
     import pandas as pd
 
     flags = pd.Series(False, index=df.index)
@@ -364,8 +363,6 @@ def rank_groups(values, lows, highs, higher_is_better: bool) -> tuple[list[int],
 def noise(df) -> list[dict]:
     """Per footing with measured intervals: {footing, rows, pairs, indistinguishable}: how many pairs of rows
     noise cannot separate (their intervals overlap)."""
-    import numpy as np
-
     out = []
     if "ci_low" not in df:
         return out

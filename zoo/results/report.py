@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 
 from zoo._version import __version__
 from zoo.errors import UsageError
-from zoo.files import write_bytes_atomic
-from zoo.results.plots import check_output, render_svg
+from zoo.files import output_file, write_bytes_atomic
+from zoo.results.plots import render_svg
 from zoo.results.ranking import CLAIMED_ACCURACY
 from zoo.results.records import Run
 
@@ -35,6 +35,7 @@ ACCURACY_COLUMNS = {True: ["rank_group", "id", "top1_pct", "top5_pct", "top1_mea
                            "top1_ci95_high", "verdict", "macs_m"],
                     False: ["rank_group", "id", "top1_pct", "interval", "top5_pct", "precision", "macs_m"]}
 WORST = 5
+SUFFIXES = (".html", ".htm")
 HEADERS = {"rank_group": "#", "id": "card", "top1_pct": "top-1 %", "top5_pct": "top-5 %", "latency_ms": "latency ms",
            "interval": "95% interval", "top1_measured_pct": "your top-1 %", "top1_ci95_low": "95% low",
            "top1_ci95_high": "95% high", "macs_m": "MACs (M)"}
@@ -160,4 +161,4 @@ def build(*, accuracy, latency, runs: list[Run], cards: dict[str, dict], host: d
 
 def write(path, text: str) -> Path:
     """The report file, written whole or not at all."""
-    return write_bytes_atomic(check_output(path, "-o", suffixes=(".html", ".htm")), text.encode("utf-8"), mode=0o644)
+    return write_bytes_atomic(output_file(path, "-o", suffixes=SUFFIXES), text.encode("utf-8"), mode=0o644)
