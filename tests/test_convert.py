@@ -10,7 +10,6 @@ against live torch, torchvision and timm, at full size, are in test_convert_refe
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import pickle

@@ -20,7 +20,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from test_convert import GOLDEN, INPUTS, MODELS, PLANS, card_for, check, converted, golden_file, serve, tolerance
+from test_convert import INPUTS, MODELS, PLANS, card_for, check, converted, golden_file, serve
 from zoo.artifacts import convert
 from zoo.artifacts.convert import builder, mapping, readers
 from zoo.errors import ConversionError

@@ -12,8 +12,8 @@ Each step rewrites tests/golden/<step>/ only (the README's "Golden files" says w
   torch only:      reader.* (tensors of every dtype and stride, both torch formats), hostile .pth files, and
                    preprocess.json (timm's and torchvision's eval transforms on sample images)
 zoo is never imported: what is recorded must not depend on the code under test. Weights are drawn with numpy
-from fixed seeds, so a step recorded again writes the same tensors and logits (up to the framework's float
-arithmetic); torch's zip files also hold a random serialization id, so their bytes change.
+from fixed seeds, so a step recorded again writes the same files and logits (up to the framework's float
+arithmetic), except torch's legacy-format files, whose storage keys come from object ids.
 """
 from __future__ import annotations
 
@@ -128,7 +128,6 @@ def model_record(files: list[tuple[str, str]], card: dict, made_by: str, forward
 # ---------------------------------------------------------------- torch, torchvision, timm (and d-li14's torch code)
 
 def step_torch(out: Path) -> None:
-    import argparse as _argparse
     import os
 
     import timm
@@ -168,7 +167,8 @@ def step_torch(out: Path) -> None:
         plans[f"torchvision {width}"] = plan_entry("torchvision", width, 1.0, 1000, made_by,
                                                    tensors(torchvision.models.mobilenet_v2(width_mult=width)))
     for width in DLI14_WIDTHS:
-        made_by = f"{versions}: tests/reference_models.py DLi14MobileNetV2({width}) (d-li14's models/imagenet/mobilenetv2.py)"
+        made_by = (f"{versions}: tests/reference_models.py DLi14MobileNetV2({width}), after d-li14's "
+                   "models/imagenet/mobilenetv2.py")
         plans[f"d-li14 {width}"] = plan_entry("d-li14", width, 1.0, 1000, made_by, tensors(DLi14MobileNetV2(width)))
     write_json(out / "plans.json", plans)
 
@@ -185,7 +185,8 @@ def step_torch(out: Path) -> None:
     stem = f"torchvision_w{WIDTH:g}"
     model = filled(torchvision.models.mobilenet_v2(width_mult=WIDTH, num_classes=CLASSES), stem)
     torch.save(model.state_dict(), out / f"{stem}.pth", _use_new_zipfile_serialization=False)  # as its 2018 files
-    model_record([(f"{stem}.pth", "pth")], {"source": "torchvision", "width": WIDTH, "depth": 1.0, "num_classes": CLASSES},
+    model_record([(f"{stem}.pth", "pth")],
+                 {"source": "torchvision", "width": WIDTH, "depth": 1.0, "num_classes": CLASSES},
                  f"{versions}: torchvision.models.mobilenet_v2(width_mult={WIDTH}, num_classes={CLASSES}); "
                  "torch.save(_use_new_zipfile_serialization=False), the legacy format", forward(model), out, stem)
 
@@ -193,7 +194,8 @@ def step_torch(out: Path) -> None:
     model = filled(DLi14MobileNetV2(WIDTH, num_classes=CLASSES), stem)
     state = {f"module.{k}": v for k, v in model.state_dict().items()}  # as nn.DataParallel saves it
     torch.save({"epoch": 150, "arch": "mobilenetv2", "state_dict": state, "best_prec1": 72.1}, out / f"{stem}.pth.tar")
-    model_record([(f"{stem}.pth.tar", "pth")], {"source": "d-li14", "width": WIDTH, "depth": 1.0, "num_classes": CLASSES},
+    model_record([(f"{stem}.pth.tar", "pth")],
+                 {"source": "d-li14", "width": WIDTH, "depth": 1.0, "num_classes": CLASSES},
                  f"{versions}: tests/reference_models.py DLi14MobileNetV2({WIDTH}, num_classes={CLASSES}); torch.save "
                  "of a DataParallel training checkpoint {epoch, arch, state_dict: module.*, best_prec1}",
                  forward(model), out, stem)
@@ -205,7 +207,8 @@ def step_torch(out: Path) -> None:
              "p": torch.nn.Parameter(torch.randn(2))}
     torch.save(mixed, out / "reader.pth")
     torch.save(mixed, out / "reader-legacy.pth", _use_new_zipfile_serialization=False)
-    np.savez(out / "reader.npz", **{k: (v.detach().float() if k == "b" else v.detach()).numpy() for k, v in mixed.items()})
+    expected = {k: (v.detach().float() if k == "b" else v.detach()).numpy() for k, v in mixed.items()}
+    np.savez(out / "reader.npz", **expected)  # what torch holds; bfloat16 as float32
 
     # hostile files, as torch itself writes them (torch.load(weights_only=False) would run `touch pwned`)
     class Boom:
@@ -213,7 +216,7 @@ def step_torch(out: Path) -> None:
             return (os.system, ("touch pwned",))
 
     torch.save({"w": torch.zeros(1), "x": Boom()}, out / "evil.pth")
-    torch.save({"state_dict": {"w": torch.zeros(2)}, "args": _argparse.Namespace(lr=0.1)}, out / "namespace.pth")
+    torch.save({"state_dict": {"w": torch.zeros(2)}, "args": argparse.Namespace(lr=0.1)}, out / "namespace.pth")
 
     write_json(out / "preprocess.json", preprocess_record(versions))
 
