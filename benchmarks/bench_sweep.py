@@ -3,7 +3,7 @@
     python benchmarks/bench_sweep.py [--data ../shared/data/imagenet-sample] [--limit N] [--rounds 1]
 
 The 5 cards share one preprocessing (timm/mobilenetv2_100.ra_in1k's) and differ in width (0.35, 0.5,
-0.75, 1.0, 1.4): MobileNetV2 ONNX graphs with random weights (zoo.artifacts.choose.synthetic_model, cached in a
+0.75, 1.0, 1.4): MobileNetV2 ONNX graphs with random weights (zoo.artifacts.local.synthetic_model, cached in a
 temporary ZOO_HOME; speed does not depend on the weights), each run under its card's conventions.
   sweep     zoo.engine's shared pass (accuracy.predict with one Job per card): each image decoded once,
             then normalised, encoded and run by each model
@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 import zoo  # noqa: E402
-from zoo.artifacts.choose import synthetic_model  # noqa: E402
+from zoo.artifacts.local import synthetic_model  # noqa: E402
 from zoo.measure import accuracy  # noqa: E402
 from zoo.measure.datasets import load_dataset  # noqa: E402
 from zoo.measure.preprocess import Preprocessor  # noqa: E402
