@@ -145,7 +145,7 @@ class SweepProgress:
                 label = "evaluating" if event["kind"] == "eval" else "timing"
                 self.task = self.bar.add_task(f"{label} {event['cards']} card(s)", total=event["units"] or 1)
             elif kind == "advance" and self.bar and self.task is not None:
-                self.bar.update(self.task, completed=event["done"])
+                self.bar.update(self.task, completed=event["done"], total=event["units"] or 1)
             elif kind == "card":
                 self.card(event)
 
