@@ -1,7 +1,7 @@
 """The facts of the machine a measurement ran on, and their fingerprint: one function for host and board.
 
-Standard library only, on purpose: the board's latency runner (targets/ort_runner.py) is copied to
-the board beside this file and calls the same `facts()` there.
+Standard library only, on purpose: the board's runner (targets/board_runner.py) is copied to the board
+beside this file and calls the same `facts()` and `conditions()` there.
 """
 from __future__ import annotations
 
@@ -33,10 +33,7 @@ def facts() -> dict:
 
 def governor() -> str | None:
     """The CPU frequency governor where readable (latency depends on it)."""
-    try:
-        return Path("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor").read_text().strip()
-    except OSError:
-        return None
+    return _read_text(Path("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"))
 
 
 def host() -> dict:
@@ -63,9 +60,9 @@ DRIFT_CLOCK = 0.10        # a clock falling by this fraction
 DRIFT_TEMPERATURE = 10.0  # degrees C of warming
 
 
-def _read_numbers(pattern: str, scale: float) -> list[float]:
+def _read_numbers(pattern: str, scale: float, root: Path = Path("/")) -> list[float]:
     values = []
-    for path in sorted(Path("/").glob(pattern.lstrip("/"))):
+    for path in sorted(root.glob(pattern.lstrip("/"))):
         try:
             values.append(float(path.read_text().split()[0]) * scale)
         except (OSError, ValueError, IndexError):
@@ -73,28 +70,64 @@ def _read_numbers(pattern: str, scale: float) -> list[float]:
     return values
 
 
-def cpu_mhz() -> float | None:
-    """The CPUs' mean current clock in MHz: cpufreq where the kernel exposes it, else /proc/cpuinfo's."""
-    values = _read_numbers("/sys/devices/system/cpu/cpu[0-9]*/cpufreq/scaling_cur_freq", 1e-3)
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+def cpufreq(root: Path = Path("/")) -> dict | None:
+    """Each CPU's clock now and its maximum in MHz and its governor, from cpufreq (None: the kernel exposes no
+    cpufreq, as in most VMs); on a big.LITTLE board the clusters show apart."""
+    cpus = {}
+    for folder in sorted(root.glob("sys/devices/system/cpu/cpu[0-9]*/cpufreq"), key=lambda p: int(p.parent.name[3:])):
+        values = {key: _read_numbers(str(folder.relative_to(root) / name), 1e-3, root)
+                  for key, name in (("cur_mhz", "scaling_cur_freq"), ("max_mhz", "cpuinfo_max_freq"))}
+        cpus[folder.parent.name] = {"cur_mhz": round(values["cur_mhz"][0], 1) if values["cur_mhz"] else None,
+                                    "max_mhz": round(values["max_mhz"][0], 1) if values["max_mhz"] else None,
+                                    "governor": _read_text(folder / "scaling_governor")}
+    return cpus or None
+
+
+def thermal(root: Path = Path("/")) -> dict | None:
+    """Each thermal zone's temperature in degrees C, keyed by zone and its type (None: no zone readable)."""
+    zones = {}
+    for folder in sorted(root.glob("sys/class/thermal/thermal_zone[0-9]*"), key=lambda p: int(p.name[12:])):
+        temps = _read_numbers(str(folder.relative_to(root) / "temp"), 1e-3, root)
+        if temps:
+            zones[f"{folder.name} ({_read_text(folder / 'type') or 'unknown'})"] = round(temps[0], 1)
+    return zones or None
+
+
+def cpu_mhz(root: Path = Path("/")) -> tuple[float | None, str | None]:
+    """(the CPUs' mean current clock in MHz, where it was read: cpufreq, or /proc/cpuinfo's figure, which in a
+    VM is a constant and says nothing about throttling)."""
+    values = _read_numbers("sys/devices/system/cpu/cpu[0-9]*/cpufreq/scaling_cur_freq", 1e-3, root)
+    source = "cpufreq" if values else None
     if not values:
         try:
-            values = [float(line.split(":", 1)[1]) for line in Path("/proc/cpuinfo").read_text().splitlines()
+            values = [float(line.split(":", 1)[1]) for line in (root / "proc/cpuinfo").read_text().splitlines()
                       if line.startswith("cpu MHz")]
+            source = "cpuinfo" if values else None
         except (OSError, ValueError):
             values = []
-    return round(sum(values) / len(values), 1) if values else None
+    return (round(sum(values) / len(values), 1) if values else None), source
 
 
-def conditions(provider: str | None = None) -> dict:
-    """What could drift during a run, now: load average, CPU clock, hottest thermal zone, and for an NVIDIA
-    accelerator its SM clock, temperature and power."""
+def conditions(provider: str | None = None, root: Path = Path("/")) -> dict:
+    """What could drift during a run, now: load average, CPU clock (mean, and each CPU's with its governor),
+    the hottest thermal zone (and each zone), and for an NVIDIA accelerator its SM clock, temperature and power.
+    `root`: where /sys and /proc are (a test's recorded tree)."""
     try:
-        load = round(os.getloadavg()[0], 2)
+        load = round(os.getloadavg()[0], 2) if root == Path("/") else None
     except OSError:
         load = None
-    temperatures = _read_numbers("/sys/class/thermal/thermal_zone[0-9]*/temp", 1e-3)
-    state = {"loadavg_1m": load, "cpu_mhz": cpu_mhz(), "governor": governor(),
-             "temperature_c": round(max(temperatures), 1) if temperatures else None}
+    zones = thermal(root)
+    mhz, source = cpu_mhz(root)
+    state = {"loadavg_1m": load, "cpu_mhz": mhz, "cpu_mhz_source": source,
+             "governor": _read_text(root / "sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
+             "temperature_c": max(zones.values()) if zones else None, "cpufreq": cpufreq(root), "thermal": zones}
     kind = (provider or "").lower().removesuffix("executionprovider")
     if kind in NVIDIA_PROVIDERS:
         gpu = nvidia_gpu(0)
@@ -103,28 +136,34 @@ def conditions(provider: str | None = None) -> dict:
 
 
 def drift(before: dict, after: dict) -> dict:
-    """{before, after, moved: what changed enough to doubt the run (empty: nothing did), unreadable: what could
-    not be read}."""
+    """{before, after, moved: what changed enough to doubt the run (empty: nothing did), throttled: whether a
+    clock fell or a temperature rose past its threshold (rerun after a cool-down), unreadable: what could not be
+    read}."""
     moved, unreadable = [], []
 
-    def check(name, old, new, *, fell_by=None, rose_by=None, unit=""):
+    def check(name, old, new, *, fell_by=None, rose_by=None, unit="") -> list[str]:
         if old is None or new is None:
             unreadable.append(name)
-        elif fell_by is not None and new < old * (1 - fell_by):
+            return []
+        if fell_by is not None and new < old * (1 - fell_by):
             moved.append(f"{name} fell from {old:g} to {new:g}{unit}")
         elif rose_by is not None and new - old > rose_by:
             moved.append(f"{name} rose from {old:g} to {new:g}{unit}")
+        else:
+            return []
+        return [moved[-1]]
 
     check("load average", before.get("loadavg_1m"), after.get("loadavg_1m"), rose_by=DRIFT_LOAD)
-    check("CPU clock", before.get("cpu_mhz"), after.get("cpu_mhz"), fell_by=DRIFT_CLOCK, unit=" MHz")
-    check("temperature", before.get("temperature_c"), after.get("temperature_c"), rose_by=DRIFT_TEMPERATURE,
-          unit=" C")
+    heat = check("CPU clock", before.get("cpu_mhz"), after.get("cpu_mhz"), fell_by=DRIFT_CLOCK, unit=" MHz")
+    heat += check("temperature", before.get("temperature_c"), after.get("temperature_c"), rose_by=DRIFT_TEMPERATURE,
+                  unit=" C")
     if "gpu" in before or "gpu" in after:
         old, new = before.get("gpu") or {}, after.get("gpu") or {}
-        check("GPU SM clock", old.get("clocks_sm_mhz"), new.get("clocks_sm_mhz"), fell_by=DRIFT_CLOCK, unit=" MHz")
-        check("GPU temperature", old.get("temperature_c"), new.get("temperature_c"), rose_by=DRIFT_TEMPERATURE,
-              unit=" C")
-    return {"before": before, "after": after, "moved": moved, "unreadable": unreadable}
+        heat += check("GPU SM clock", old.get("clocks_sm_mhz"), new.get("clocks_sm_mhz"), fell_by=DRIFT_CLOCK,
+                      unit=" MHz")
+        heat += check("GPU temperature", old.get("temperature_c"), new.get("temperature_c"),
+                      rose_by=DRIFT_TEMPERATURE, unit=" C")
+    return {"before": before, "after": after, "moved": moved, "throttled": heat, "unreadable": unreadable}
 
 
 # ---------------------------------------------------------------- accelerators
