@@ -69,6 +69,7 @@ def test_check_finds_the_runtime_or_says_what_is_missing(zoo_home, sshd):
     add_board(sshd)
     info = targets.check("board")
     assert info["reachable"] and info["runtime_version"] and info["os"].startswith("Linux")
+    assert info["litert_version"]  # this "board" has LiteRT too: eval --runtime litert runs there
     add_board(sshd, name="nopython", python="/nonexistent/python3")
     with pytest.raises(TargetError, match="cannot import onnxruntime"):
         targets.check("nopython")

@@ -97,6 +97,10 @@ def check(name: str) -> dict:
             raise TargetError(f"{name}: {target['python']} on the board cannot import onnxruntime and numpy",
                               "Install them on the board (pip install onnxruntime numpy), or give --python")
         info["runtime_version"] = probe.stdout.strip()
+        # LiteRT beside it runs a .tflite as it is (`zoo eval --target NAME --runtime litert`)
+        litert = ssh.run(f"{quote(target['python'])} -c 'from importlib.metadata import version; "
+                         "print(version(\"ai-edge-litert\"))'", check=False)
+        info["litert_version"] = litert.stdout.strip() if litert.returncode == 0 else None
     else:
         probe = ssh.run("command -v hrt_model_exec", check=False)
         if probe.returncode != 0:

@@ -124,8 +124,10 @@ def evaluate_on_board(members: list[dict], dataset, target: dict, *, runtime: st
     one outcome per member: {runtime, top5 (N, 5) in dataset order, lanes, board: {machine, peak_rss_bytes,
     model_peak_bytes, reconnects, resumed_images, sent_bytes, tensor_bytes}, journal} or {error}). A member that
     cannot open or fails mid-pass keeps its error (and its journal: it goes on next time); the others go on."""
+    from zoo.measure.machine import check_threads
     from zoo.measure.targets.session import BoardRuntime
 
+    check_threads(threads, "--threads", on_target=True)
     items = dataset.items
     index = {name: i for i, (name, _) in enumerate(items)}
     fingerprint = dataset.fingerprint()
