@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import select
+import subprocess
 import tempfile
 import threading
 import time
@@ -97,7 +98,7 @@ class RunnerSession:
         if self.proc.poll() is None:
             try:
                 self.proc.wait(timeout=5)
-            except Exception:  # noqa: BLE001  (the ssh client did not exit on its own)
+            except subprocess.TimeoutExpired:  # the ssh client did not exit on its own
                 self.proc.kill()
                 self.proc.wait()
         self._stderr.close()
@@ -171,6 +172,22 @@ class BoardRuntime(Runtime):
         self._note(session.hello)
         return session
 
+    def _reopen(self) -> RunnerSession:
+        """A new runner after a lost one: a board that cannot be reached yet (rebooting) is lost again, so the
+        caller tries again; one that now runs another runtime is an error."""
+        try:
+            session = self._open()
+        except TargetCannotRunError:
+            raise
+        except TargetError as error:
+            raise RunnerLost(error.message) from None
+        found = (session.hello["runtime"], session.hello["version"])
+        if found != (self.name, self.version):
+            session.kill()
+            raise TargetError(f"{self.target['name']}: the board's runtime changed while zoo was connected "
+                              f"({self.name} {self.version} -> {' '.join(found)})", "Run the command again")
+        return session
+
     def _note(self, answer: dict) -> None:
         peak = answer.get("peak_rss_bytes")
         if peak is not None:
@@ -184,13 +201,7 @@ class BoardRuntime(Runtime):
             for attempt in range(RECONNECTS + 1):
                 try:
                     if self._session is None:
-                        self._session = self._open()
-                        if (self._session.hello["runtime"], self._session.hello["version"]) != (self.name,
-                                                                                                 self.version):
-                            raise TargetError(f"{self.target['name']}: the board's runtime changed while zoo "
-                                              f"was connected ({self.name} {self.version} -> "
-                                              f"{self._session.hello['runtime']} {self._session.hello['version']})",
-                                              "Run the command again")
+                        self._session = self._reopen()
                     answer, data = self._session.request(header, payload, seconds)
                     self._note(answer)
                     return answer, data
@@ -204,7 +215,7 @@ class BoardRuntime(Runtime):
                                           "(an eval goes on from its last finished batch)") from None
                     self.reconnects += 1
                     time.sleep(min(0.5 * 2 ** attempt, 5.0))
-        raise AssertionError("unreachable")
+        raise AssertionError("each attempt returns or raises")
 
     def run(self, batch):
         import numpy as np
