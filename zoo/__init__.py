@@ -352,6 +352,8 @@ def eval_sweep(patterns: list[str] | str, data: Path, *, labels: Path | None = N
     from zoo.engine.eval import eval_sweep as sweep
     from zoo.measure.accuracy import load_data
 
+    if target and ray not in (None, False):  # before Ray starts
+        raise UsageError("--ray evaluates on the cluster's nodes; leave out --target")
     entries, parents = _sweep_entries(patterns, registries, progress, parents=True)
     dataset = load_data(data, labels, limit)  # fail fast on bad data, before any download
     _join(ray, progress)
