@@ -189,6 +189,16 @@ def test_cards_the_board_cannot_run_are_skipped_with_the_reason(board, sshd, sam
     with pytest.raises(NothingMeasured) as caught:
         zoo.eval_sweep([QUANT, "rdk/mobilenetv2_224x224_nv12-x5"], sample_dir, limit=8, target="x5")
     assert all("no BPU eval runner" in r["reason"] for r in caught.value.summary["skipped"])
+    bare = sshd.fake_bin.parent / "python-without-packages"  # a board with Python but not numpy nor a runtime
+    bare.write_text(f"#!/bin/sh\nexec {sys.executable} -S \"$@\"\n")
+    bare.chmod(0o755)
+    targets.add("bare", sshd.destination, runtime="onnxruntime", port=sshd.port, identity=str(sshd.client_key),
+                python=str(bare))
+    with pytest.raises(NothingMeasured) as caught:
+        zoo.eval_sweep([FLOAT, QUANT], sample_dir, limit=8, target="bare")
+    [first, second] = caught.value.summary["skipped"]
+    assert "bare: the board cannot import onnxruntime (No module named 'numpy')" in first["reason"]
+    assert "Install onnxruntime and numpy on the board" in second["reason"]
     with pytest.raises(UsageError, match="leave out --target"):
         zoo.eval_sweep([QUANT], sample_dir, limit=8, target="board", ray=True)
     assert store.list_runs() == []

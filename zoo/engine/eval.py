@@ -297,8 +297,9 @@ def finish(sweep: Sweep, item: EvalItem, store_runs: bool) -> None:
     item.done = True
     card_id, outcome = item.card["id"], item.outcome
     if "error" in outcome:
-        if item.reported:
-            sweep.finish("failed", card_id, error=outcome["error"])
+        if item.reported:  # a board without the card's runtime skips it, as a host without one does
+            cannot = isinstance(outcome["error"], TargetCannotRunError)
+            sweep.finish("skipped" if cannot else "failed", card_id, error=outcome["error"])
         else:
             sweep.note(f"float parent {card_id} failed: {reason(outcome['error'])}")
         return
