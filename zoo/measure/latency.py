@@ -242,17 +242,22 @@ def bench_models(models: list[Timed], *, target: dict | None = None, provider: s
     finally:
         for model in models:
             _close(model)
-    conditions = machine.drift(before or {}, _conditions(target, provider) or {})
+    before, after = before or {}, _conditions(target, provider) or {}
+    if target and "own_s" in before and "own_s" in after:
+        # the board's readings come from short-lived processes: zoo's own CPU time there is its runners'
+        after = {**after, "own_s": before["own_s"] + sum(m.first.get("runner_cpu_s") or 0.0 for m in models)}
+    conditions = {**machine.drift(before, after), "throttled": machine.throttled(before, after)}
     return [m.error if m.error is not None else
             _result(m, hashes[id(m)], target=target, batch=batch, warmup=warmup, cpus=cpus, conditions=conditions)
             for m in models]
 
 
 def _conditions(target: dict | None, provider: str | None) -> dict | None:
-    """What could drift, read where the models run: this host, or the board (by its runner)."""
+    """What could drift, read where the models run: this host, or the board (by its runner), with each CPU's clock
+    and each thermal zone (machine.clocks_and_heat)."""
     if target:
         return targets.board_conditions(target)
-    return machine.conditions(provider=None if is_cpu(provider) else provider)
+    return {**machine.conditions(provider=None if is_cpu(provider) else provider), **machine.clocks_and_heat()}
 
 
 def _close(model: Timed) -> None:
@@ -261,6 +266,7 @@ def _close(model: Timed) -> None:
     if hasattr(opened, "close"):
         opened.close()
         model.first["peak_rss_bytes"] = max(opened.peak_rss_bytes or 0, model.first.get("peak_rss_bytes") or 0) or None
+        model.first["runner_cpu_s"] = (model.first.get("runner_cpu_s") or 0.0) + opened.cpu_s
 
 
 def _round_on_host(model: Timed, models: list[Timed], *, provider, threads, batch, warmup, iters, seconds,

@@ -1,7 +1,7 @@
 """The facts of the machine a measurement ran on, and their fingerprint: one function for host and board.
 
 Standard library only, on purpose: the board's runner (targets/board_runner.py) is copied to the board
-beside this file and calls the same `facts()` and `conditions()` there.
+beside this file and calls the same `facts()`, `conditions()` and `clocks_and_heat()` there.
 """
 from __future__ import annotations
 
@@ -33,7 +33,10 @@ def facts() -> dict:
 
 def governor() -> str | None:
     """The CPU frequency governor where readable (latency depends on it)."""
-    return _read_text(Path("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"))
+    try:
+        return Path("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor").read_text().strip()
+    except OSError:
+        return None
 
 
 def host() -> dict:
@@ -60,9 +63,9 @@ DRIFT_CLOCK = 0.10        # a clock falling by this fraction
 DRIFT_TEMPERATURE = 10.0  # degrees C of warming
 
 
-def _read_numbers(pattern: str, scale: float, root: Path = Path("/")) -> list[float]:
+def _read_numbers(pattern: str, scale: float) -> list[float]:
     values = []
-    for path in sorted(root.glob(pattern.lstrip("/"))):
+    for path in sorted(Path("/").glob(pattern.lstrip("/"))):
         try:
             values.append(float(path.read_text().split()[0]) * scale)
         except (OSError, ValueError, IndexError):
@@ -70,64 +73,28 @@ def _read_numbers(pattern: str, scale: float, root: Path = Path("/")) -> list[fl
     return values
 
 
-def _read_text(path: Path) -> str | None:
-    try:
-        return path.read_text().strip()
-    except OSError:
-        return None
-
-
-def cpufreq(root: Path = Path("/")) -> dict | None:
-    """Each CPU's clock now and its maximum in MHz and its governor, from cpufreq (None: the kernel exposes no
-    cpufreq, as in most VMs); on a big.LITTLE board the clusters show apart."""
-    cpus = {}
-    for folder in sorted(root.glob("sys/devices/system/cpu/cpu[0-9]*/cpufreq"), key=lambda p: int(p.parent.name[3:])):
-        values = {key: _read_numbers(str(folder.relative_to(root) / name), 1e-3, root)
-                  for key, name in (("cur_mhz", "scaling_cur_freq"), ("max_mhz", "cpuinfo_max_freq"))}
-        cpus[folder.parent.name] = {"cur_mhz": round(values["cur_mhz"][0], 1) if values["cur_mhz"] else None,
-                                    "max_mhz": round(values["max_mhz"][0], 1) if values["max_mhz"] else None,
-                                    "governor": _read_text(folder / "scaling_governor")}
-    return cpus or None
-
-
-def thermal(root: Path = Path("/")) -> dict | None:
-    """Each thermal zone's temperature in degrees C, keyed by zone and its type (None: no zone readable)."""
-    zones = {}
-    for folder in sorted(root.glob("sys/class/thermal/thermal_zone[0-9]*"), key=lambda p: int(p.name[12:])):
-        temps = _read_numbers(str(folder.relative_to(root) / "temp"), 1e-3, root)
-        if temps:
-            zones[f"{folder.name} ({_read_text(folder / 'type') or 'unknown'})"] = round(temps[0], 1)
-    return zones or None
-
-
-def cpu_mhz(root: Path = Path("/")) -> tuple[float | None, str | None]:
-    """(the CPUs' mean current clock in MHz, where it was read: cpufreq, or /proc/cpuinfo's figure, which in a
-    VM is a constant and says nothing about throttling)."""
-    values = _read_numbers("sys/devices/system/cpu/cpu[0-9]*/cpufreq/scaling_cur_freq", 1e-3, root)
-    source = "cpufreq" if values else None
+def cpu_mhz() -> float | None:
+    """The CPUs' mean current clock in MHz: cpufreq where the kernel exposes it, else /proc/cpuinfo's."""
+    values = _read_numbers("/sys/devices/system/cpu/cpu[0-9]*/cpufreq/scaling_cur_freq", 1e-3)
     if not values:
         try:
-            values = [float(line.split(":", 1)[1]) for line in (root / "proc/cpuinfo").read_text().splitlines()
+            values = [float(line.split(":", 1)[1]) for line in Path("/proc/cpuinfo").read_text().splitlines()
                       if line.startswith("cpu MHz")]
-            source = "cpuinfo" if values else None
         except (OSError, ValueError):
             values = []
-    return (round(sum(values) / len(values), 1) if values else None), source
+    return round(sum(values) / len(values), 1) if values else None
 
 
-def conditions(provider: str | None = None, root: Path = Path("/")) -> dict:
-    """What could drift during a run, now: load average, CPU clock (mean, and each CPU's with its governor),
-    the hottest thermal zone (and each zone), and for an NVIDIA accelerator its SM clock, temperature and power.
-    `root`: where /sys and /proc are (a test's recorded tree)."""
+def conditions(provider: str | None = None) -> dict:
+    """What could drift during a run, now: load average, CPU clock, hottest thermal zone, and for an NVIDIA
+    accelerator its SM clock, temperature and power."""
     try:
-        load = round(os.getloadavg()[0], 2) if root == Path("/") else None
+        load = round(os.getloadavg()[0], 2)
     except OSError:
         load = None
-    zones = thermal(root)
-    mhz, source = cpu_mhz(root)
-    state = {"loadavg_1m": load, "cpu_mhz": mhz, "cpu_mhz_source": source,
-             "governor": _read_text(root / "sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
-             "temperature_c": max(zones.values()) if zones else None, "cpufreq": cpufreq(root), "thermal": zones}
+    temperatures = _read_numbers("/sys/class/thermal/thermal_zone[0-9]*/temp", 1e-3)
+    state = {"loadavg_1m": load, "cpu_mhz": cpu_mhz(), "governor": governor(),
+             "temperature_c": round(max(temperatures), 1) if temperatures else None}
     kind = (provider or "").lower().removesuffix("executionprovider")
     if kind in NVIDIA_PROVIDERS:
         gpu = nvidia_gpu(0)
@@ -136,34 +103,28 @@ def conditions(provider: str | None = None, root: Path = Path("/")) -> dict:
 
 
 def drift(before: dict, after: dict) -> dict:
-    """{before, after, moved: what changed enough to doubt the run (empty: nothing did), throttled: whether a
-    clock fell or a temperature rose past its threshold (rerun after a cool-down), unreadable: what could not be
-    read}."""
+    """{before, after, moved: what changed enough to doubt the run (empty: nothing did), unreadable: what could
+    not be read}."""
     moved, unreadable = [], []
 
-    def check(name, old, new, *, fell_by=None, rose_by=None, unit="") -> list[str]:
+    def check(name, old, new, *, fell_by=None, rose_by=None, unit=""):
         if old is None or new is None:
             unreadable.append(name)
-            return []
-        if fell_by is not None and new < old * (1 - fell_by):
+        elif fell_by is not None and new < old * (1 - fell_by):
             moved.append(f"{name} fell from {old:g} to {new:g}{unit}")
         elif rose_by is not None and new - old > rose_by:
             moved.append(f"{name} rose from {old:g} to {new:g}{unit}")
-        else:
-            return []
-        return [moved[-1]]
 
     check("load average", before.get("loadavg_1m"), after.get("loadavg_1m"), rose_by=DRIFT_LOAD)
-    heat = check("CPU clock", before.get("cpu_mhz"), after.get("cpu_mhz"), fell_by=DRIFT_CLOCK, unit=" MHz")
-    heat += check("temperature", before.get("temperature_c"), after.get("temperature_c"), rose_by=DRIFT_TEMPERATURE,
-                  unit=" C")
+    check("CPU clock", before.get("cpu_mhz"), after.get("cpu_mhz"), fell_by=DRIFT_CLOCK, unit=" MHz")
+    check("temperature", before.get("temperature_c"), after.get("temperature_c"), rose_by=DRIFT_TEMPERATURE,
+          unit=" C")
     if "gpu" in before or "gpu" in after:
         old, new = before.get("gpu") or {}, after.get("gpu") or {}
-        heat += check("GPU SM clock", old.get("clocks_sm_mhz"), new.get("clocks_sm_mhz"), fell_by=DRIFT_CLOCK,
-                      unit=" MHz")
-        heat += check("GPU temperature", old.get("temperature_c"), new.get("temperature_c"),
-                      rose_by=DRIFT_TEMPERATURE, unit=" C")
-    return {"before": before, "after": after, "moved": moved, "throttled": heat, "unreadable": unreadable}
+        check("GPU SM clock", old.get("clocks_sm_mhz"), new.get("clocks_sm_mhz"), fell_by=DRIFT_CLOCK, unit=" MHz")
+        check("GPU temperature", old.get("temperature_c"), new.get("temperature_c"), rose_by=DRIFT_TEMPERATURE,
+              unit=" C")
+    return {"before": before, "after": after, "moved": moved, "unreadable": unreadable}
 
 
 # ---------------------------------------------------------------- accelerators
@@ -327,3 +288,88 @@ def check_batch_memory(batch: int, input_bytes: int, *, in_flight: int = 1, opti
     raise UsageError(f"{option} {batch} needs about {batch * per_batch / 2**30:.1f} GiB ({in_flight} batch(es) of "
                      f"{input_bytes:,}-byte inputs and their activations), more than half of the "
                      f"{available / 2**30:.1f} GiB available", f"Use {option} {largest} or less")
+
+
+# ---------------------------------------------------------------- clocks and heat in detail
+# A board throttles within seconds, and a big.LITTLE board's clusters run at their own clocks: a run records each
+# CPU's clock and governor and each thermal zone, read on the machine that ran it (on a board, by its runner),
+# and says whether it throttled. `root` is where /sys and /proc are: "/" but in a test of recorded readings.
+
+def _numbers(root: Path, pattern: str, scale: float) -> list[float]:
+    values = []
+    for path in sorted(root.glob(pattern)):
+        try:
+            values.append(float(path.read_text().split()[0]) * scale)
+        except (OSError, ValueError, IndexError):
+            continue
+    return values
+
+
+def _text(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+def cpufreq(root: Path = Path("/")) -> dict | None:
+    """Each CPU's clock now and its maximum in MHz, and its governor (cpufreq); None where the kernel exposes no
+    cpufreq, as in most VMs."""
+    cpus = {}
+    folders = root.glob("sys/devices/system/cpu/cpu[0-9]*/cpufreq")
+    for folder in sorted(folders, key=lambda p: int(p.parent.name[3:])):
+        now, top = (_numbers(folder, name, 1e-3) for name in ("scaling_cur_freq", "cpuinfo_max_freq"))
+        cpus[folder.parent.name] = {"cur_mhz": round(now[0], 1) if now else None,
+                                    "max_mhz": round(top[0], 1) if top else None,
+                                    "governor": _text(folder / "scaling_governor")}
+    return cpus or None
+
+
+def thermal(root: Path = Path("/")) -> dict | None:
+    """Each thermal zone's temperature in degrees C, keyed by the zone and its type; None where none is readable."""
+    zones = {}
+    folders = root.glob("sys/class/thermal/thermal_zone[0-9]*")
+    for folder in sorted(folders, key=lambda p: int(p.name.removeprefix("thermal_zone"))):
+        temperature = _numbers(folder, "temp", 1e-3)
+        if temperature:
+            zones[f"{folder.name} ({_text(folder / 'type') or 'unknown'})"] = round(temperature[0], 1)
+    return zones or None
+
+
+def clocks_and_heat(root: Path = Path("/")) -> dict:
+    """{cpu_mhz (the mean clock), cpu_mhz_source (cpufreq; cpuinfo: /proc/cpuinfo's figure, a constant in a VM
+    that says nothing of throttling; None), governor (cpu0's), temperature_c (the hottest zone), cpufreq (each
+    CPU), thermal (each zone)}: what conditions() reads, in detail."""
+    cpus, zones = cpufreq(root), thermal(root)
+    clocks = [c["cur_mhz"] for c in (cpus or {}).values() if c["cur_mhz"] is not None]
+    source = "cpufreq" if clocks else None
+    if not clocks:
+        try:
+            clocks = [float(line.split(":", 1)[1]) for line in (root / "proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("cpu MHz")]
+            source = "cpuinfo" if clocks else None
+        except (OSError, ValueError):
+            clocks = []
+    return {"cpu_mhz": round(sum(clocks) / len(clocks), 1) if clocks else None, "cpu_mhz_source": source,
+            "governor": (cpus or {}).get("cpu0", {}).get("governor"),
+            "temperature_c": max(zones.values()) if zones else None, "cpufreq": cpus, "thermal": zones}
+
+
+def throttled(before: dict, after: dict) -> list[str]:
+    """What says a run throttled: the mean CPU clock fell by more than DRIFT_CLOCK, or the hottest zone rose by
+    more than DRIFT_TEMPERATURE (an accelerator's too). Empty: it did not, or it could not be read."""
+    found = []
+    for name, old, new, unit, fell in (
+            ("CPU clock", before.get("cpu_mhz"), after.get("cpu_mhz"), "MHz", True),
+            ("temperature", before.get("temperature_c"), after.get("temperature_c"), "C", False),
+            ("GPU SM clock", (before.get("gpu") or {}).get("clocks_sm_mhz"),
+             (after.get("gpu") or {}).get("clocks_sm_mhz"), "MHz", True),
+            ("GPU temperature", (before.get("gpu") or {}).get("temperature_c"),
+             (after.get("gpu") or {}).get("temperature_c"), "C", False)):
+        if old is None or new is None:
+            continue
+        if fell and new < old * (1 - DRIFT_CLOCK):
+            found.append(f"{name} fell from {old:g} to {new:g} {unit}")
+        elif not fell and new - old > DRIFT_TEMPERATURE:
+            found.append(f"{name} rose from {old:g} to {new:g} {unit}")
+    return found

@@ -19,7 +19,8 @@ payload's length), the header, the payload. The runner speaks first, then answer
     {op: close}                              -> {conditions}, and the runner exits
     (a request that fails)                   -> {error, detail}
 
-Every answer carries `peak_rss_bytes` (the runner's peak resident memory so far) and `rss_before_load_bytes`.
+Every answer carries `peak_rss_bytes` (the runner's peak resident memory so far), `rss_before_load_bytes` and
+`cpu_s` (the CPU seconds the runner has used: zoo's own share of the board's CPU time).
 
 Backends: a class with `name`, `version`, `provider`, `input` {shape, dtype, quant}, `output` {quant} and
 `run(batch) -> first output`, listed in BACKENDS. ONNX Runtime and LiteRT ship; an RDK BPU backend (the board's
@@ -172,6 +173,11 @@ def _rss_now():
     return None
 
 
+def _cpu_seconds():
+    own = os.times()
+    return own.user + own.system
+
+
 def _peak_rss():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
 
@@ -230,7 +236,7 @@ def serve(model, conditions, stdin, stdout, before):
                 answer, data = {"error": "bad-request", "detail": "unknown op %r" % op}, b""
         except Exception as exc:  # the runtime's own error types: reported, and the runner stays up
             answer, data = {"error": "run-failed", "detail": ("%s: %s" % (type(exc).__name__, exc))[:500]}, b""
-        answer.update(peak_rss_bytes=_peak_rss(), rss_before_load_bytes=before)
+        answer.update(peak_rss_bytes=_peak_rss(), rss_before_load_bytes=before, cpu_s=_cpu_seconds())
         write_frame(stdout, answer, data)
         if op == "close":
             return 0
@@ -245,8 +251,12 @@ def main():
     parser.add_argument("--conditions", action="store_true")
     args = parser.parse_args()
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from machine import conditions, facts  # copied beside this file; see the docstring
+    import machine  # copied beside this file; see the docstring
 
+    def conditions():
+        return dict(machine.conditions(), **machine.clocks_and_heat())
+
+    facts = machine.facts
     if args.conditions:
         print(json.dumps({"conditions": conditions(), "machine": facts()}))
         return 0
@@ -270,7 +280,7 @@ def main():
     write_frame(stdout, {"ready": True, "runtime": model.name, "version": model.version,
                          "provider": model.provider, "threads": args.threads or None, "input": model.input,
                          "output": model.output, "machine": facts(), "conditions": conditions(),
-                         "load_ms": round(load_ms, 3), "pid": os.getpid(), "peak_rss_bytes": _peak_rss(),
+                         "load_ms": round(load_ms, 3), "pid": os.getpid(), "cpu_s": _cpu_seconds(), "peak_rss_bytes": _peak_rss(),
                          "rss_before_load_bytes": before})
     return serve(model, conditions, stdin, stdout, before)
 

@@ -154,6 +154,8 @@ class BoardRuntime(Runtime):
         self.runtime, self.threads, self.requested_provider = runtime, threads, provider
         self.reconnects, self.sent_bytes, self.tensor_bytes = 0, 0, 0
         self.peak_rss_bytes: int | None = None
+        self.cpu_s = 0.0      # CPU seconds of the runners this runtime closed or lost, plus the current one's
+        self._cpu_open = 0.0  # the current runner's, as it last said
         self._lock = threading.Lock()
         self._session: RunnerSession | None = self._open()
         hello = self.hello = self._session.hello
@@ -169,6 +171,7 @@ class BoardRuntime(Runtime):
     def _open(self) -> RunnerSession:
         session = RunnerSession(self.target, self.model, self.sha256, runtime=self.runtime, threads=self.threads,
                                 provider=self.requested_provider)
+        self._cpu_open = 0.0  # a new process: its CPU time starts at zero
         self._note(session.hello)
         return session
 
@@ -192,6 +195,9 @@ class BoardRuntime(Runtime):
         peak = answer.get("peak_rss_bytes")
         if peak is not None:
             self.peak_rss_bytes = max(peak, self.peak_rss_bytes or 0)
+        if answer.get("cpu_s") is not None:
+            self.cpu_s += answer["cpu_s"] - self._cpu_open
+            self._cpu_open = answer["cpu_s"]
 
     def request(self, header: dict, payload: bytes = b"", *, seconds: float = 0.0,
                 reconnect: bool = True) -> tuple[dict, bytes]:
