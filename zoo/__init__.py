@@ -17,7 +17,7 @@ from zoo.errors import UsageError, ZooError
 
 __all__ = ["ZooError", "__version__", "list_cards", "get", "resolve", "show", "compare", "plot", "report", "lint_cards",
            "build_registry", "card_schema", "fetch", "convert", "evaluate", "preprocess", "runs", "bench", "inspect",
-           "eval_sweep", "bench_sweep", "quantize", "quantize_sweep",
+           "eval_sweep", "bench_sweep", "quantize", "quantize_sweep", "board_vs_host",
            "cache_ls", "cache_verify", "cache_rm", "cache_prune"]
 
 
@@ -231,15 +231,17 @@ def cache_prune(*, registries: list[Path] | None = None) -> list[dict]:
 def evaluate(ref: str, data: Path, *, labels: Path | None = None, limit: int | None = None, batch: int | None = None,
              workers: int | None = None, provider: str | None = None, threads: int | None = None,
              model: Path | None = None, runtime: str | None = None, mirrors: list[str] | None = None,
-             force: bool = False, store: bool = True, registries: list[Path] | None = None, progress=None) -> dict:
+             target: str | None = None, force: bool = False, store: bool = True,
+             registries: list[Path] | None = None, progress=None) -> dict:
     """Top-1/top-5 of one card on the images in `data`, preprocessed as its source does: its first runnable
     artifact, or the local file `model`, or the artifact a named host `runtime` runs (onnxruntime runs a .tflite
     card's QDQ conversion). The same path as `eval_sweep` of one card: a stored run measured the same way is
     reused unless `force`; a quantized card is scored without its calibration images, beside its float parent.
+    `target`: a configured board's name: decoded here, run there (see eval_sweep).
 
     Result keys: those of zoo.measure.accuracy.evaluate_file (a reused run's: rebuilt from the stored record,
     with `reused`), `resolved`, `status` (measured or reused), `run_id` when stored."""
-    from zoo.engine.eval import EvalOptions, eval_card
+    from zoo.engine.eval import eval_card
     from zoo.engine.plan import float_parents
     from zoo.measure.accuracy import load_data
 
@@ -247,11 +249,19 @@ def evaluate(ref: str, data: Path, *, labels: Path | None = None, limit: int | N
     dataset = load_data(data, labels, limit)  # fail fast on bad data, before any download
     if model is not None and runtime is not None:
         raise UsageError("--runtime picks a card artifact; leave it out with --model (the file's suffix decides)")
-    options = EvalOptions(batch=batch, workers=workers, provider=provider, threads=threads, runtime=runtime,
-                          model=Path(model) if model is not None else None, mirrors=tuple(mirrors or ()))
+    options = _eval_options(batch=batch, workers=workers, provider=provider, threads=threads, runtime=runtime,
+                            model=model, mirrors=mirrors, target=target)
     parent = float_parents(_registry(registries), [entry]).get(entry.id)
     record = eval_card(entry.card, dataset, options, parent=parent, force=force, store_runs=store, progress=progress)
     return _single(record, how)
+
+
+def _eval_options(*, model=None, mirrors=None, target: str | None = None, **options):
+    from zoo.engine.eval import EvalOptions
+    from zoo.measure import targets
+
+    return EvalOptions(model=Path(model) if model is not None else None, mirrors=tuple(mirrors or ()),
+                       target=targets.get(target) if target else None, **options)
 
 
 def _single(record: dict, how: dict) -> dict:
@@ -277,7 +287,7 @@ def preprocess(ref: str, images: list, output: Path, *, png_dir: Path | None = N
 
 def bench(ref: str, *, runtime: str | None = None, provider: str | None = None, threads: int | None = None,
           batch: int = 1, warmup: int | None = None, iters: int | None = None, seconds: float | None = None,
-          rounds: int | None = None, synthetic: bool = False, target: str | None = None,
+          rounds: int | None = None, synthetic: bool = False, target: str | None = None, cooldown: float = 0.0,
           mirrors: list[str] | None = None, force: bool = False, store: bool = True,
           registries: list[Path] | None = None, progress=None) -> dict:
     """Latency of one card on this host or a target board: the same path as `bench_sweep` of one card (a stored
@@ -285,15 +295,15 @@ def bench(ref: str, *, runtime: str | None = None, provider: str | None = None, 
 
     runtime: which host runtime's artifact to time (onnxruntime, litert); synthetic: the card's architecture
     with random weights; target: a configured board's name; rounds: how many interleaved rounds the timing is
-    split into (its p50 interval comes from them). Result keys: README's `zoo bench --json`, `resolved`,
-    `status` (measured or reused)."""
+    split into (its p50 interval comes from them); cooldown: seconds idle before each round but the first.
+    Result keys: README's `zoo bench --json`, `resolved`, `status` (measured or reused)."""
     from zoo.engine.bench import bench_card
     from zoo.engine.plan import float_parents
 
     entry, how = _entry(ref, registries)
     options = _bench_options(runtime=runtime, provider=provider, threads=threads, batch=batch, warmup=warmup,
                              iters=iters, seconds=seconds, rounds=rounds, synthetic=synthetic, target=target,
-                             mirrors=mirrors)
+                             cooldown=cooldown, mirrors=mirrors)
     parent = float_parents(_registry(registries), [entry]).get(entry.id)
     return _single(bench_card(entry.card, options, parent=parent, force=force, store_runs=store,
                               progress=progress), how)
@@ -322,10 +332,16 @@ def _sweep_entries(patterns: list[str] | str, registries, progress, parents: boo
 def eval_sweep(patterns: list[str] | str, data: Path, *, labels: Path | None = None, limit: int | None = None,
                batch: int | None = None, workers: int | None = None, provider: str | None = None,
                threads: int | None = None, runtime: str | None = None, model: Path | None = None,
-               mirrors: list[str] | None = None, force: bool = False, store: bool = True,
-               registries: list[Path] | None = None, progress=None, ray: str | bool | None = None) -> dict:
+               mirrors: list[str] | None = None, target: str | None = None, force: bool = False,
+               store: bool = True, registries: list[Path] | None = None, progress=None,
+               ray: str | bool | None = None) -> dict:
     """Evaluate every card the patterns (ids, aliases, wildcards) match on the images in `data`, reusing stored
     runs measured the same way unless `force` (see zoo.engine.sweep for the summary and the progress events).
+
+    target: a configured board's name: the images are decoded and preprocessed here, each card's model runs on
+    the board (its ONNX Runtime, or its LiteRT with runtime="litert"), `threads` its threads there; the run is
+    stored with the target's name as its device, and an interrupted eval goes on from its last finished batch
+    (zoo.measure.targets.evaluate).
 
     A quantized card (zoo quantize) on the folder that calibrated it is scored without its calibration images
     (`calibration_excluded`), and its float parent is evaluated beside it on the same images
@@ -333,16 +349,17 @@ def eval_sweep(patterns: list[str] | str, data: Path, *, labels: Path | None = N
     `workers`: parallel lanes, each decoding a batch and running it; `threads`: intra-op threads per lane.
 
     ray: run on Ray (True or "": RAY_ADDRESS or a new local instance; text: that cluster's address)."""
-    from zoo.engine.eval import EvalOptions
     from zoo.engine.eval import eval_sweep as sweep
     from zoo.measure.accuracy import load_data
 
+    if target and ray not in (None, False):  # before Ray starts
+        raise UsageError("--ray evaluates on the cluster's nodes; leave out --target")
     entries, parents = _sweep_entries(patterns, registries, progress, parents=True)
     dataset = load_data(data, labels, limit)  # fail fast on bad data, before any download
     _join(ray, progress)
     root = str(Path(data).absolute())
-    options = EvalOptions(batch=batch, workers=workers, provider=provider, threads=threads, runtime=runtime,
-                          model=Path(model) if model is not None else None, mirrors=tuple(mirrors or ()))
+    options = _eval_options(batch=batch, workers=workers, provider=provider, threads=threads, runtime=runtime,
+                            model=model, mirrors=mirrors, target=target)
     return sweep([e.card for e in entries], dataset, options, force=force, store_runs=store, progress=progress,
                  ray=ray not in (None, False), data=(root, str(Path(labels).absolute()) if labels else None, limit),
                  parents=parents)
@@ -360,7 +377,8 @@ def _join(ray: str | bool | None, progress) -> None:
 def bench_sweep(patterns: list[str] | str, *, runtime: str | None = None, provider: str | None = None,
                 threads: int | None = None, batch: int = 1, warmup: int | None = None, iters: int | None = None,
                 seconds: float | None = None, rounds: int | None = None, synthetic: bool = False,
-                target: str | None = None, cpus: list[int] | None = None, mirrors: list[str] | None = None,
+                target: str | None = None, cooldown: float = 0.0, cpus: list[int] | None = None,
+                mirrors: list[str] | None = None,
                 force: bool = False, store: bool = True, registries: list[Path] | None = None, progress=None,
                 ray: str | bool | None = None) -> dict:
     """Time every card the patterns match on this host, a target board, or (ray) whole nodes of a Ray cluster,
@@ -372,7 +390,7 @@ def bench_sweep(patterns: list[str] | str, *, runtime: str | None = None, provid
     entries, parents = _sweep_entries(patterns, registries, progress, parents=True)
     options = _bench_options(runtime=runtime, provider=provider, threads=threads, batch=batch, warmup=warmup,
                              iters=iters, seconds=seconds, rounds=rounds, synthetic=synthetic, target=target,
-                             cpus=cpus, mirrors=mirrors)
+                             cooldown=cooldown, cpus=cpus, mirrors=mirrors)
     _join(ray, progress)
     return sweep([e.card for e in entries], options, force=force, store_runs=store, progress=progress,
                  ray=ray not in (None, False), parents=parents)
@@ -463,6 +481,16 @@ def runs(*, kind: str | None = None, card: str | None = None, limit: int | None 
     from zoo.results.store import list_runs
 
     return list_runs(kind=kind, card_id=card, limit=limit)
+
+
+def board_vs_host(*, card: str | None = None, target: str | None = None, alpha: float = 0.05) -> list[dict]:
+    """Where a target board's accuracy differs from the host's beyond noise: for the latest board eval of each
+    card, file and image set, McNemar's exact test against the host's eval of the same file on the same images
+    (keys in zoo.results.agreement.board_vs_host)."""
+    from zoo.results.agreement import board_vs_host as compare_with_host
+    from zoo.results.store import list_runs
+
+    return compare_with_host(list_runs(kind="eval"), target=target, card_id=card, alpha=alpha)
 
 
 def compare(patterns: list[str] | None = None, metric: str = "accuracy", *, device: str | None = None,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from zoo.artifacts.local import as_onnx, converted, local_model, synthetic_model
-from zoo.errors import (DownloadError, IntegrityError, OfflineError, TargetError, UnsupportedArtifactError,
+from zoo.errors import (DownloadError, IntegrityError, OfflineError, TargetCannotRunError, UnsupportedArtifactError,
                         UsageError)
 from zoo.measure.runtimes import RUNTIMES
 
@@ -82,15 +82,15 @@ def _for_target(card: dict, target: dict) -> dict:
     if target["runtime"] == "rdk-bpu":
         artifact = next((a for a in artifacts if a["runtime"] == "rdk-bpu"), None)
         if artifact is None:
-            raise TargetError(f"{card['id']} has no artifact for the RDK BPU (target {target['name']})",
+            raise TargetCannotRunError(f"{card['id']} has no artifact for the RDK BPU (target {target['name']})",
                               "Pick an rdk/ card (`zoo list --source rdk`)")
         return artifact
     artifact = choose(card)
     if model_suffix(artifact) == ".tflite":
         return as_onnx(artifact)  # the board runs the QDQ ONNX converted from it (same uint8 interface)
     if model_suffix(artifact) != ".onnx":
-        raise TargetError(f"{card['id']}: target {target['name']} runs ONNX models; this card's artifact is "
-                          f"{artifact['format']}", "Use --synthetic-weights, or a card with an .onnx artifact")
+        raise TargetCannotRunError(f"{card['id']}: target {target['name']} runs ONNX models; this card's artifact "
+                                   f"is {artifact['format']}", "Use --synthetic-weights, or a card with an .onnx artifact")
     return artifact
 
 
