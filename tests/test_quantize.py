@@ -228,7 +228,7 @@ def test_bench_of_an_int8_card_times_its_parent_in_the_same_run(int8):
     records = json_lines(zoo_cli("bench", INT8, "--iters", 8, "--warmup", 1, "--threads", 1, "--json"))
     record = records[0]
     v = record["speed_vs_float"]
-    assert v["parent"] == FLOAT and v["rounds"] == 6 and record["rounds"] == 6 and record["iterations"] == 8
+    assert v["parent"] == FLOAT and v["rounds"] == 8 and record["rounds"] == 8 and record["iterations"] == 8
     assert v["p50_ms"] == record["p50_ms"] and v["ratio"] == pytest.approx(v["p50_ms"] / v["parent_p50_ms"], rel=1e-3)
     assert v["speedup"] == pytest.approx(1 / v["ratio"], rel=1e-3) and v["slower"] == (v["ratio"] > 1)
     runs = {r.id: r for r in zoo.runs(kind="bench")}
@@ -243,7 +243,7 @@ def test_bench_of_an_int8_card_times_its_parent_in_the_same_run(int8):
     assert plain in text.stdout and v["verdict"] == plain
 
 
-@pytest.mark.parametrize("width", [100, 120])
+@pytest.mark.parametrize("width", [80, 100, 120])
 def test_compare_shows_the_int8_columns_on_quantized_cards_only(int8, width, monkeypatch):
     import json
 
@@ -254,7 +254,8 @@ def test_compare_shows_the_int8_columns_on_quantized_cards_only(int8, width, mon
     data, _ = int8
     evaluated = json_lines(zoo_cli("eval", INT8, "--data", data, "--json"))[0]["accuracy_vs_float"]
     timed = json_lines(zoo_cli("bench", INT8, "--iters", 4, "--warmup", 1, "--threads", 1, "--json"))[0]["speed_vs_float"]
-    rows = {r["id"]: r for r in json.loads(zoo_cli("compare", "coral/*", "--json").stdout)}
+    rows = {r["id"]: r for r in json.loads(zoo_cli("compare", "coral/*", "--json").stdout)
+            if not r["basis"].startswith("measured")}  # each card's claim row (its measured rows follow)
     assert rows[INT8]["float_top1_pct"] == evaluated["parent_top1"] and rows[INT8]["int8_top1_pct"] == evaluated["top1"]
     assert rows[INT8]["drop_points"] == evaluated["drop_points"] and rows[INT8]["speedup"] == timed["speedup"]
     assert rows[INT8]["drop_p_value"] == evaluated["p_value"]
@@ -269,12 +270,18 @@ def test_compare_shows_the_int8_columns_on_quantized_cards_only(int8, width, mon
         out = zoo_cli("compare", "--metric", metric).stdout  # every card: the derived ids are the longest
         assert max(len(line) for line in out.splitlines()) <= width, metric
         table = out[out.index("int8 against its float parent"):].splitlines()
+        if width < 100:  # too narrow for the table: a line per card, nothing cut short
+            start = next(i for i, line in enumerate(table) if line.startswith(INT8 + ":"))
+            text = " ".join(" ".join(table[start:]).split())  # the card's line, wrapped at the terminal's width
+            assert f"speed-up {timed['speedup']:.2f}" in text and f"drop {evaluated['drop_points']:.2f}" in text
+            continue
         assert table[1].split() == ["id", "float", "%", "int8", "%", "drop", "McNemar", "p", "speed-up"]
         assert table[2].split() == [INT8, f"{evaluated['parent_top1']:.2f}", f"{evaluated['top1']:.2f}",
                                     f"{evaluated['drop_points']:.2f}", f"{evaluated['p_value']:.3g}",
                                     f"{timed['speedup']:.2f}"] and len(table) == 3
     wide = zoo_cli("compare", "coral/*", "--wide").stdout
-    assert "speed-up" in wide.splitlines()[0] and "int8 against" not in wide
+    header = next(line for line in wide.splitlines() if line.startswith("#"))
+    assert "speed-up" in header and "int8 against" not in wide
 
 
 # ---------------------------------------------------------------- quantize sweeps, bad input (synthetic weights)

@@ -324,7 +324,7 @@ def test_every_card_of_a_sweep_has_one_short_line_with_its_reason_and_each_hint_
     assert len(lines) == 4 and all(len(line) <= 200 for line in lines), lines  # 3 cards, then the counts
     assert [line.split()[0] for line in lines[:3]] == ["skipped", "skipped", "measured"]
     assert all("runs on an RDK BPU only" in line for line in lines[:2])
-    assert "synthetic weights: weights unavailable" in lines[2] and "onnxruntime" in lines[2]
+    assert "synthetic weights: mobilenet_v2_0.35_96.tgz not cached" in lines[2] and "onnxruntime" in lines[2]
     assert result.stderr.count("zoo target add") == 1  # the hint, once, for both cards
     records = [json.loads(line) for line in run_cli(*args, "--json").stdout.splitlines()]
     skipped = [r for r in records if r.get("status") == "skipped"]

@@ -167,7 +167,9 @@ def test_compare_measure_fills_what_is_missing(coral_mirror, images):
                                  "--json"])
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
-    assert {r["id"] for r in rows} == set(CORAL) and all(r["measured_images"] == 24 for r in rows)
+    measured = [r for r in rows if r["basis"] == "measured here"]  # a section of its own: these 24 images
+    assert sorted(r["id"] for r in measured) == CORAL and {r["dataset_images"] for r in measured} == {24}
+    assert all(r["measured_images"] == 24 for r in rows if r["basis"] == "no figure")  # "yours" beside the claim
     assert len(store.list_runs()) == 2
     again = runner.invoke(app, ["compare", "coral/*", "--metric", "accuracy", "--measure", "--data", str(images)])
     assert again.exit_code == 0 and len(store.list_runs()) == 2  # nothing lacking: nothing measured

@@ -17,7 +17,7 @@ from zoo.errors import UsageError, ZooError
 
 __all__ = ["ZooError", "__version__", "list_cards", "get", "resolve", "show", "compare", "plot", "report", "lint_cards",
            "build_registry", "card_schema", "fetch", "convert", "evaluate", "preprocess", "runs", "bench", "inspect",
-           "eval_sweep", "bench_sweep", "quantize", "quantize_sweep",
+           "eval_sweep", "bench_sweep", "quantize", "quantize_sweep", "board_vs_host",
            "cache_ls", "cache_verify", "cache_rm", "cache_prune"]
 
 
@@ -208,8 +208,8 @@ def _card_users(registries) -> tuple[dict[str, list[str]], dict[str, list[str]],
     from urllib.parse import urlsplit
     from urllib.request import url2pathname
 
-    from zoo.artifacts.convert import derived_card_path
     from zoo.artifacts.pins import known_sha256, read_pins
+    from zoo.cards import derived
 
     registry = _registry(registries)
     pinned, users, made_for = read_pins(), {}, {}
@@ -221,8 +221,8 @@ def _card_users(registries) -> tuple[dict[str, list[str]], dict[str, list[str]],
             for url in artifact.get("urls", []):
                 if entry.card.get("derived_from") and url.startswith("file://"):
                     made_for.setdefault(str(Path(url2pathname(urlsplit(url).path)).resolve()), []).append(entry.id)
-        if entry.registry == "derived":
-            made_for.setdefault(str(derived_card_path(entry.id).resolve()), []).append(entry.id)
+        if entry.registry == derived.REGISTRY:
+            made_for.setdefault(str(derived.path_of(entry.id).resolve()), []).append(entry.id)
     return users, made_for, registry.path
 
 
@@ -273,15 +273,17 @@ def cache_prune(*, registries: list[Path] | None = None) -> list[dict]:
 def evaluate(ref: str, data: Path, *, labels: Path | None = None, limit: int | None = None, batch: int | None = None,
              workers: int | None = None, provider: str | None = None, threads: int | None = None,
              model: Path | None = None, runtime: str | None = None, mirrors: list[str] | None = None,
-             force: bool = False, store: bool = True, registries: list[Path] | None = None, progress=None) -> dict:
+             target: str | None = None, force: bool = False, store: bool = True,
+             registries: list[Path] | None = None, progress=None) -> dict:
     """Top-1/top-5 of one card on the images in `data`, preprocessed as its source does: its first runnable
     artifact, or the local file `model`, or the artifact a named host `runtime` runs (onnxruntime runs a .tflite
     card's QDQ conversion). The same path as `eval_sweep` of one card: a stored run measured the same way is
     reused unless `force`; a quantized card is scored without its calibration images, beside its float parent.
+    `target`: a configured board's name: decoded here, run there (see eval_sweep).
 
     Result keys: those of zoo.measure.accuracy.evaluate_file (a reused run's: rebuilt from the stored record,
     with `reused`), `resolved`, `status` (measured or reused), `run_id` when stored."""
-    from zoo.engine.eval import EvalOptions, eval_card
+    from zoo.engine.eval import eval_card
     from zoo.engine.plan import float_parents
     from zoo.measure.accuracy import load_data
 
@@ -289,11 +291,19 @@ def evaluate(ref: str, data: Path, *, labels: Path | None = None, limit: int | N
     dataset = load_data(data, labels, limit)  # fail fast on bad data, before any download
     if model is not None and runtime is not None:
         raise UsageError("--runtime picks a card artifact; leave it out with --model (the file's suffix decides)")
-    options = EvalOptions(batch=batch, workers=workers, provider=provider, threads=threads, runtime=runtime,
-                          model=Path(model) if model is not None else None, mirrors=tuple(mirrors or ()))
+    options = _eval_options(batch=batch, workers=workers, provider=provider, threads=threads, runtime=runtime,
+                            model=model, mirrors=mirrors, target=target)
     parent = float_parents(_registry(registries), [entry]).get(entry.id)
     record = eval_card(entry.card, dataset, options, parent=parent, force=force, store_runs=store, progress=progress)
     return _single(record, how)
+
+
+def _eval_options(*, model=None, mirrors=None, target: str | None = None, **options):
+    from zoo.engine.eval import EvalOptions
+    from zoo.measure import targets
+
+    return EvalOptions(model=Path(model) if model is not None else None, mirrors=tuple(mirrors or ()),
+                       target=targets.get(target) if target else None, **options)
 
 
 def _single(record: dict, how: dict) -> dict:
@@ -320,7 +330,7 @@ def preprocess(ref: str, images: list, output: Path, *, png_dir: Path | None = N
 
 def bench(ref: str, *, runtime: str | None = None, provider: str | None = None, threads: int | None = None,
           batch: int = 1, warmup: int | None = None, iters: int | None = None, seconds: float | None = None,
-          rounds: int | None = None, synthetic: bool = False, target: str | None = None,
+          rounds: int | None = None, synthetic: bool = False, target: str | None = None, cooldown: float = 0.0,
           mirrors: list[str] | None = None, force: bool = False, store: bool = True,
           registries: list[Path] | None = None, progress=None) -> dict:
     """Latency of one card on this host or a target board: the same path as `bench_sweep` of one card (a stored
@@ -328,15 +338,15 @@ def bench(ref: str, *, runtime: str | None = None, provider: str | None = None, 
 
     runtime: which host runtime's artifact to time (onnxruntime, litert); synthetic: the card's architecture
     with random weights; target: a configured board's name; rounds: how many interleaved rounds the timing is
-    split into (its p50 interval comes from them). Result keys: README's `zoo bench --json`, `resolved`,
-    `status` (measured or reused)."""
+    split into (its p50 interval comes from them); cooldown: seconds idle before each round but the first.
+    Result keys: README's `zoo bench --json`, `resolved`, `status` (measured or reused)."""
     from zoo.engine.bench import bench_card
     from zoo.engine.plan import float_parents
 
     entry, how = _entry(ref, registries)
     options = _bench_options(runtime=runtime, provider=provider, threads=threads, batch=batch, warmup=warmup,
                              iters=iters, seconds=seconds, rounds=rounds, synthetic=synthetic, target=target,
-                             mirrors=mirrors)
+                             cooldown=cooldown, mirrors=mirrors)
     parent = float_parents(_registry(registries), [entry]).get(entry.id)
     return _single(bench_card(entry.card, options, parent=parent, force=force, store_runs=store,
                               progress=progress), how)
@@ -365,10 +375,16 @@ def _sweep_entries(patterns: list[str] | str, registries, progress, parents: boo
 def eval_sweep(patterns: list[str] | str, data: Path, *, labels: Path | None = None, limit: int | None = None,
                batch: int | None = None, workers: int | None = None, provider: str | None = None,
                threads: int | None = None, runtime: str | None = None, model: Path | None = None,
-               mirrors: list[str] | None = None, force: bool = False, store: bool = True,
-               registries: list[Path] | None = None, progress=None, ray: str | bool | None = None) -> dict:
+               mirrors: list[str] | None = None, target: str | None = None, force: bool = False,
+               store: bool = True, registries: list[Path] | None = None, progress=None,
+               ray: str | bool | None = None) -> dict:
     """Evaluate every card the patterns (ids, aliases, wildcards) match on the images in `data`, reusing stored
     runs measured the same way unless `force` (see zoo.engine.sweep for the summary and the progress events).
+
+    target: a configured board's name: the images are decoded and preprocessed here, each card's model runs on
+    the board (its ONNX Runtime, or its LiteRT with runtime="litert"), `threads` its threads there; the run is
+    stored with the target's name as its device, and an interrupted eval goes on from its last finished batch
+    (zoo.measure.targets.evaluate).
 
     A quantized card (zoo quantize) on the folder that calibrated it is scored without its calibration images
     (`calibration_excluded`), and its float parent is evaluated beside it on the same images
@@ -376,16 +392,17 @@ def eval_sweep(patterns: list[str] | str, data: Path, *, labels: Path | None = N
     `workers`: parallel lanes, each decoding a batch and running it; `threads`: intra-op threads per lane.
 
     ray: run on Ray (True or "": RAY_ADDRESS or a new local instance; text: that cluster's address)."""
-    from zoo.engine.eval import EvalOptions
     from zoo.engine.eval import eval_sweep as sweep
     from zoo.measure.accuracy import load_data
 
+    if target and ray not in (None, False):  # before Ray starts
+        raise UsageError("--ray evaluates on the cluster's nodes; leave out --target")
     entries, parents = _sweep_entries(patterns, registries, progress, parents=True)
     dataset = load_data(data, labels, limit)  # fail fast on bad data, before any download
     _join(ray, progress)
     root = str(Path(data).absolute())
-    options = EvalOptions(batch=batch, workers=workers, provider=provider, threads=threads, runtime=runtime,
-                          model=Path(model) if model is not None else None, mirrors=tuple(mirrors or ()))
+    options = _eval_options(batch=batch, workers=workers, provider=provider, threads=threads, runtime=runtime,
+                            model=model, mirrors=mirrors, target=target)
     return sweep([e.card for e in entries], dataset, options, force=force, store_runs=store, progress=progress,
                  ray=ray not in (None, False), data=(root, str(Path(labels).absolute()) if labels else None, limit),
                  parents=parents)
@@ -403,7 +420,8 @@ def _join(ray: str | bool | None, progress) -> None:
 def bench_sweep(patterns: list[str] | str, *, runtime: str | None = None, provider: str | None = None,
                 threads: int | None = None, batch: int = 1, warmup: int | None = None, iters: int | None = None,
                 seconds: float | None = None, rounds: int | None = None, synthetic: bool = False,
-                target: str | None = None, cpus: list[int] | None = None, mirrors: list[str] | None = None,
+                target: str | None = None, cooldown: float = 0.0, cpus: list[int] | None = None,
+                mirrors: list[str] | None = None,
                 force: bool = False, store: bool = True, registries: list[Path] | None = None, progress=None,
                 ray: str | bool | None = None) -> dict:
     """Time every card the patterns match on this host, a target board, or (ray) whole nodes of a Ray cluster,
@@ -415,7 +433,7 @@ def bench_sweep(patterns: list[str] | str, *, runtime: str | None = None, provid
     entries, parents = _sweep_entries(patterns, registries, progress, parents=True)
     options = _bench_options(runtime=runtime, provider=provider, threads=threads, batch=batch, warmup=warmup,
                              iters=iters, seconds=seconds, rounds=rounds, synthetic=synthetic, target=target,
-                             cpus=cpus, mirrors=mirrors)
+                             cooldown=cooldown, cpus=cpus, mirrors=mirrors)
     _join(ray, progress)
     return sweep([e.card for e in entries], options, force=force, store_runs=store, progress=progress,
                  ray=ray not in (None, False), parents=parents)
@@ -423,23 +441,42 @@ def bench_sweep(patterns: list[str] | str, *, runtime: str | None = None, provid
 
 def inspect(ref: str, *, synthetic: bool = False, mirrors: list[str] | None = None,
             registries: list[Path] | None = None) -> dict:
-    """Inputs, outputs, MACs, params and size of a model file, or of a card's runnable artifact (or, synthetic,
-    its architecture), with the card's own figures beside them (see zoo.measure.complexity)."""
-    from zoo.artifacts.local import local_model, synthetic_model
+    """Inputs, outputs, MACs, params and size of a model file, or of the file a card ships (its runnable
+    artifact as published: the .tflite, not the ONNX converted from it), with the card's own figures beside
+    them (see zoo.measure.complexity). Where zoo runs a conversion in the file's place (native weights, or a
+    .tflite without LiteRT), that file is described too, under `converted`, and `counted_on` says which file the
+    MACs and params come from. synthetic: the card's architecture with random weights."""
+    from zoo.artifacts.fetch import artifact_member
+    from zoo.artifacts.local import converted, local_model, synthetic_model
+    from zoo.errors import UsageError
     from zoo.measure.choose import choose
     from zoo.measure.complexity import inspect_file
 
     if Path(ref).is_file():
         return inspect_file(Path(ref))
     card, how = _resolved(ref, registries)
-    artifact = None if synthetic else choose(card)
-    path = synthetic_model(card) if synthetic else local_model(card, artifact, mirrors=mirrors)
-    info = inspect_file(path)
-    info.update(card_id=card["id"], resolved=how, synthetic_weights=synthetic,
-                artifact=artifact["file"] if artifact else None,
-                claimed={"params": card.get("complexity", {}).get("params"),
-                         "macs": card.get("complexity", {}).get("macs")})
-    return info
+    extra = {"card_id": card["id"], "resolved": how, "synthetic_weights": synthetic, "converted": None,
+             "claimed": {"params": card.get("complexity", {}).get("params"),
+                         "macs": card.get("complexity", {}).get("macs")}}
+    if synthetic:
+        return {**inspect_file(synthetic_model(card)), **extra, "artifact": None, "counted_on": "synthetic ONNX"}
+    artifact = choose(card)
+    shipped = {k: v for k, v in artifact.items() if k != "runs_as"}
+    own = artifact_member(card, shipped, mirrors=mirrors)
+    try:
+        info, counted_on = inspect_file(own), "card's file"
+    except UsageError:  # native weights are no graph; a .tflite without LiteRT cannot be counted here
+        info = {"path": str(own), "size_bytes": own.stat().st_size, "format": shipped["format"], "inputs": [],
+                "outputs": [], "macs": None, "params": None, "uncounted_nodes": []}
+        counted_on = None
+    if converted(artifact) or counted_on is None:
+        run = local_model(card, artifact if converted(artifact) else {**shipped, "runs_as": "onnx"}, mirrors=mirrors)
+        graph = inspect_file(run)
+        extra["converted"] = {k: graph[k] for k in ("path", "size_bytes", "macs", "params")}
+        if counted_on is None:  # the conversion computes what the file computes: its counts stand in, named
+            info.update({k: graph[k] for k in ("inputs", "outputs", "macs", "params", "uncounted_nodes")})
+            counted_on = "converted ONNX"
+    return {**info, **extra, "artifact": shipped["file"], "counted_on": counted_on}
 
 
 def quantize(ref: str, calib: Path, *, calib_n: int = 300, method: str = "minmax", per_channel: bool = True,
@@ -489,14 +526,27 @@ def runs(*, kind: str | None = None, card: str | None = None, limit: int | None 
     return list_runs(kind=kind, card_id=card, limit=limit)
 
 
+def board_vs_host(*, card: str | None = None, target: str | None = None, alpha: float = 0.05) -> list[dict]:
+    """Where a target board's accuracy differs from the host's beyond noise: for the latest board eval of each
+    card, file and image set, McNemar's exact test against the host's eval of the same file on the same images
+    (keys in zoo.results.agreement.board_vs_host)."""
+    from zoo.results.agreement import board_vs_host as compare_with_host
+    from zoo.results.store import list_runs
+
+    return compare_with_host(list_runs(kind="eval"), target=target, card_id=card, alpha=alpha)
+
+
 def compare(patterns: list[str] | None = None, metric: str = "accuracy", *, device: str | None = None,
             top: int | None = None, pareto: bool = False, measured: bool = True, measure: bool = False,
             data: Path | None = None, target: str | None = None, registries: list[Path] | None = None,
             progress=None):
     """A pandas DataFrame ranking the matching cards on `metric`, claims beside measurements (see
-    zoo.results.ranking; which runs it uses: zoo.results.selection). Latency and fps rank only within one
-    footing (device, batch, precision, runtime): one row per card and footing, `rank` within the footing.
+    zoo.results.ranking; which runs it uses and their footings: zoo.results.selection). Latency, fps, accuracy and
+    top-5 rank only within one footing: one row per card and footing, `rank` within the footing, `rank_group`
+    the ranks noise leaves a measured row ("2–4").
 
+    data: the images whose evals "yours" shows beside the claims (default: the folder of the largest eval); with
+    measure=True, the images to evaluate on.
     device: None shows this host's and the targets' runs beside every claim; "host" or a target name, runs
     there only; other text, claims and runs whose device contains it (no match: UsageError listing devices).
     measured=False ignores the results store.
@@ -505,10 +555,9 @@ def compare(patterns: list[str] | None = None, metric: str = "accuracy", *, devi
     the sweep's summary (zoo.engine.sweep) is the table's attrs["measured"] (None when nothing lacked a figure).
     """
     from zoo.errors import UsageError
+    from zoo.results.metrics import SPEED_METRICS
     from zoo.results.ranking import compare as rank
     from zoo.results.selection import Selection, select
-
-    from zoo.results.metrics import SPEED_METRICS
 
     if device and metric not in SPEED_METRICS:
         raise UsageError("--device applies to latency and fps only", "Use --metric latency or --metric fps with --device")
@@ -530,7 +579,7 @@ def compare(patterns: list[str] | None = None, metric: str = "accuracy", *, devi
         from zoo.results.store import list_runs
 
         selection = select(table, list_runs(), device=device, host=machine.host(),
-                           target_names={t["name"] for t in targets.ls()})
+                           target_names={t["name"] for t in targets.ls()}, data=data)
     ranked = rank(table, metric, selection=selection, top=top, pareto=pareto)
     if measure:
         ranked.attrs["measured"] = swept  # the sweep's summary (None: nothing lacked a figure)
@@ -550,7 +599,9 @@ def report(path: Path, patterns: list[str] | None = None, *, registries: list[Pa
     from zoo.results import report as html_report
     from zoo.results.store import list_runs
 
-    html_report.check_output(path, "-o", suffixes=(".html", ".htm"))  # before any work
+    from zoo.files import output_file
+
+    output_file(path, "-o", suffixes=html_report.SUFFIXES)  # before any work
     accuracy = compare(patterns, "accuracy", registries=registries)
     latency = compare(patterns, "latency", pareto=True, registries=registries)
     ids = set(accuracy["id"])

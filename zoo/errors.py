@@ -113,6 +113,11 @@ class TargetError(ZooError, RuntimeError):
     default_hint = "Check it with `zoo target check NAME`"
 
 
+class TargetCannotRunError(TargetError, UnsupportedArtifactError):
+    """A card or model file the target board cannot run (its runtime, its format): a sweep skips the card, where
+    an unreachable board fails it."""
+
+
 class ConversionError(ZooError, ValueError):
     """Native weights that cannot be turned into ONNX: unreadable, unsafe, or not this architecture."""
 

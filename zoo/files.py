@@ -92,13 +92,16 @@ def read_json(path: Path, default=None):
         return default
 
 
-def output_file(path, option: str, *, default_name: str | None = None) -> Path:
+def output_file(path, option: str, *, default_name: str | None = None, suffixes: tuple[str, ...] = ()) -> Path:
     """`path` as a file zoo can create or replace, checked before any work is done: a folder (its
-    `default_name` inside, or refused), a missing or unwritable folder, or a name longer than the file
-    system allows is one UsageError naming `option`, not a failure after the work."""
+    `default_name` inside, or refused), a missing or unwritable folder, a name longer than the file
+    system allows, or (given `suffixes`) a name with another suffix is one UsageError naming `option`, not a
+    failure after the work."""
     from zoo.errors import UsageError
 
     path = Path(path).expanduser()
+    if suffixes and not path.is_dir() and path.suffix.lower() not in suffixes:
+        raise UsageError(f"{option} {path}: expected a {' or '.join(suffixes)} file name")
     try:
         if path.is_dir():
             if default_name is None:

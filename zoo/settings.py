@@ -188,6 +188,12 @@ def known_hosts_file() -> Path:
     return zoo_home() / "known_hosts"
 
 
+def board_evals_dir() -> Path:
+    """Evals on a target board in progress: each finished batch's predictions, so a lost connection or a killed
+    command goes on from there (zoo.measure.targets.evaluate)."""
+    return zoo_home() / "board-evals"
+
+
 def converted_dir() -> Path:
     """ONNX files converted from native weights or .tflite models (and synthetic weights), by source sha256 and
     converter version."""

@@ -21,7 +21,7 @@ from zoo.cards.directory import natural_key
 from zoo.cards.index import Entry
 from zoo.cards.summary import BRIEF_KEYS, brief, headline, names, summarize
 
-FORMAT = 6  # bump when the tables change: older files are then rebuilt
+FORMAT = 7  # bump when the tables change: older files are then rebuilt
 
 SCHEMA = """
 CREATE TABLE meta (stamp TEXT NOT NULL);

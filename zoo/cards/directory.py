@@ -16,10 +16,12 @@ MAX_CARD_BYTES = 2**20
 
 
 def natural_key(text: str) -> list:
-    """Sort 'x0_5' before 'x1_5' and '96' before '128'."""
+    """Sort 'x0_5' before 'x1_5', '96' before '128', and widths written as decimals by value: 0.1, 0.25, 0.35,
+    0.5 (a decimal read as digits would put 0.5 before 0.25)."""
     import re
 
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", text)]
+    # re.split with one group alternates text and number, so equal positions always compare like with like
+    return [float(t) if i % 2 else t.lower() for i, t in enumerate(re.split(r"(\d+(?:\.\d+)?)", text))]
 
 
 MAX_WALK_ENTRIES = 100_000  # a card tree holds hundreds of files; `zoo cards lint /` must not walk the disk

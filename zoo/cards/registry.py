@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from zoo import settings
-from zoo.cards import catalog
+from zoo.cards import catalog, derived
 from zoo.cards.directory import lint_cached, stamp as directory_stamp
 from zoo.cards.index import EMBEDDED, Entry, embedded_index_path, read_index
 from zoo.cards.remote import cached_entries, cached_files
@@ -233,21 +233,7 @@ def describe_preference(entry: Entry, runs_here: RunsHere) -> str:
 
 # ---------------------------------------------------------------- loading
 
-DERIVED = "derived"
-
-
-def derived_entries() -> list[Entry]:
-    """The cards `zoo convert --dequantize` made (ZOO_HOME/derived/*.json): each file an index of one card,
-    validated when written and checked against its recorded sha256 when read (no pydantic: `zoo list` stays
-    light)."""
-    directory = settings.derived_dir()
-    entries = []
-    for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
-        try:
-            entries += read_index(path, DERIVED)
-        except RegistryError as exc:
-            raise RegistryError(exc.message, f"Remove {path}, or make it again with `zoo convert ID --dequantize`") from None
-    return entries
+DERIVED = derived.REGISTRY
 
 
 def load_registry(extra_dirs: list[Path] | None = None) -> Registry:
@@ -266,10 +252,10 @@ def load_registry(extra_dirs: list[Path] | None = None) -> Registry:
             raise RegistryError(f"registry directory {directory} does not exist",
                                 "Check --registry / ZOO_REGISTRY")
     dirs = [d.resolve() for d in dirs]
-    derived = sorted(settings.derived_dir().glob("*.json")) if settings.derived_dir().is_dir() else []
+    made = derived.files()
     remotes = cached_files()
     stamp = hashlib.sha256()
-    for path in [embedded_index_path()] + [path for _, path in remotes] + derived:
+    for path in [embedded_index_path()] + [path for _, path in remotes] + made:
         status = path.stat()
         stamp.update(f"{path}\t{status.st_size}\t{status.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
     for directory in dirs:
@@ -278,7 +264,7 @@ def load_registry(extra_dirs: list[Path] | None = None) -> Registry:
     def load() -> list[Entry]:
         entries = read_index(embedded_index_path(), EMBEDDED)
         entries += cached_entries()  # verified when downloaded; read_index re-checks every card's sha256
-        entries += derived_entries()
+        entries += derived.entries()
         for directory in dirs:
             cards, problems = lint_cached(directory)
             if problems:

@@ -11,6 +11,10 @@ from zoo.cli.app import app, state
 from zoo.cli.render import SweepProgress, fmt, note, print_json, print_resolved, sweep_summary
 
 
+def mib(value) -> str:
+    return "—" if value is None else f"{value / 2**20:.0f} MiB"
+
+
 def parse_cpus(text: str | None) -> list[int] | None:
     """'0,2-3' -> [0, 2, 3]."""
     if not text:
@@ -37,10 +41,12 @@ def bench(
     warmup: int = typer.Option(10, "--warmup", min=0, help="Uncounted calls first."),
     iters: Optional[int] = typer.Option(None, "--iters", min=1, help="Timed calls per card (default: >= 100 and >= 3 s)."),
     seconds: Optional[float] = typer.Option(None, "--seconds", min=0, help="Timed duration per card instead of --iters."),
-    rounds: int = typer.Option(6, "--rounds", min=1,
-                               help="Interleaved rounds the timing is split into (6 or more give each p50 a 95% interval)."),
+    rounds: Optional[int] = typer.Option(None, "--rounds", min=1,
+                                         help="Interleaved rounds the timing is split into (default 10; 6 or more give each p50 a 95% interval)."),
     synthetic: bool = typer.Option(False, "--synthetic-weights", help="Time the cards' architectures, random weights."),
     target: Optional[str] = typer.Option(None, "--target", help="Run on this target board (`zoo target add`)."),
+    cooldown: float = typer.Option(0.0, "--cooldown", min=0, metavar="S",
+                                   help="Seconds idle before each card's round but the first (lets a board cool)."),
     cpus: Optional[str] = typer.Option(None, "--cpus", metavar="LIST", help="Pin the timed loop to these cores (0,2-3)."),
     mirror: Optional[List[str]] = typer.Option(None, "--mirror", help="Mirror for the artifact (also ZOO_MIRROR)."),
     ray: Optional[str] = typer.Option(None, "--ray", metavar="[ADDRESS]",
@@ -58,7 +64,8 @@ def bench(
     with SweepProgress(as_json, quiet) as progress:
         summary = zoo.bench_sweep(refs, runtime=runtime_name, provider=provider, threads=threads, batch=batch,
                                   warmup=warmup, iters=iters, seconds=seconds, rounds=rounds, synthetic=synthetic,
-                                  target=target, cpus=parse_cpus(cpus), mirrors=mirror, force=force,
+                                  target=target, cooldown=cooldown, cpus=parse_cpus(cpus), mirrors=mirror,
+                                  force=force,
                                   store=not no_store, registries=state["registries"], progress=progress, ray=ray)
     sweep_summary(summary, as_json)
     if as_json or quiet or len(summary["records"]) != 1:
@@ -68,9 +75,53 @@ def bench(
         typer.echo("  " + "  ".join(f"{k.removesuffix('_ms')} {fmt(result[k], 3)} ms"
                                     for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "min_ms", "max_ms")
                                     if result.get(k) is not None))
+        for line in timing_lines(result):
+            typer.echo("  " + line)
         for claim in result.get("claims") or []:
             unit = "ms" if claim["metric"] == "latency_ms" else "img/s"
             typer.echo(f"  claimed {claim['metric']} {claim['value']:g} {unit} on {claim['device']}")
+
+
+def timing_lines(result: dict) -> list[str]:
+    """How long and how many, the conservative percentiles, memory, and what the clocks and temperatures did."""
+    lines = []
+    samples = result.get("samples_ms")
+    if samples:
+        bounds = "  ".join(f"{k[:3]} <= {fmt(result[k], 3)} ms" for k in ("p90_conservative_ms", "p99_conservative_ms")
+                           if result.get(k) is not None)
+        lines.append(f"{len(samples)} calls in {sum(samples) / 1000:.1f} s timed, {result.get('rounds')} rounds"
+                     + (f"; with 99% confidence {bounds}" if bounds else "; too few calls to bound p90/p99"))
+    elif result.get("iterations"):
+        lines.append(f"{result['iterations']} frames (the tool reports its mean, no percentiles)")
+    where = "runner on the board" if result.get("target") else "process"
+    if result.get("peak_rss_bytes"):
+        lines.append(f"peak memory {mib(result['peak_rss_bytes'])} ({where}); the model's own "
+                     f"{mib(result.get('model_peak_bytes'))}")
+    lines += conditions_lines(result.get("conditions"))
+    return lines
+
+
+def conditions_lines(drift: dict | None) -> list[str]:
+    """The clocks, governor and temperatures before and after a run, or that they could not be read."""
+    if not drift:
+        return []
+    before, after = drift.get("before") or {}, drift.get("after") or {}
+    if before.get("cpu_mhz_source") == "cpufreq":
+        clocks = f"clocks {before['cpu_mhz']:g} -> {after.get('cpu_mhz') or 0:g} MHz (mean)"
+        per_cpu = after.get("cpufreq") or {}
+        governors = sorted({c["governor"] for c in per_cpu.values() if c.get("governor")})
+        if governors:
+            clocks += f", governor {'/'.join(governors)}"
+    else:
+        clocks = "clocks unreadable (no cpufreq)"
+    temperature = (f"temperature {before['temperature_c']:g} -> {after.get('temperature_c') or 0:g} C"
+                   if before.get("temperature_c") is not None else "temperature unreadable (no thermal zone)")
+    lines = [f"{clocks}; {temperature}"]
+    if drift.get("throttled"):
+        lines.append(f"throttled: {', '.join(drift['throttled'])}; rerun with a cool-down (--cooldown S)")
+    elif drift.get("moved"):
+        lines.append(f"moved during the run: {', '.join(drift['moved'])}")
+    return lines
 
 
 @app.command()
@@ -86,11 +137,16 @@ def inspect(
     if as_json:
         print_json(info)
         return
-    typer.echo(f"{info.get('card_id') or info['path']}  ({info['format']}, {info['size_bytes']:,} bytes)")
+    what = f"{info['card_id']}: {info['artifact']}" if info.get("artifact") else info.get("card_id") or info["path"]
+    typer.echo(f"{what}  ({info['format']}, {info['size_bytes']:,} bytes)")
     for kind in ("inputs", "outputs"):
         for tensor in info[kind]:
             typer.echo(f"  {kind[:-1]:6} {tensor['name']}  {tensor['shape']}  {tensor['dtype']}")
-    typer.echo(f"  MACs {info['macs'] / 1e6:.2f} M   params {info['params'] / 1e6:.3f} M")
+    where = f"  (counted on the {info['counted_on']})" if info.get("counted_on") not in (None, "card's file") else ""
+    typer.echo(f"  MACs {info['macs'] / 1e6:.2f} M   params {info['params'] / 1e6:.3f} M{where}")
+    if info.get("converted"):
+        c = info["converted"]
+        typer.echo(f"  converted ONNX zoo runs in its place: {c['size_bytes']:,} bytes, params {c['params'] / 1e6:.3f} M")
     claimed = info.get("claimed") or {}
     if claimed.get("macs") or claimed.get("params"):
         typer.echo(f"  card: MACs {fmt(claimed['macs'] and claimed['macs'] / 1e6)} M   "
@@ -117,6 +173,8 @@ def eval_(
                                          help="Run this local .onnx/.tflite file under the (one) card's conventions."),
     runtime: Optional[str] = typer.Option(None, "--runtime",
                                           help="Which host runtime's model (onnxruntime runs a .tflite card's QDQ conversion)."),
+    target: Optional[str] = typer.Option(None, "--target", metavar="NAME",
+                                         help="Decode here, run the models on this target board (`zoo target add`)."),
     mirror: Optional[List[str]] = typer.Option(None, "--mirror", metavar="URL_OR_DIR",
                                                help="Try this base URL or directory first (also ZOO_MIRROR)."),
     ray: Optional[str] = typer.Option(None, "--ray", metavar="[ADDRESS]",
@@ -130,7 +188,7 @@ def eval_(
     with SweepProgress(as_json, quiet) as progress:
         summary = zoo.eval_sweep(refs, data, labels=labels, limit=limit, batch=batch, workers=workers,
                                  provider=provider, threads=threads, runtime=runtime, model=model, mirrors=mirror,
-                                 force=force, store=not no_store, registries=state["registries"], progress=progress,
+                                 target=target, force=force, store=not no_store, registries=state["registries"], progress=progress,
                                  ray=ray)
     measured = [r["result"] for r in summary["records"] if r.get("status") == "measured"]
     if measured and not quiet:
@@ -150,6 +208,15 @@ def eval_(
         typer.echo(f"  {metric[:3]}-{metric[3]}  {r[metric]:6.2f} %  (95% CI {low:.2f}–{high:.2f})"
                    + (f"   claimed {claim:g} % (ImageNet val)" if claim is not None else ""))
     rt = r["runtime"]
+    engine = r.get("engine") or {}
+    if engine.get("name") == "target":
+        typer.echo(f"  {fmt(r.get('images_per_s'), 1)} images/s; {rt['name']} {rt['version']} on target "
+                   f"{r['device']} ({rt['provider']}, {rt['threads'] or 'default'} thread(s)), batch {r['batch']}; "
+                   f"runner peak memory {mib(engine.get('peak_rss_bytes'))}"
+                   + (f"; {engine['resumed_images']} image(s) from an earlier, unfinished run"
+                      if engine.get("resumed_images") else "")
+                   + (f"; reconnected {engine['reconnects']} time(s)" if engine.get("reconnects") else ""))
+        return
     typer.echo(f"  {fmt(r.get('images_per_s'), 1)} images/s; {rt['name']} {rt['version']} on {r['device']} "
                f"({rt['provider']}, {rt['threads'] or 1} thread(s) per worker), batch {r['batch']}, "
                f"{r.get('workers')} workers")

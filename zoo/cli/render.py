@@ -145,16 +145,15 @@ class SweepProgress:
                 label = "evaluating" if event["kind"] == "eval" else "timing"
                 self.task = self.bar.add_task(f"{label} {event['cards']} card(s)", total=event["units"] or 1)
             elif kind == "advance" and self.bar and self.task is not None:
-                self.bar.update(self.task, completed=event["done"])
+                self.bar.update(self.task, completed=event["done"], total=event["units"] or 1)
             elif kind == "card":
                 self.card(event)
 
     def card(self, event: dict) -> None:
         record = {k: v for k, v in event.items() if k not in ("event", "result")}
-        if self.as_json:  # the whole result as the README documents it (`runtime` {name, version, ...}), then
-            result = event.get("result") or {}  # what only the record says (status, reason, note)
-            line = json.dumps({**result, **{k: v for k, v in record.items() if k not in result}},
-                              ensure_ascii=False, default=str)
+        if self.as_json:
+            # the result's own keys win (its runtime is {name, version, provider, threads}); the record adds status
+            line = json.dumps({**record, **(event.get("result") or {})}, ensure_ascii=False, default=str)
             if self.bar:
                 self.bar.console.file.flush()
             sys.stdout.write(line + "\n")

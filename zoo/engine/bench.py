@@ -40,6 +40,7 @@ class BenchOptions:
     mirrors: tuple = ()
     rounds: int = latency.DEFAULT_ROUNDS
     engine: str = "local"   # "ray": each card on a whole node of a Ray cluster
+    cooldown: float = 0.0   # seconds idle before each card's round but the first
 
     def settings(self, synthetic: bool) -> dict:
         """What decides a bench's figures besides the artifact, runtime and machine: a stored run is reused when
@@ -48,7 +49,8 @@ class BenchOptions:
                 "warmup": self.warmup, "iters": self.iters, "seconds": self.seconds, "synthetic_weights": synthetic,
                 "cpus": sorted(self.cpus) if self.cpus else None,
                 "target": self.target["name"] if self.target else None, "rounds": self.rounds} | (
-                   {"engine": self.engine} if self.engine != "local" else {})
+                   {"engine": self.engine} if self.engine != "local" else {}) | (
+                   {"cooldown": self.cooldown} if self.cooldown else {})
 
     def check(self) -> None:
         """Option combinations no card could satisfy: refused before any card is looked at."""
@@ -66,7 +68,7 @@ class BenchOptions:
     def timing(self) -> dict:
         return {"target": self.target, "provider": self.provider, "threads": self.threads, "batch": self.batch,
                 "warmup": self.warmup, "iters": self.iters, "seconds": self.seconds,
-                "cpus": list(self.cpus) if self.cpus else None, "rounds": self.rounds}
+                "cpus": list(self.cpus) if self.cpus else None, "rounds": self.rounds, "cooldown": self.cooldown}
 
 
 @dataclass
@@ -245,8 +247,13 @@ def finish(sweep: Sweep, item: BenchItem, store_runs: bool, *, cards: int) -> No
         item.settings.pop("float_parent", None)
     result["settings"] = item.settings
     item.run = sweep.store(Run.from_bench(result), store_runs, result)
+    note = item.note
+    throttled = (result.get("conditions") or {}).get("throttled")
+    if throttled:  # the clocks fell or the heat rose while it was timed: its figures are not the board's steady state
+        note = "; ".join(filter(None, [note, f"throttled ({', '.join(throttled)}): rerun with a cool-down "
+                                             "(--cooldown SECONDS)"]))
     if item.reported:
-        sweep.finish("measured", card_id, run=item.run, result=result, note=item.note)
+        sweep.finish("measured", card_id, run=item.run, result=result, note=note)
 
 
 def _bench_on_ray(sweep: Sweep, cards: list[dict], options: BenchOptions, *, force, store_runs, parents) -> dict:

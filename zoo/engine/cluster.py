@@ -162,7 +162,7 @@ def eval_group(cards: list, dataset, data: tuple, fingerprint: str, *, batch: in
             continue
         top5 = np.concatenate([p["top5"][i] for p in parts])
         figures, hits = accuracy.figures(labels, top5, unreadable, n, wall, batch=parts[0]["batch"],
-                                         workers=len(parts), lanes=cpus)
+                                         workers=len(parts), lanes=cpus, items=dataset.items)
         figures["engine"] = {"name": "ray", "nodes": nodes, "shards": len(parts), "shared_decode": len(cards)}
         out.append({"figures": figures, "runtime": {**parts[0]["runtimes"][i], "threads": 1}, "hits": hits})
     return out

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from zoo.artifacts.local import local_model, run_sha256
 from zoo.engine.sweep import Sweep, result_of
-from zoo.errors import DatasetError, UnsupportedArtifactError, UsageError, ZooError, reason
+from zoo.errors import DatasetError, TargetCannotRunError, UnsupportedArtifactError, UsageError, ZooError, reason
 from zoo.measure import accuracy, machine
 from zoo.measure.choose import UNAVAILABLE, choose, unavailable
 from zoo.measure.preprocess import Preprocessor
@@ -26,7 +26,9 @@ from zoo.results.records import Run
 @dataclass(frozen=True)
 class EvalOptions:
     """How every card of an eval is run: `workers` lanes, each decoding a batch and running it with `threads`
-    intra-op threads (default 1 on a CPU); `runtime` a host runtime's artifact; `model` a local file (one card)."""
+    intra-op threads (default 1 on a CPU); `runtime` a host runtime's artifact; `model` a local file (one card).
+    `target`: a board's configuration (zoo.measure.targets): the host decodes with `workers` threads, the board runs
+    each card with `threads` threads (default: its runtime's) and `runtime` (onnxruntime, or litert for a .tflite)."""
 
     batch: int | None = None
     workers: int | None = None
@@ -35,12 +37,18 @@ class EvalOptions:
     runtime: str | None = None
     model: Path | None = None
     mirrors: tuple = ()
+    target: dict | None = None
 
     def settings(self, card: dict) -> dict:
         """What decides an eval's figures besides the artifact, runtime and images: a stored run is reused when
         it matches (older runs were migrated to the same shape: zoo.results.store)."""
         return {"provider": self.provider or "cpu",
-                "preprocess": Preprocessor(card["preprocess"], card["resolution"]).describe()}
+                "preprocess": Preprocessor(card["preprocess"], card["resolution"]).describe()} | (
+                   {"target": self.target["name"]} if self.target else {})
+
+    def board_runtime(self) -> str:
+        """The runtime a target board runs the cards on."""
+        return self.runtime or "onnxruntime"
 
 
 @dataclass
@@ -73,11 +81,26 @@ def locate(card: dict, options: EvalOptions) -> EvalItem:
         path, artifact = Path(options.model), None
         if not path.is_file():
             raise UsageError(f"model file {path} does not exist", "Give --model an existing .onnx or .tflite file")
+    elif options.target is not None:
+        artifact = board_artifact(card, options)
+        path = local_model(card, artifact, mirrors=list(options.mirrors))
     else:
         artifact = choose(card, runtime=options.runtime)
         path = local_model(card, artifact, mirrors=list(options.mirrors))
     return EvalItem(card, artifact, path, run_sha256(path), Preprocessor(card["preprocess"], card["resolution"]),
                     options.settings(card))
+
+
+def board_artifact(card: dict, options: EvalOptions) -> dict:
+    """The card's artifact a target board runs: by the board's runtime (choose), or its .tflite on LiteRT."""
+    target = options.target
+    if target["runtime"] == "rdk-bpu":
+        raise TargetCannotRunError(f"{card['id']}: zoo evaluates on ONNX Runtime or LiteRT boards; target "
+                                   f"{target['name']} is an RDK BPU, and zoo ships no BPU eval runner yet",
+                                   "See the README, 'Accuracy on a target board', for what one needs")
+    if options.runtime not in (None, "onnxruntime", "litert"):
+        raise UsageError(f"--runtime {options.runtime} with --target: a board runs onnxruntime or litert")
+    return choose(card, runtime="litert") if options.runtime == "litert" else choose(card, target=target)
 
 
 def prepare(sweep: Sweep, card: dict, described: dict, options: EvalOptions, *, force: bool,
@@ -90,7 +113,7 @@ def prepare(sweep: Sweep, card: dict, described: dict, options: EvalOptions, *, 
         sweep.finish("skipped", card["id"], error=error)
         return None
     except UNAVAILABLE as error:
-        sweep.finish("skipped", card["id"], error=error, reason=unavailable(error))
+        sweep.finish("skipped", card["id"], error=error, reason=f"weights unavailable: {unavailable(error)}")
         return None
     except ZooError as error:
         sweep.finish("failed", card["id"], error=error)
@@ -99,10 +122,10 @@ def prepare(sweep: Sweep, card: dict, described: dict, options: EvalOptions, *, 
     if parent_id:
         item.settings["float_parent"] = parent_id
     if not force:
-        name = runtime_for_path(item.path).name
+        name = options.board_runtime() if options.target else runtime_for_path(item.path).name
         run = store.find_run("eval", card["id"], artifact_sha256=item.sha256, runtime=name,
-                             runtime_version=RUNTIMES[name].version(), settings=item.settings,
-                             dataset_fingerprint=described["fingerprint"])
+                             runtime_version=None if options.target else RUNTIMES[name].version(),
+                             settings=item.settings, dataset_fingerprint=described["fingerprint"])
         if run is not None:
             sweep.finish("reused", card["id"], run=run, result=result_of(run, card, item.path))
             return None
@@ -129,6 +152,8 @@ def eval_sweep(cards: list[dict], dataset, options: EvalOptions = EvalOptions(),
     how each node loads the same set."""
     if options.model is not None and len(cards) != 1:
         raise UsageError("--model applies to one card: give one card")
+    if ray and options.target:
+        raise UsageError("--ray evaluates on the cluster's nodes; leave out --target")
     sweep = Sweep("eval", progress)
     parents = parents or {}
     views = {None: (dataset, dataset.describe(), 0)}  # calibration fingerprint -> (images, described, excluded)
@@ -182,6 +207,8 @@ def eval_sweep(cards: list[dict], dataset, options: EvalOptions = EvalOptions(),
                                           (*data, tuple(excluded_files)), members[0].described["fingerprint"],
                                           batch=options.batch, provider=options.provider,
                                           mirrors=list(options.mirrors), advance=advance)
+        elif options.target:
+            outcomes = _board_group(sweep, members, images, options, advance, fresh=force)
         else:
             outcomes = _local_group(members, images, options, advance)
         done += len(members) * len(images)
@@ -207,9 +234,40 @@ def _local_group(members: list[EvalItem], images, options: EvalOptions, advance)
             continue
         found, hits = accuracy.figures(done["labels"], outcome["top5"], done["unreadable"], len(images),
                                        done["wall_s"], batch=done["batch"], workers=done["workers"],
-                                       lanes=outcome["lanes"])
+                                       lanes=outcome["lanes"], items=images.items)
         found["engine"] = {"name": "local", "nodes": [host["device"]], "shared_decode": len(members)}
         out.append({"figures": found, "runtime": outcome["runtime"], "hits": hits})
+    return out
+
+
+def _board_group(sweep: Sweep, members: list[EvalItem], images, options: EvalOptions, advance, *,
+                 fresh: bool) -> list[dict]:
+    """One shared-decode pass with the models run on the target board (zoo.measure.targets.evaluate): per item
+    {figures, runtime, hits, board, journal} or {error}. `fresh`: leave out what an earlier, unfinished run
+    of the same cards did on the board."""
+    from zoo.artifacts.hashes import file_sha256
+    from zoo.measure.targets.evaluate import evaluate_on_board
+
+    target = options.target
+    done, outcomes = evaluate_on_board(
+        [{"card": m.card, "path": m.path, "sha256": file_sha256(m.path),
+          "key": {"artifact_sha256": m.sha256, "settings": m.settings}} for m in members],
+        images, target, runtime=options.board_runtime(), batch=options.batch, workers=options.workers,
+        threads=options.threads, provider=options.provider, fresh=fresh, progress=lambda n, total: advance(n),
+        note=sweep.note)
+    out = []
+    for outcome in outcomes:
+        if "error" in outcome:
+            out.append(outcome)
+            continue
+        found, hits = accuracy.figures(done["labels"], outcome["top5"], done["unreadable"], done["processed"],
+                                       done["wall_s"], batch=done["batch"], workers=done["workers"],
+                                       lanes=outcome["lanes"], items=images.items)
+        board = outcome["board"]
+        found["engine"] = {"name": "target", "target": target["name"], "shared_decode": len(members),
+                           **{k: v for k, v in board.items() if k != "machine"}}
+        out.append({"figures": found, "runtime": outcome["runtime"], "hits": hits, "journal": outcome["journal"],
+                    "machine": machine.board(target["name"], target["ssh"], board["machine"])})
     return out
 
 
@@ -240,8 +298,9 @@ def finish(sweep: Sweep, item: EvalItem, store_runs: bool) -> None:
     item.done = True
     card_id, outcome = item.card["id"], item.outcome
     if "error" in outcome:
-        if item.reported:
-            sweep.finish("failed", card_id, error=outcome["error"])
+        if item.reported:  # a board without the card's runtime skips it, as a host without one does
+            cannot = isinstance(outcome["error"], TargetCannotRunError)
+            sweep.finish("skipped" if cannot else "failed", card_id, error=outcome["error"])
         else:
             sweep.note(f"float parent {card_id} failed: {reason(outcome['error'])}")
         return
@@ -254,6 +313,8 @@ def finish(sweep: Sweep, item: EvalItem, store_runs: bool) -> None:
         if item.reported:
             sweep.finish("failed", card_id, error=error)
         return
+    if "machine" in outcome:  # measured on a target board: the board is the device
+        result.update(machine=outcome["machine"], device=outcome["machine"]["device"])
     if item.excluded:
         result["calibration_excluded"] = item.excluded
     parent = item.parent
@@ -269,6 +330,8 @@ def finish(sweep: Sweep, item: EvalItem, store_runs: bool) -> None:
     result["settings"] = item.settings
     run = sweep.store(Run.from_eval(result), store_runs, result)
     item.run = run
+    if "journal" in outcome:  # recorded: a board eval's journal has done its job
+        outcome["journal"].remove()
     if item.reported:
         sweep.finish("measured", card_id, run=run, result=result)
     elif parent is None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from zoo.artifacts.local import local_model, run_sha256
-from zoo.artifacts.convert import derived_card_path
+from zoo.cards import derived as derived_cards
 from zoo.errors import DatasetError, NothingMeasured, UnsupportedArtifactError, UsageError, ZooError, brief, reason
 from zoo.measure.accuracy import pixels_key
 from zoo.measure.choose import UNAVAILABLE, choose
@@ -52,7 +52,7 @@ def quantize_card(card: dict, calibration: Dataset, *, method: str = "minmax", p
                            values=values)
     derived = derive_int8_card(card, record, run_sha256(path), root=calibration.root)
     return {**record, "id": derived["id"], "derived_from": derived["derived_from"],
-            "card_path": str(derived_card_path(derived["id"]))}
+            "card_path": str(derived_cards.path_of(derived["id"]))}
 
 
 def quantize_sweep(entries: list, calibration: Dataset, *, method: str = "minmax", per_channel: bool = True,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from zoo.artifacts.local import as_onnx, converted, local_model, synthetic_model
-from zoo.errors import (DownloadError, IntegrityError, OfflineError, TargetError, UnsupportedArtifactError,
+from zoo.errors import (DownloadError, IntegrityError, OfflineError, TargetCannotRunError, UnsupportedArtifactError,
                         UsageError, brief)
 from zoo.measure.runtimes import RUNTIMES
 
@@ -17,14 +17,12 @@ QUANTIZED = ("int8", "uint8")
 UNAVAILABLE = (DownloadError, OfflineError, IntegrityError)  # the weights cannot be had here
 
 
-def unavailable(error: Exception) -> str:
-    """Why a card's weights cannot be had, in a few words for its line in a sweep (the error's own message
-    names every URL tried; `zoo fetch ID` prints it, and its hint is the sweep summary's)."""
-    if isinstance(error, OfflineError):
-        return "weights unavailable: not cached, and ZOO_OFFLINE=1"
-    if isinstance(error, IntegrityError):
-        return "weights unavailable: the download did not verify (`zoo fetch ID` says why)"
-    return "weights unavailable: the download failed (`zoo fetch ID` says why)"
+def unavailable(error: Exception, file: str | None = None) -> str:
+    """Why a card's weights cannot be had, in a few words for its line in a sweep (the download's own error lists
+    every URL tried: `zoo fetch ID` prints it; its hint is the sweep summary's)."""
+    why = ("failed verification" if isinstance(error, IntegrityError) else
+           "not cached, and zoo is offline" if isinstance(error, OfflineError) else "could not be downloaded")
+    return f"{file or 'its weights'} {why}"
 
 
 def model_suffix(artifact: dict) -> str | None:
@@ -92,15 +90,15 @@ def _for_target(card: dict, target: dict) -> dict:
     if target["runtime"] == "rdk-bpu":
         artifact = next((a for a in artifacts if a["runtime"] == "rdk-bpu"), None)
         if artifact is None:
-            raise TargetError(f"{card['id']} has no artifact for the RDK BPU (target {target['name']})",
+            raise TargetCannotRunError(f"{card['id']} has no artifact for the RDK BPU (target {target['name']})",
                               "Pick an rdk/ card (`zoo list --source rdk`)")
         return artifact
     artifact = choose(card)
     if model_suffix(artifact) == ".tflite":
         return as_onnx(artifact)  # the board runs the QDQ ONNX converted from it (same uint8 interface)
     if model_suffix(artifact) != ".onnx":
-        raise TargetError(f"{card['id']}: target {target['name']} runs ONNX models; this card's artifact is "
-                          f"{artifact['format']}", "Use --synthetic-weights, or a card with an .onnx artifact")
+        raise TargetCannotRunError(f"{card['id']}: target {target['name']} runs ONNX models; this card's artifact "
+                                   f"is {artifact['format']}", "Use --synthetic-weights, or a card with an .onnx artifact")
     return artifact
 
 
@@ -132,7 +130,7 @@ def model_to_time(card: dict, *, synthetic: bool = False, runtime: str | None = 
     except UNAVAILABLE as error:
         if target and target["runtime"] != "onnxruntime":
             raise
-        why = unavailable(error)
+        why = unavailable(error, artifact["file"])
     if quantized_only(card):
         raise UnsupportedArtifactError(f"{card['id']}: no int8 file to time ({why})",
                                        "An int8 card is timed with its own file only: fetch it (zoo fetch ID)")

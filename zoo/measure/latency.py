@@ -30,8 +30,12 @@ from zoo.measure.runtimes import is_cpu, open_runtime
 DEFAULT_WARMUP = 10
 DEFAULT_ITERS = 100
 DEFAULT_SECONDS = 3.0
-DEFAULT_ROUNDS = 6        # six round medians give a ~97% interval for the p50 (min to max)
+DEFAULT_ROUNDS = 10       # ten round medians give a 97.9% interval for the p50 without the extreme two
 MEMORY_FLOOR = 2 * 2**30  # below this much available memory, models open from earlier rounds are closed first
+# MLPerf LoadGen's early-stopping minimum query counts at 99% confidence: fewer samples cannot bound that
+# percentile at all. A tool that reports no samples (hrt_model_exec) is still run at least this long.
+EARLY_STOPPING_MINIMUM = {0.90: 64, 0.99: 662}
+BOARD_OPEN = 4            # runners a board holds open at once (each its own process, model and memory)
 
 
 def latency_stats(latencies_ms: list[float], batch: int) -> dict:
@@ -178,23 +182,25 @@ def bench_file(card: dict, model_path: Path, *, artifact: dict | None = None, sy
 def bench_models(models: list[Timed], *, target: dict | None = None, provider: str | None = None,
                  threads: int | None = None, batch: int = 1, warmup: int = DEFAULT_WARMUP, iters: int | None = None,
                  seconds: float | None = None, cpus: list[int] | None = None, rounds: int = DEFAULT_ROUNDS,
-                 seed: int | None = None, progress=None) -> list[dict]:
+                 seed: int | None = None, cooldown: float = 0.0, progress=None) -> list[dict]:
     """Time every model in `rounds` interleaved rounds (each round in a new random order; `seed` fixes it), on
     this host or on `target` (a target's configuration), with the same provider, threads and batch.
 
     Each model gets at least `iters` calls and `seconds` in all, split evenly over the rounds; neither given:
     DEFAULT_ITERS calls and DEFAULT_SECONDS. On this host a model stays open from round to round (its opening
     and first inference are measured once, apart), unless memory runs short. `progress(done, total)` counts
-    model-rounds. Returns one result per model, in order (the keys in README's `zoo bench --json`), or the
-    exception that stopped that model (it is left out of later rounds; the others go on)."""
+    model-rounds. `cooldown`: seconds of idle before each model's round but the first (a board that heats up
+    gets to cool down). Returns one result per model, in order (the keys in README's `zoo bench --json`), or the
+    exception that stopped that model (it is left out of later rounds; the others go on).
+
+    On a board, each model is held open by its runner from round to round too (up to BOARD_OPEN at once), and the
+    board's load, clocks and temperatures are read there before and after (`conditions`)."""
     if iters is None and seconds is None:
         iters, seconds = DEFAULT_ITERS, DEFAULT_SECONDS
     iters, seconds = (1 if iters is None else iters), (0.0 if seconds is None else seconds)
     if batch < 1 or warmup < 0 or iters < 1 or not 0 <= seconds < math.inf or rounds < 1:
         raise UsageError("--batch and --iters must be at least 1, --warmup and --seconds at least 0 (and finite)")
     machine.check_threads(threads, "--threads", on_target=bool(target))
-    if cpus and target:
-        raise UsageError("--cpus pins the timed loop on this host; leave it out with --target")
     if not seconds:
         rounds = min(rounds, iters)  # every round times at least one call
     order = random.Random(seed)
@@ -203,7 +209,9 @@ def bench_models(models: list[Timed], *, target: dict | None = None, provider: s
         return {"iters": iters // rounds + (number < iters % rounds), "seconds": seconds / rounds}
 
     hashes = {id(m): file_sha256(m.path) for m in models}  # what is copied to a board is keyed by its own bytes
-    before = machine.conditions(provider=None if is_cpu(provider) else provider) if not target else None
+    if not 0 <= cooldown < math.inf:
+        raise UsageError(f"--cooldown must be 0 or more seconds, got {cooldown}")
+    before = _conditions(target, provider)
     done = 0
     try:
         for number in range(rounds):
@@ -211,10 +219,14 @@ def bench_models(models: list[Timed], *, target: dict | None = None, provider: s
                 done += 1
                 if model.error is not None:
                     continue
+                if cooldown and done > 1:
+                    time.sleep(cooldown)
                 try:
                     if target:
-                        model.samples.append(_round_on_target(model, target, hashes[id(model)], threads=threads,
-                                                              batch=batch, warmup=warmup, **share(number)))
+                        model.samples.append(_round_on_target(model, models, target, hashes[id(model)],
+                                                              threads=threads, batch=batch, rounds=rounds,
+                                                              warmup=warmup if number == 0 else min(warmup, 2),
+                                                              **share(number)))
                     else:
                         model.samples.append(_round_on_host(model, models, provider=provider, threads=threads,
                                                             batch=batch, warmup=warmup if number == 0 else
@@ -227,12 +239,32 @@ def bench_models(models: list[Timed], *, target: dict | None = None, provider: s
                     progress(done, rounds * len(models))
     finally:
         for model in models:
-            model.opened = None
-    after = machine.conditions(provider=None if is_cpu(provider) else provider) if not target else None
+            _close(model)
+    before, after = before or {}, _conditions(target, provider) or {}
+    if target and "own_s" in before and "own_s" in after:
+        # the board's readings come from short-lived processes: zoo's own CPU time there is its runners'
+        after = {**after, "own_s": before["own_s"] + sum(m.first.get("runner_cpu_s") or 0.0 for m in models)}
+    conditions = {**machine.drift(before, after), "throttled": machine.throttled(before, after)}
     return [m.error if m.error is not None else
-            _result(m, hashes[id(m)], target=target, batch=batch, warmup=warmup, cpus=cpus,
-                    conditions=machine.drift(before, after) if before else m.first.get("conditions"))
+            _result(m, hashes[id(m)], target=target, batch=batch, warmup=warmup, cpus=cpus, conditions=conditions)
             for m in models]
+
+
+def _conditions(target: dict | None, provider: str | None) -> dict | None:
+    """What could drift, read where the models run: this host, or the board (by its runner), with each CPU's clock
+    and each thermal zone (machine.clocks_and_heat)."""
+    if target:
+        return targets.board_conditions(target)
+    return {**machine.conditions(provider=None if is_cpu(provider) else provider), **machine.clocks_and_heat()}
+
+
+def _close(model: Timed) -> None:
+    """Close a model held open between rounds; a board's runner reports its peak memory as it exits."""
+    opened, model.opened = model.opened, None
+    if hasattr(opened, "close"):
+        opened.close()
+        model.first["peak_rss_bytes"] = max(opened.peak_rss_bytes or 0, model.first.get("peak_rss_bytes") or 0) or None
+        model.first["runner_cpu_s"] = (model.first.get("runner_cpu_s") or 0.0) + opened.cpu_s
 
 
 def _round_on_host(model: Timed, models: list[Timed], *, provider, threads, batch, warmup, iters, seconds,
@@ -256,7 +288,7 @@ def _result(model: Timed, model_sha256: str, *, target, batch, warmup, cpus, con
 
     rounds = [r for r in model.samples if r]
     if target:
-        result = _merged_board(rounds, batch)
+        result = _merged_board(rounds, batch, model.first)
     else:
         samples = [x for r in rounds for x in r]
         runtime = model.first["runtime"]
@@ -366,40 +398,69 @@ def _reset_peak() -> bool:
 
 # ---------------------------------------------------------------- a target board
 
-def _round_on_target(model: Timed, target: dict, sha256: str, *, threads, batch, warmup, iters,
-                     seconds) -> dict:
+def _round_on_target(model: Timed, models: list[Timed], target: dict, sha256: str, *, threads, batch, warmup,
+                     iters, seconds, rounds) -> dict:
     """One round of one model on the board: its runner's figures (and samples where the tool gives them)."""
     if target["runtime"] == "rdk-bpu":
-        if batch != 1:
-            raise UsageError("hrt_model_exec runs batch 1; leave out --batch")
-        perf = targets.run_hrt(target, model.path, sha256, threads=threads or 1, frames=max(iters, 1))
-        board = machine.board(target["name"], target["ssh"], perf.pop("machine"))
-        runtime_info = {"name": "rdk-bpu", "version": perf.get("runtime_version"), "provider": "hrt_model_exec",
-                        "threads": perf["threads"]}
-        # hrt_model_exec reports the mean only: the percentiles are not published by the tool.
-        return {"samples_ms": None, "mean_ms": perf["mean_ms"], "min_ms": perf.get("min_ms"),
-                "max_ms": perf.get("max_ms"), "fps": perf["fps"], "iterations": perf["frames"],
-                "peak_rss_bytes": None, "runtime": runtime_info, "environment": {**board, **runtime_info, "batch": 1},
-                "tool_output": perf}
-    raw = targets.run_onnxruntime(target, model.path, sha256, threads=threads or 0, batch=batch, warmup=warmup,
-                                  iters=iters, seconds=seconds)
-    board = machine.board(target["name"], target["ssh"], raw["machine"])
-    runtime_info = {"name": "onnxruntime", "version": raw["runtime_version"], "provider": raw["provider"],
-                    "threads": threads}
-    return {"samples_ms": raw["latencies_ms"], "peak_rss_bytes": raw["peak_rss_bytes"], "runtime": runtime_info,
-            "environment": {**board, **runtime_info, "batch": batch}}
+        return _round_on_rdk(model, target, sha256, threads=threads or 1, batch=batch, warmup=warmup, iters=iters,
+                             seconds=seconds, rounds=rounds)
+    from zoo.measure.targets.session import BoardRuntime
+
+    if model.opened is None:
+        held = [m for m in models if m.opened is not None]
+        if len(held) >= BOARD_OPEN:  # reopened in a later round: the board's memory before speed
+            for other in held:
+                _close(other)
+        model.opened = BoardRuntime(target, model.path, sha256, threads=threads)
+        hello = model.opened.hello
+        model.first.setdefault("load_ms", hello.get("load_ms"))
+        model.first.setdefault("rss_before_load_bytes", hello.get("rss_before_load_bytes"))
+    board = model.opened
+    timed = board.time(batch=batch, warmup=warmup, iters=iters, seconds=seconds)
+    if timed.get("first_inference_ms") is not None:
+        model.first.setdefault("first_inference_ms", round(timed["first_inference_ms"], 3))
+    model.first["peak_rss_bytes"] = max(board.peak_rss_bytes or 0, model.first.get("peak_rss_bytes") or 0) or None
+    machine_facts = machine.board(target["name"], target["ssh"], board.machine)
+    runtime_info = {"name": board.name, "version": board.version, "provider": board.provider, "threads": threads}
+    return {"samples_ms": timed["latencies_ms"], "peak_rss_bytes": model.first["peak_rss_bytes"],
+            "runtime": runtime_info, "environment": {**machine_facts, **runtime_info, "batch": batch}}
 
 
-def _merged_board(rounds: list[dict], batch: int) -> dict:
+def _round_on_rdk(model: Timed, target: dict, sha256: str, *, threads, batch, warmup, iters, seconds,
+                  rounds) -> dict:
+    """One round of `hrt_model_exec perf` on an RDK board. Its default 200 frames last ~0.2 s: the frame count is
+    raised so the whole run meets the same minimums as everywhere else (its seconds, its calls, and MLPerf's
+    early-stopping minimum for a p99), sized from a first short run that also warms the BPU up."""
+    if batch != 1:
+        raise UsageError("hrt_model_exec runs batch 1; leave out --batch")
+    if "probe_fps" not in model.first:
+        probe = targets.run_hrt(target, model.path, sha256, threads=threads, frames=max(warmup, 50))
+        model.first["probe_fps"] = probe["fps"]
+    frames = max(iters, math.ceil(EARLY_STOPPING_MINIMUM[0.99] / rounds),
+                 math.ceil(seconds * model.first["probe_fps"]))
+    perf = targets.run_hrt(target, model.path, sha256, threads=threads, frames=frames)
+    board = machine.board(target["name"], target["ssh"], perf.pop("machine"))
+    runtime_info = {"name": "rdk-bpu", "version": perf.get("runtime_version"), "provider": "hrt_model_exec",
+                    "threads": perf["threads"]}
+    # hrt_model_exec reports the mean only: the percentiles are not published by the tool.
+    return {"samples_ms": None, "mean_ms": perf["mean_ms"], "min_ms": perf.get("min_ms"),
+            "max_ms": perf.get("max_ms"), "fps": perf["fps"], "iterations": perf["frames"], "frames_asked": frames,
+            "peak_rss_bytes": None, "runtime": runtime_info, "environment": {**board, **runtime_info, "batch": 1},
+            "tool_output": perf}
+
+
+def _merged_board(rounds: list[dict], batch: int, first: dict) -> dict:
     """A board's result from its rounds: figures over every sample, or (a tool that reports summary figures
     only) the median of each round's."""
     import statistics
 
-    first = rounds[0]
-    target = first["environment"]["target"]
-    merged = {"device": target, "target": target, "runtime": first["runtime"], "environment": first["environment"],
-              "peak_rss_bytes": max((r["peak_rss_bytes"] for r in rounds if r.get("peak_rss_bytes")), default=None),
-              "load_ms": None, "first_inference_ms": None, "model_peak_bytes": None, "cpus": None}
+    head = rounds[0]
+    target = head["environment"]["target"]
+    peak, before = first.get("peak_rss_bytes"), first.get("rss_before_load_bytes")
+    merged = {"device": target, "target": target, "runtime": head["runtime"], "environment": head["environment"],
+              "peak_rss_bytes": peak, "load_ms": first.get("load_ms"),
+              "first_inference_ms": first.get("first_inference_ms"),
+              "model_peak_bytes": peak - before if peak and before else None, "cpus": None}
     if all(r.get("samples_ms") for r in rounds):
         samples = [x for r in rounds for x in r["samples_ms"]]
         merged.update(latency_stats(samples, batch), samples_ms=samples,
@@ -408,8 +469,9 @@ def _merged_board(rounds: list[dict], batch: int) -> dict:
                       round_p50_ms=[round(statistics.median(r["samples_ms"]), 4) for r in rounds])
         return merged
     merged.update({"p50_ms": None, "p90_ms": None, "p99_ms": None, "std_ms": None, "samples_ms": None,
-                   "p90_conservative_ms": None, "p99_conservative_ms": None, "tool_output": first.get("tool_output"),
+                   "p90_conservative_ms": None, "p99_conservative_ms": None, "tool_output": head.get("tool_output"),
                    "iterations": sum(r.get("iterations") or 0 for r in rounds) or None,
+                   "frames_asked": sum(r.get("frames_asked") or 0 for r in rounds) or None,
                    "round_p50_ms": [r["mean_ms"] for r in rounds if r.get("mean_ms") is not None]})
     for key in ("mean_ms", "min_ms", "max_ms", "fps"):
         values = [r[key] for r in rounds if r.get(key) is not None]

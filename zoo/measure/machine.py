@@ -1,7 +1,7 @@
 """The facts of the machine a measurement ran on, and their fingerprint: one function for host and board.
 
-Standard library only, on purpose: the board's latency runner (targets/ort_runner.py) is copied to
-the board beside this file and calls the same `facts()` there.
+Standard library only, on purpose: the board's runner (targets/board_runner.py) is copied to the board
+beside this file and calls the same `facts()`, `conditions()` and `clocks_and_heat()` there.
 """
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def board(name: str, address: str, reported: dict) -> dict:
 # a ranking never silently rests on a machine that changed under it. Unreadable values are None (a VM often
 # exposes no cpufreq or thermal zones), and the run says so rather than guessing.
 
-DRIFT_LOAD = 1.0          # load average rise (runnable threads) worth a flag
+DRIFT_OTHERS = 0.5        # cores other processes kept busy on average during a run, worth a flag
 DRIFT_CLOCK = 0.10        # a clock falling by this fraction
 DRIFT_TEMPERATURE = 10.0  # degrees C of warming
 
@@ -85,15 +85,31 @@ def cpu_mhz() -> float | None:
     return round(sum(values) / len(values), 1) if values else None
 
 
+def busy_seconds() -> float | None:
+    """CPU seconds every process of this machine has run so far (Linux /proc/stat: all but idle and iowait)."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+        ticks = [int(x) for x in fields[:8]]
+    except (OSError, ValueError, IndexError):
+        return None
+    user, nice, system, idle, iowait, irq, softirq, steal = ticks + [0] * (8 - len(ticks))
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def conditions(provider: str | None = None) -> dict:
-    """What could drift during a run, now: load average, CPU clock, hottest thermal zone, and for an NVIDIA
-    accelerator its SM clock, temperature and power."""
+    """What could drift during a run, now: the CPU seconds the machine and this process have used (their
+    difference over a run is what other processes took), load average, CPU clock, hottest thermal zone, and for
+    an NVIDIA accelerator its SM clock, temperature and power."""
+    import time
+
     try:
         load = round(os.getloadavg()[0], 2)
     except OSError:
         load = None
+    own = os.times()
     temperatures = _read_numbers("/sys/class/thermal/thermal_zone[0-9]*/temp", 1e-3)
-    state = {"loadavg_1m": load, "cpu_mhz": cpu_mhz(), "governor": governor(),
+    state = {"at_s": time.monotonic(), "busy_s": busy_seconds(), "own_s": own.user + own.system,
+             "loadavg_1m": load, "cpu_mhz": cpu_mhz(), "governor": governor(),
              "temperature_c": round(max(temperatures), 1) if temperatures else None}
     kind = (provider or "").lower().removesuffix("executionprovider")
     if kind in NVIDIA_PROVIDERS:
@@ -103,9 +119,19 @@ def conditions(provider: str | None = None) -> dict:
 
 
 def drift(before: dict, after: dict) -> dict:
-    """{before, after, moved: what changed enough to doubt the run (empty: nothing did), unreadable: what could
-    not be read}."""
+    """{before, after, others_cores, moved: what changed enough to doubt the run (empty: nothing did),
+    unreadable: what could not be read}. others_cores: the cores other processes kept busy on average (the
+    machine's CPU time less this process's, over the wall time) — the load average would count zoo's own
+    threads."""
     moved, unreadable = [], []
+    others = None
+    if before.get("busy_s") is not None and after.get("busy_s") is not None and after["at_s"] > before["at_s"]:
+        spent = (after["busy_s"] - before["busy_s"]) - (after["own_s"] - before["own_s"])
+        others = round(max(spent, 0.0) / (after["at_s"] - before["at_s"]), 2)
+        if others > DRIFT_OTHERS:
+            moved.append(f"other processes kept {others:g} cores busy")
+    else:
+        unreadable.append("other processes' CPU time")
 
     def check(name, old, new, *, fell_by=None, rose_by=None, unit=""):
         if old is None or new is None:
@@ -115,7 +141,6 @@ def drift(before: dict, after: dict) -> dict:
         elif rose_by is not None and new - old > rose_by:
             moved.append(f"{name} rose from {old:g} to {new:g}{unit}")
 
-    check("load average", before.get("loadavg_1m"), after.get("loadavg_1m"), rose_by=DRIFT_LOAD)
     check("CPU clock", before.get("cpu_mhz"), after.get("cpu_mhz"), fell_by=DRIFT_CLOCK, unit=" MHz")
     check("temperature", before.get("temperature_c"), after.get("temperature_c"), rose_by=DRIFT_TEMPERATURE,
           unit=" C")
@@ -124,7 +149,7 @@ def drift(before: dict, after: dict) -> dict:
         check("GPU SM clock", old.get("clocks_sm_mhz"), new.get("clocks_sm_mhz"), fell_by=DRIFT_CLOCK, unit=" MHz")
         check("GPU temperature", old.get("temperature_c"), new.get("temperature_c"), rose_by=DRIFT_TEMPERATURE,
               unit=" C")
-    return {"before": before, "after": after, "moved": moved, "unreadable": unreadable}
+    return {"before": before, "after": after, "others_cores": others, "moved": moved, "unreadable": unreadable}
 
 
 # ---------------------------------------------------------------- accelerators
@@ -288,3 +313,88 @@ def check_batch_memory(batch: int, input_bytes: int, *, in_flight: int = 1, opti
     raise UsageError(f"{option} {batch} needs about {batch * per_batch / 2**30:.1f} GiB ({in_flight} batch(es) of "
                      f"{input_bytes:,}-byte inputs and their activations), more than half of the "
                      f"{available / 2**30:.1f} GiB available", f"Use {option} {largest} or less")
+
+
+# ---------------------------------------------------------------- clocks and heat in detail
+# A board throttles within seconds, and a big.LITTLE board's clusters run at their own clocks: a run records each
+# CPU's clock and governor and each thermal zone, read on the machine that ran it (on a board, by its runner),
+# and says whether it throttled. `root` is where /sys and /proc are: "/" but in a test of recorded readings.
+
+def _numbers(root: Path, pattern: str, scale: float) -> list[float]:
+    values = []
+    for path in sorted(root.glob(pattern)):
+        try:
+            values.append(float(path.read_text().split()[0]) * scale)
+        except (OSError, ValueError, IndexError):
+            continue
+    return values
+
+
+def _text(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+def cpufreq(root: Path = Path("/")) -> dict | None:
+    """Each CPU's clock now and its maximum in MHz, and its governor (cpufreq); None where the kernel exposes no
+    cpufreq, as in most VMs."""
+    cpus = {}
+    folders = root.glob("sys/devices/system/cpu/cpu[0-9]*/cpufreq")
+    for folder in sorted(folders, key=lambda p: int(p.parent.name[3:])):
+        now, top = (_numbers(folder, name, 1e-3) for name in ("scaling_cur_freq", "cpuinfo_max_freq"))
+        cpus[folder.parent.name] = {"cur_mhz": round(now[0], 1) if now else None,
+                                    "max_mhz": round(top[0], 1) if top else None,
+                                    "governor": _text(folder / "scaling_governor")}
+    return cpus or None
+
+
+def thermal(root: Path = Path("/")) -> dict | None:
+    """Each thermal zone's temperature in degrees C, keyed by the zone and its type; None where none is readable."""
+    zones = {}
+    folders = root.glob("sys/class/thermal/thermal_zone[0-9]*")
+    for folder in sorted(folders, key=lambda p: int(p.name.removeprefix("thermal_zone"))):
+        temperature = _numbers(folder, "temp", 1e-3)
+        if temperature:
+            zones[f"{folder.name} ({_text(folder / 'type') or 'unknown'})"] = round(temperature[0], 1)
+    return zones or None
+
+
+def clocks_and_heat(root: Path = Path("/")) -> dict:
+    """{cpu_mhz (the mean clock), cpu_mhz_source (cpufreq; cpuinfo: /proc/cpuinfo's figure, a constant in a VM
+    that says nothing of throttling; None), governor (cpu0's), temperature_c (the hottest zone), cpufreq (each
+    CPU), thermal (each zone)}: what conditions() reads, in detail."""
+    cpus, zones = cpufreq(root), thermal(root)
+    clocks = [c["cur_mhz"] for c in (cpus or {}).values() if c["cur_mhz"] is not None]
+    source = "cpufreq" if clocks else None
+    if not clocks:
+        try:
+            clocks = [float(line.split(":", 1)[1]) for line in (root / "proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("cpu MHz")]
+            source = "cpuinfo" if clocks else None
+        except (OSError, ValueError):
+            clocks = []
+    return {"cpu_mhz": round(sum(clocks) / len(clocks), 1) if clocks else None, "cpu_mhz_source": source,
+            "governor": (cpus or {}).get("cpu0", {}).get("governor"),
+            "temperature_c": max(zones.values()) if zones else None, "cpufreq": cpus, "thermal": zones}
+
+
+def throttled(before: dict, after: dict) -> list[str]:
+    """What says a run throttled: the mean CPU clock fell by more than DRIFT_CLOCK, or the hottest zone rose by
+    more than DRIFT_TEMPERATURE (an accelerator's too). Empty: it did not, or it could not be read."""
+    found = []
+    for name, old, new, unit, fell in (
+            ("CPU clock", before.get("cpu_mhz"), after.get("cpu_mhz"), "MHz", True),
+            ("temperature", before.get("temperature_c"), after.get("temperature_c"), "C", False),
+            ("GPU SM clock", (before.get("gpu") or {}).get("clocks_sm_mhz"),
+             (after.get("gpu") or {}).get("clocks_sm_mhz"), "MHz", True),
+            ("GPU temperature", (before.get("gpu") or {}).get("temperature_c"),
+             (after.get("gpu") or {}).get("temperature_c"), "C", False)):
+        if old is None or new is None:
+            continue
+        if fell and new < old * (1 - DRIFT_CLOCK):
+            found.append(f"{name} fell from {old:g} to {new:g} {unit}")
+        elif not fell and new - old > DRIFT_TEMPERATURE:
+            found.append(f"{name} rose from {old:g} to {new:g} {unit}")
+    return found

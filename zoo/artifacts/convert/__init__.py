@@ -20,6 +20,7 @@ from pathlib import Path
 from zoo import settings
 from zoo.artifacts.fetch import artifact_member, fetch_record
 from zoo.artifacts.hashes import file_sha256
+from zoo.cards import derived as derived_cards
 from zoo.cards.formats import CONVERTIBLE_FORMATS
 from zoo.errors import ConversionError, UnsupportedArtifactError, UsageError
 from zoo.files import read_json, write_bytes_atomic, write_json_atomic
@@ -278,14 +279,10 @@ def convert_card(card: dict, *, artifact: dict | str | None = None, output: Path
         return record
     derived = derive_float_card(card, record)
     return {**record, "id": derived["id"], "derived_from": derived["derived_from"],
-            "card_path": str(derived_card_path(derived["id"]))}
+            "card_path": str(derived_cards.path_of(derived["id"]))}
 
 
 # ---------------------------------------------------------------- derived cards
-
-def derived_card_path(card_id: str) -> Path:
-    return settings.derived_dir() / f"{card_id.replace('/', '_')}.json"
-
 
 def derive_float_card(card: dict, record: dict) -> dict:
     """The float model of a .tflite card (`record` of its dequantized conversion) as a card of its own:
@@ -306,16 +303,4 @@ def derive_float_card(card: dict, record: dict) -> dict:
             "input": {"layout": card["input"]["layout"], "color": card["input"]["color"], "dtype": "float32"},
             "derived_from": {"id": card["id"], "artifact_sha256": record["source"]["sha256"], "how": how},
             "notes": f"Derived from {card['id']}: {how}. Published figures belong to {card['id']}, not to this model."}
-    return save_derived_card(data)
-
-
-def save_derived_card(data: dict) -> dict:
-    """Validate a derived card and write it to ZOO_HOME/derived, where load_registry finds it (registry
-    "derived"): an index of one card, so its sha256 is checked when it is read. Returns the normalised card."""
-    from zoo.cards.index import make_index, write_index
-    from zoo.cards.schema import validate_card
-
-    path = derived_card_path(data["id"])
-    derived = validate_card(data, str(path)).model_dump(mode="json", exclude_none=True)
-    write_index(make_index([derived]), path)
-    return derived
+    return derived_cards.save(data)
