@@ -91,6 +91,17 @@ def test_the_board_scores_each_image_as_the_host_does(board, sample_dir):
     # measured the same way again: reused, not sent to the board again
     again = zoo.eval_sweep([FLOAT], sample_dir, limit=LIMIT, target="board")
     assert again["reused"] == [FLOAT]
+    # compare: the board's figures in their own sections, never as "yours" beside a claim, and the agreement said
+    from typer.testing import CliRunner
+
+    from zoo_cli import app
+
+    df = zoo.compare([FLOAT, QUANT], metric="accuracy")
+    board_rows = df[df["basis"] == "measured on target"]
+    assert len(board_rows) == 3 and all(f.endswith(" · board") for f in board_rows["footing"])
+    assert set(board_rows["footing"]).isdisjoint(df.loc[df["basis"] == "measured here", "footing"])
+    text = CliRunner().invoke(app, ["compare", FLOAT, QUANT, "--metric", "accuracy"])
+    assert text.exit_code == 0 and f"{FLOAT} on board: the board agrees with the host within noise" in text.stderr
 
 
 def test_a_connection_dropped_mid_eval_goes_on_at_the_next_batch(board, sshd, sample_dir):

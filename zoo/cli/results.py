@@ -40,9 +40,9 @@ HEADERS = {"rank": "#", "rank_group": "#", "id": "id", "source": "source", "widt
 # The compact table's columns per metric (the rest with --wide); columns empty in a section are left out there
 # (the claimed accuracy section has "yours"; a measured one has its interval).
 COMPACT = {"accuracy": ["rank_group", "id", "top1_pct", "interval", "top5_pct", "top1_measured_pct", "ci95",
-                        "measured_images", "verdict", "precision", "macs_m", "pareto"],
+                        "measured_images", "verdict", "runtime", "precision", "macs_m", "pareto"],
            "top5": ["rank_group", "id", "top5_pct", "interval", "top1_pct", "top1_measured_pct", "ci95",
-                    "measured_images", "verdict", "precision", "macs_m", "pareto"],
+                    "measured_images", "verdict", "runtime", "precision", "macs_m", "pareto"],
            "latency": ["rank_group", "id", "top1_pct", "latency_ms", "interval", "basis", "claimed_beside", "pareto"],
            "fps": ["rank_group", "id", "top1_pct", "fps", "interval", "basis", "claimed_beside", "pareto"],
            "macs": ["rank", "id", "top1_pct", "macs_m", "basis", "pareto"],
@@ -100,7 +100,7 @@ def _cells(df, columns: list[str]):
 
 # Left out, in this order, when a compact table would not fit the terminal (--wide shows them): rich would
 # otherwise cut figures and headers short ("top-1…", "1217.2").
-DROP_TO_FIT = ("MACs (M)", "precision", "top-5 %", "claimed elsewhere", "pareto", "file", "converted (MB)",
+DROP_TO_FIT = ("MACs (M)", "precision", "runtime", "top-5 %", "claimed elsewhere", "pareto", "file", "converted (MB)",
                "source counts", "source's FLOPs (G)", "images", "basis", "top-1 %")
 
 
@@ -303,6 +303,11 @@ def compare_(
     if output is not OutputFormat.markdown and not wide:
         _print_int8(out, shown_df, plain)
     _notes(df, metric_name, device, missing, wide, footed)
+    if metric_name in ACCURACY_METRICS and (df["basis"] == "measured on target").any():
+        shown_ids = set(df["id"])
+        for agreement in zoo.board_vs_host():  # where a board's figure differs from the host's beyond noise
+            if agreement["card_id"] in shown_ids:
+                note(f"{agreement['card_id']} on {agreement['target']}: {agreement['verdict']}")
 
 
 def _notes(df, metric: str, device, missing: int, wide: bool, footed: bool) -> None:

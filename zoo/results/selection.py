@@ -108,12 +108,13 @@ def yours(table: CardTable, evals: list[Run], dataset: dict | None) -> dict[str,
 
 
 def latest_per_footing(table: CardTable, evals: list[Run]) -> list[Run]:
-    """Each card's own newest eval per accuracy footing (the same images on the same device)."""
+    """Each card's own newest eval per accuracy footing (the same images on the same device), and per runtime
+    and precision within it: the same file on LiteRT and on ONNX Runtime are two rows of one section."""
     ids = set(table.cards["id"])
     chosen: dict[tuple, Run] = {}
     for run in evals:  # newest first
         if run.card_id in ids and run.top1 is not None:
-            chosen.setdefault((run.card_id, *accuracy_footing(run)), run)
+            chosen.setdefault((run.card_id, *accuracy_footing(run), run.runtime, run.precision), run)
     return list(chosen.values())
 
 

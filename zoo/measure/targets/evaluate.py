@@ -17,7 +17,6 @@ import json
 import os
 import threading
 import time
-from pathlib import Path
 
 from zoo import settings
 from zoo.errors import TargetError, ZooError
