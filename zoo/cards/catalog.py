@@ -150,14 +150,15 @@ def _opened(path: Path, stamp: str) -> sqlite3.Connection | None:
     return None
 
 
-def open_catalog(path: Path, stamp: str, load) -> sqlite3.Connection:
-    """The catalog at path when it was built from sources with this stamp; otherwise `load()` (the entries,
-    verified) written to a new file that replaces it atomically, so a concurrent reader keeps the old one."""
+def open_catalog(path: Path, stamp: str, load, *, fresh: bool = False) -> sqlite3.Connection:
+    """The catalog at path when it was built from sources with this stamp (unless `fresh`: it was found damaged);
+    otherwise `load()` (the entries, verified) written to a new file that replaces it atomically, so a concurrent
+    reader keeps the old one."""
     import os
     import tempfile
 
     stamp, path = f"{FORMAT}:{stamp}", Path(path).absolute()  # a relative ZOO_HOME has no file: URI
-    db = _opened(path, stamp)
+    db = None if fresh else _opened(path, stamp)
     if db is not None:
         return db
     entries = load()

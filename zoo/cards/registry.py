@@ -14,36 +14,66 @@ from pathlib import Path
 from typing import Callable
 
 from zoo import settings
-from zoo.cards import catalog
+from zoo.cards import catalog, derived
 from zoo.cards.directory import lint_cached, stamp as directory_stamp
 from zoo.cards.index import EMBEDDED, Entry, embedded_index_path, read_index
 from zoo.cards.remote import cached_sources
 from zoo.cards.summary import alias, headline, names  # noqa: F401 -- alias and headline: re-exported
-from zoo.errors import CardNotFoundError, InvalidCardError, RegistryError
+from zoo.errors import CardNotFoundError, InvalidCardError, RegistryError, ZooError
 
-RunsHere = Callable[[dict], bool]  # artifact -> whether this host can run it (zoo.artifacts.choose.runs_here)
+RunsHere = Callable[[dict], bool]  # artifact -> whether this host can run it (zoo.measure.choose.runs_here)
+
+
+def _healing(method):
+    """A catalog file damaged after it was built (a bad page, a row that is not JSON, a missing table) is rebuilt
+    from the registry's sources once, with a warning, and the call made again."""
+    import functools
+
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except ZooError:
+            raise
+        except (sqlite3.DatabaseError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+            if self._rebuild is None:
+                raise RegistryError(f"the card catalog under {settings.catalog_dir()} is damaged ({exc})",
+                                    f"Delete {settings.catalog_dir()}: it is rebuilt on the next command") from None
+            import warnings
+
+            rebuild, self._rebuild = self._rebuild, None
+            self._db.close()
+            self._db = rebuild()
+            warnings.warn(f"the card catalog under {settings.catalog_dir()} was damaged "
+                          f"({type(exc).__name__}); it was rebuilt from the cards")
+            return method(self, *args, **kwargs)
+
+    return call
 
 
 class Registry:
-    """Cards in natural id order, looked up in a catalog (an SQLite connection; from entries: built in memory)."""
+    """Cards in natural id order, looked up in a catalog (an SQLite connection; from entries: built in memory).
+    `rebuild`: how to make the catalog again from its sources, should the file turn out damaged."""
 
-    def __init__(self, entries: list[Entry] | sqlite3.Connection):
+    def __init__(self, entries: list[Entry] | sqlite3.Connection, rebuild: Callable | None = None,
+                 path: Path | None = None):
         self._db = entries if isinstance(entries, sqlite3.Connection) else catalog.in_memory(entries)
+        self._rebuild = rebuild
+        self.path = path  # the catalog file (None: in memory)
 
     def _query(self, sql: str, args=()) -> sqlite3.Cursor:
-        try:
-            return self._db.execute(sql, args)
-        except sqlite3.DatabaseError as exc:  # a catalog file damaged after it was built
-            raise RegistryError(f"the card catalog under {settings.catalog_dir()} is damaged ({exc})",
-                                f"Delete {settings.catalog_dir()}: it is rebuilt on the next command") from None
+        return self._db.execute(sql, args)
 
+    @_healing
     def entries(self) -> list[Entry]:
         """Every card in natural id order."""
         return self.at(None)
 
+    @_healing
     def ids(self) -> list[str]:
         return [row[0] for row in self._query("SELECT id FROM cards ORDER BY pos")]
 
+    @_healing
     def __len__(self) -> int:
         return self._query("SELECT count(*) FROM cards").fetchone()[0]
 
@@ -84,11 +114,13 @@ class Registry:
                 chunk))
         return [found[pos] for pos in positions]
 
+    @_healing
     def find(self, pattern: str | None = None, *, source: str | None = None, width: float | None = None,
              resolution: int | None = None, fmt: str | None = None) -> list[Entry]:
         """Cards matching a wildcard on id, alias or upstream name, and the given filters."""
         return self.at(self._matching(pattern, source, width, resolution, fmt))
 
+    @_healing
     def positions(self, patterns: list[str] | None) -> list[int] | None:
         """Where the cards matching any of the wildcards are (None: no patterns, every card); a pattern that
         matches nothing is a CardNotFoundError."""
@@ -102,10 +134,12 @@ class Registry:
             out.update(dict.fromkeys(found))
         return list(out)
 
+    @_healing
     def at(self, positions: list[int] | None) -> list[Entry]:
         """The cards at these positions (None: every card), in that order."""
         return [_entry(*row) for row in self._at("card", positions)]
 
+    @_healing
     def table(self, positions: list[int] | None = None) -> catalog.CardTable:
         """What a comparison reads of the cards at these positions (None: every card), in natural id order,
         without parsing a card (zoo.cards.catalog.CardTable)."""
@@ -113,6 +147,7 @@ class Registry:
         table = catalog.CardTable(json.loads(data["cards"]), json.loads(data["claims"]), json.loads(data["artifacts"]))
         return table if positions is None else table.at(positions)
 
+    @_healing
     def summaries(self, pattern: str | None = None, *, source: str | None = None, width: float | None = None,
                   resolution: int | None = None, fmt: str | None = None, brief: bool = False) -> list[dict]:
         """The `zoo list --json` records of the cards find() would return, without parsing the cards; brief: only
@@ -124,6 +159,7 @@ class Registry:
         records = [dict(zip(catalog.BRIEF_COLUMNS, values)) for values in zip(*columns.values())]
         return records if positions is None else [records[pos] for pos in positions]
 
+    @_healing
     def resolve(self, ref: str, runs_here: RunsHere | None = None) -> tuple[Entry, str | None]:
         """Find one card for an id, `NAME@source`, alias or upstream name.
 
@@ -158,6 +194,7 @@ class Registry:
                 f"Others: {others}. Pin one with its full id or {name}@SOURCE.")
         return chosen, note
 
+    @_healing
     def suggest(self, ref: str) -> str:
         import difflib
 
@@ -200,21 +237,7 @@ def describe_preference(entry: Entry, runs_here: RunsHere) -> str:
 
 # ---------------------------------------------------------------- loading
 
-DERIVED = "derived"
-
-
-def derived_entries() -> list[Entry]:
-    """The cards `zoo convert --dequantize` made (ZOO_HOME/derived/*.json): each file an index of one card,
-    validated when written and checked against its recorded sha256 when read (no pydantic: `zoo list` stays
-    light)."""
-    directory = settings.derived_dir()
-    entries = []
-    for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
-        try:
-            entries += read_index(path, DERIVED)
-        except RegistryError as exc:
-            raise RegistryError(exc.message, f"Remove {path}, or make it again with `zoo convert ID --dequantize`") from None
-    return entries
+DERIVED = derived.REGISTRY
 
 
 # ---------------------------------------------------------------- which card an id means
@@ -289,21 +312,21 @@ def load_registry(extra_dirs: list[Path] | None = None) -> Registry:
             raise RegistryError(f"registry directory {directory} does not exist",
                                 "Check --registry / ZOO_REGISTRY")
     dirs = [d.resolve() for d in dirs]
-    derived = sorted(settings.derived_dir().glob("*.json")) if settings.derived_dir().is_dir() else []
+    made = derived.files()
     remotes = cached_sources()
     stamp = hashlib.sha256()
-    for path in [embedded_index_path()] + [path for _, path, _ in remotes] + derived:
+    for path in [embedded_index_path()] + [path for _, path, _ in remotes] + made:
         status = path.stat()
-        stamp.update(f"{path}\t{status.st_size}\t{status.st_mtime_ns}\n".encode())
+        stamp.update(f"{path}\t{status.st_size}\t{status.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
     stamp.update(json.dumps([(name, kind) for name, _, kind in remotes]).encode())  # trust and order rank cards
     for directory in dirs:
-        stamp.update(f"{directory}\t{directory_stamp(directory)}\n".encode())
+        stamp.update(f"{directory}\t{directory_stamp(directory)}\n".encode("utf-8", "surrogateescape"))
 
     def load() -> list[Entry]:
         sources = [(EMBEDDED, EMBEDDED, read_index(embedded_index_path(), EMBEDDED))]
         # verified when downloaded; read_index re-checks every card's sha256
         sources += [(name, kind, read_index(path, name)) for name, path, kind in remotes]
-        sources.append((DERIVED, DERIVED, derived_entries()))
+        sources.append((DERIVED, DERIVED, derived.entries()))
         for directory in dirs:
             cards, problems = lint_cached(directory)
             if problems:
@@ -312,5 +335,7 @@ def load_registry(extra_dirs: list[Path] | None = None) -> Registry:
             sources.append((str(directory), "directory", [Entry(c, str(directory)) for c in cards]))
         return merged(sources)
 
-    which = hashlib.sha256("\n".join(map(str, dirs)).encode()).hexdigest()[:32]
-    return Registry(catalog.open_catalog(settings.catalog_dir() / f"{which}.sqlite", stamp.hexdigest(), load))
+    which = hashlib.sha256("\n".join(map(str, dirs)).encode("utf-8", "surrogateescape")).hexdigest()[:32]
+    path = settings.catalog_dir() / f"{which}.sqlite"
+    return Registry(catalog.open_catalog(path, stamp.hexdigest(), load),
+                    rebuild=lambda: catalog.open_catalog(path, stamp.hexdigest(), load, fresh=True), path=path)

@@ -38,7 +38,13 @@ def keygen(keyfile: Path) -> dict:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     keyfile = Path(keyfile)
-    if not keyfile.name or keyfile.name in (".", "..") or keyfile.is_dir():
+    try:
+        is_dir = keyfile.is_dir()
+    except OSError as exc:  # a name longer than the file system allows
+        from zoo.errors import excerpt
+
+        raise UsageError(f"KEYFILE {excerpt(str(keyfile))}: {exc.strerror}", "Give a shorter path") from None
+    if not keyfile.name or keyfile.name in (".", "..") or is_dir:
         raise UsageError(f"KEYFILE {str(keyfile)!r} is a directory, not a file name",
                          "Give the private key's file name, e.g. `zoo registry keygen keys/registry.key`")
     public_file = keyfile.with_name(keyfile.name + ".pub")
@@ -51,7 +57,11 @@ def keygen(keyfile: Path) -> dict:
                             serialization.NoEncryption())
     raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     public = base64.b64encode(raw).decode()
-    keyfile.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        keyfile.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot make the folder {keyfile.parent} ({exc.strerror})",
+                         "Choose another KEYFILE") from None
     _create_exclusive(keyfile, pem, 0o600)
     try:
         _create_exclusive(public_file, (public + "\n").encode(), 0o644)

@@ -138,28 +138,6 @@ def counting_bar():
     return bar
 
 
-class EvalProgress:
-    """A rich progress bar on stderr while a terminal watches; silent otherwise."""
-
-    def __init__(self, label: str):
-        self.label, self.bar, self.task = label, None, None
-
-    def __enter__(self):
-        self.bar = counting_bar() if sys.stderr.isatty() else None
-        return self
-
-    def __exit__(self, *exc):
-        if self.bar:
-            self.bar.stop()
-
-    def __call__(self, done: int, total: int) -> None:
-        if self.bar:
-            if self.task is None:
-                self.task = self.bar.add_task(self.label, total=total)
-            self.bar.update(self.task, completed=done)
-
-
-
 class FetchProgress:
     """Renders fetch events on stderr: rich bars on a terminal, JSON lines with --json, else plain notes."""
 
@@ -243,14 +221,15 @@ class SweepProgress:
                 label = "evaluating" if event["kind"] == "eval" else "timing"
                 self.task = self.bar.add_task(f"{label} {event['cards']} card(s)", total=event["units"] or 1)
             elif kind == "advance" and self.bar and self.task is not None:
-                self.bar.update(self.task, completed=event["done"])
+                self.bar.update(self.task, completed=event["done"], total=event["units"] or 1)
             elif kind == "card":
                 self.card(event)
 
     def card(self, event: dict) -> None:
         record = {k: v for k, v in event.items() if k not in ("event", "result")}
         if self.as_json:
-            line = json.dumps({**(event.get("result") or {}), **record}, ensure_ascii=False, default=str)
+            # the result's own keys win (its runtime is {name, version, provider, threads}); the record adds status
+            line = json.dumps({**record, **(event.get("result") or {})}, ensure_ascii=False, default=str)
             if self.bar:
                 self.bar.console.file.flush()
             sys.stdout.write(line + "\n")
@@ -265,36 +244,73 @@ def card_line(r: dict) -> str:
     status, card = r["status"], r["card_id"]
     if status in ("skipped", "failed"):
         return f"{status:8} {card}: {printable(r['reason'], lines=False)}"
+    how = " · ".join(str(x) for x in (r.get("runtime"), r.get("precision")) if x)
     if r["kind"] == "eval":
-        figures = f"top-1 {fmt(r['top1'])} %  top-5 {fmt(r['top5'])} %  ({r['n']} images)"
+        figures = f"top-1 {fmt(r['top1'])} %  top-5 {fmt(r['top5'])} %  ({r['n']} images, {how})"
         if r.get("calibration_excluded"):
             figures += f"  (excluded {r['calibration_excluded']} calibration images)"
     else:
-        figures = (f"p50 {fmt(r['p50_ms'], 3)} ms  fps {fmt(r['fps'], 1)}"
-                   + ("  (synthetic weights)" if r.get("synthetic_weights") else ""))
+        ci = r.get("p50_ci95")
+        said = str(r.get("note") or "").startswith("synthetic weights")  # the note says it, and why
+        figures = (f"p50 {fmt(r['p50_ms'], 3)} ms" + (f" (95% CI {ci[0]:.3f}–{ci[1]:.3f})" if ci else "")
+                   + f"  fps {fmt(r['fps'], 1)}  {how}"
+                   + ("  (synthetic weights)" if r.get("synthetic_weights") and not said else ""))
+        if r.get("same_file_as"):
+            figures += f"  (same file as {', '.join(r['same_file_as'])}: timed once)"
     run = f"  run {r['run_id']}" if r.get("run_id") else ""
     line = f"{status:8} {card}  {figures}{run}" + (f"  [{printable(r['note'], lines=False)}]" if r.get("note") else "")
-    versus = r.get("versus_float")
-    return line + ("\n" + versus_line(versus, r["kind"]) if versus else "")
+    if r.get("accuracy_vs_float"):
+        line += "\n" + accuracy_line(r["accuracy_vs_float"])
+    if r.get("speed_vs_float"):
+        line += "\n" + speed_line(r["speed_vs_float"])
+    return line
 
 
-def versus_line(v: dict, kind: str) -> str:
-    """An int8 card against its float parent, measured in the same run: accuracy (eval) or latency (bench)."""
-    parent = f"  vs float {v['parent']}" + (f" (run {v['parent_run_id']})" if v.get("parent_run_id") else "")
-    if kind == "eval":
-        return (f"{parent}: top-1 float {fmt(v['parent_top1'])} %, int8 {fmt(v['top1'])} %, drop "
-                f"{v['drop_points']:+.2f} points; McNemar exact p = {v['p_value']:.3g} ({v['float_only']} "
-                f"image{'' if v['float_only'] == 1 else 's'} right only in float, {v['int8_only']} only in int8): "
-                f"{v['verdict']}")
-    return (f"{parent}: p50 int8 {fmt(v['p50_ms'], 3)} ms, float {fmt(v['parent_p50_ms'], 3)} ms, int8/float "
+def _parent(v: dict) -> str:
+    return f"  vs float {v['parent']}" + (f" (run {v['parent_run_id']})" if v.get("parent_run_id") else "")
+
+
+def accuracy_line(v: dict) -> str:
+    """An int8 card's top-1 against its float parent's on the same images (McNemar's exact test)."""
+    return (f"{_parent(v)}: top-1 float {fmt(v['parent_top1'])} %, int8 {fmt(v['top1'])} %, drop "
+            f"{v['drop_points']:+.2f} points; McNemar exact p = {v['p_value']:.3g} ({v['float_only']} "
+            f"image{'' if v['float_only'] == 1 else 's'} right only in float, {v['int8_only']} only in int8): "
+            f"{v['verdict']}")
+
+
+def speed_line(v: dict) -> str:
+    """An int8 card's p50 against its float parent's, timed in the same rounds."""
+    return (f"{_parent(v)}: p50 int8 {fmt(v['p50_ms'], 3)} ms, float {fmt(v['parent_p50_ms'], 3)} ms, int8/float "
             f"{v['ratio']:.2f}: {v['verdict']}")
 
 
+def counts(summary: dict) -> str:
+    return (f"{len(summary['measured'])} measured, {len(summary['reused'])} reused, "
+            f"{len(summary['skipped'])} skipped, {len(summary['failed'])} failed")
+
+
+def hints(summary: dict) -> None:
+    """What to do about the cards skipped or failed, each hint once (the card lines carry only their reasons)."""
+    for item in summary.get("hints") or []:
+        cards = item["cards"]
+        which = cards[0] if len(cards) == 1 else f"{len(cards)} cards ({cards[0]}, ...)"
+        note(f"  {which}: {item['hint']}")
+
+
 def sweep_summary(summary: dict, as_json: bool) -> None:
-    """The sweep's last line: counts, and the reason of each card skipped or failed."""
+    """The sweep's last line: counts (each card's reason is on its own line), then each hint once on stderr."""
     if as_json:
         out = {k: v for k, v in summary.items() if k != "records"}
         sys.stdout.write(json.dumps({"summary": out}, ensure_ascii=False, default=str) + "\n")
         return
-    typer.echo(f"{len(summary['measured'])} measured, {len(summary['reused'])} reused, "
-               f"{len(summary['skipped'])} skipped, {len(summary['failed'])} failed")
+    typer.echo(counts(summary))
+    hints(summary)
+
+
+def measure_summary(summary: dict | None) -> None:
+    """`compare --measure`'s summary, on stderr after the per-card lines: what it measured, reused, skipped."""
+    if summary is None:
+        note("--measure: nothing to measure, every card has a figure here already")
+        return
+    note(f"--measure: {summary['cards']} card(s): {counts(summary)}")
+    hints(summary)

@@ -11,14 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from zoo.artifacts.choose import choose, local_model, run_sha256, runtime_for_path
-from zoo.artifacts.convert import derived_card_path
-from zoo.engine.plan import UNAVAILABLE
-from zoo.engine.sweep import NothingMeasured
-from zoo.errors import DatasetError, UnsupportedArtifactError, UsageError, ZooError
+from zoo.artifacts.local import local_model, run_sha256
+from zoo.cards import derived as derived_cards
+from zoo.errors import DatasetError, NothingMeasured, UnsupportedArtifactError, UsageError, ZooError, brief, reason
 from zoo.measure.accuracy import pixels_key
+from zoo.measure.choose import UNAVAILABLE, choose
 from zoo.measure.datasets import Dataset
 from zoo.measure.preprocess import Preprocessor
+from zoo.measure.runtimes import runtime_for_path
 from zoo.measure.quantize import METHODS, calibration_of, calibration_values, derive_int8_card, quantize_file
 
 
@@ -52,7 +52,7 @@ def quantize_card(card: dict, calibration: Dataset, *, method: str = "minmax", p
                            values=values)
     derived = derive_int8_card(card, record, run_sha256(path), root=calibration.root)
     return {**record, "id": derived["id"], "derived_from": derived["derived_from"],
-            "card_path": str(derived_card_path(derived["id"]))}
+            "card_path": str(derived_cards.path_of(derived["id"]))}
 
 
 def quantize_sweep(entries: list, calibration: Dataset, *, method: str = "minmax", per_channel: bool = True,
@@ -93,8 +93,7 @@ def quantize_sweep(entries: list, calibration: Dataset, *, method: str = "minmax
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as error:  # this card's own failure: reported, the others go on
-            reason = error.one_line() if isinstance(error, ZooError) else f"{type(error).__name__}: {error}"
-            record |= {"status": "failed", "reason": reason}
+            record |= {"status": "failed", "reason": reason(error)}
             errors[card["id"]] = error
         records.append(record)
         emit({"event": "card", "number": number, "cards": len(entries), **record})
@@ -102,5 +101,8 @@ def quantize_sweep(entries: list, calibration: Dataset, *, method: str = "minmax
         if len(records) == 1 and isinstance(errors.get(records[0]["parent"]), ZooError):
             raise errors[records[0]["parent"]]  # one card: its own error, its own exit code
         raise NothingMeasured(f"nothing quantized: {sum(r['status'] == 'skipped' for r in records)} card(s) "
-                              f"skipped, {sum(r['status'] == 'failed' for r in records)} failed")
+                              f"skipped, {sum(r['status'] == 'failed' for r in records)} failed",
+                              "; ".join(f"{r['parent']}: {brief(r['reason'])}" for r in records[:5])
+                              + (f"; and {len(records) - 5} more" if len(records) > 5 else ""),
+                              summary={"records": records})
     return records

@@ -92,14 +92,23 @@ def count_onnx(path: Path) -> dict:
 
 def count_tflite(path: Path) -> dict:
     """The same for a TFLite model, from LiteRT's op and tensor details."""
+    from zoo.measure.runtimes import RUNTIMES
+
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
-        raise UsageError(f"{path}: counting a .tflite model needs LiteRT", "pip install 'zoo[litert]'") from None
+        raise UsageError(f"{path}: counting a .tflite model needs LiteRT, which is not installed",
+                         f"Install it with: {RUNTIMES['litert'].install_hint}") from None
     try:
         interpreter = Interpreter(model_path=str(path))
-    except (ValueError, RuntimeError) as exc:
-        raise UsageError(f"{path}: not a readable TFLite model ({exc})", "Give a .tflite file or a card id") from None
+        return _count_tflite(interpreter)
+    except (ValueError, RuntimeError, KeyError, IndexError) as exc:  # UnicodeDecodeError: a name that is not UTF-8
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UsageError(f"{path}: not a readable TFLite model ({text[:200]})",
+                         "Give a .tflite file or a card id") from None
+
+
+def _count_tflite(interpreter) -> dict:
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
     macs, params, weights = 0, 0, set()
     for op in interpreter._get_ops_details():  # no public API lists ops; this one is stable since TF 2.4
