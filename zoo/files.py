@@ -114,6 +114,22 @@ def read_limited(path, limit: int, what: str | None = None) -> bytes:
     return data
 
 
+# The largest MobileNetV2 file (float ONNX at width 1.4) is 25 MB: a model file past this is refused unread.
+MAX_MODEL_BYTES = 512 * 2**20
+
+
+def check_model_file(path) -> None:
+    """A model file a runtime or a counter may open: a regular file of at most MAX_MODEL_BYTES (a FIFO, a device
+    or a 3 GiB file named .onnx is refused before anything reads it); UsageError otherwise."""
+    from zoo.errors import UsageError
+
+    try:
+        check_regular(path, MAX_MODEL_BYTES, f"model file {path}")
+    except (OSError, ValueError) as exc:
+        raise UsageError(str(exc) if isinstance(exc, ValueError) else f"model file {path}: {exc.strerror}",
+                         "Give a .onnx or .tflite model file") from None
+
+
 def read_json(path: Path, default=None):
     """A JSON file's value; `default` when the file is missing, unreadable or not JSON (callers that must
     tell those apart read the file themselves)."""

@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 
 from zoo.errors import UsageError
+from zoo.files import check_model_file
 
 # op type -> index of its weight input (the operand whose trailing dims are multiplied per output element)
 CONV_WEIGHT = {"Conv": 1, "ConvInteger": 1, "QLinearConv": 3}
@@ -139,7 +140,7 @@ def inspect_file(path: Path) -> dict:
     path = Path(path)
     if not path.exists():
         raise UsageError(f"{path}: no such file", "Give a model file (.onnx, .tflite) or a card id")
-    check_model_file(path)
+    check_model_file(path)  # a FIFO, a device or a huge file is refused before onnx or LiteRT reads it
     suffix = path.suffix.lower()
     if suffix == ".onnx":
         info = count_onnx(path)
@@ -149,19 +150,3 @@ def inspect_file(path: Path) -> dict:
         raise UsageError(f"{path.name}: cannot count {suffix or 'suffix-less'} files",
                          "zoo inspects .onnx and .tflite models; convert native weights with `zoo convert` first")
     return {"path": str(path), "size_bytes": path.stat().st_size, **info}
-
-
-# The largest MobileNetV2 file (float ONNX at width 1.4) is 25 MB: a model file past this is refused unread.
-MAX_MODEL_BYTES = 512 * 2**20
-
-
-def check_model_file(path: Path) -> None:
-    """A model file a runtime or a counter may open: a regular file of at most MAX_MODEL_BYTES (a FIFO, a device or
-    a 3 GiB file named .onnx is refused before anything reads it)."""
-    from zoo.files import check_regular
-
-    try:
-        check_regular(path, MAX_MODEL_BYTES, f"model file {path}")
-    except (OSError, ValueError) as exc:
-        raise UsageError(str(exc) if isinstance(exc, ValueError) else f"model file {path}: {exc.strerror}",
-                         "Give a .onnx or .tflite model file") from None

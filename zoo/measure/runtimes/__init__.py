@@ -71,7 +71,7 @@ def open_runtime(path: Path, *, provider: str | None = None, threads: int | None
     `spinning=False` stops ONNX Runtime's idle threads from busy-waiting, which leaves the
     cores to decoder threads running beside it.
     """
-    from zoo.measure.complexity import check_model_file
+    from zoo.files import check_model_file
 
     check_model_file(Path(path))  # a FIFO, a device or a huge file is refused before a runtime reads it
     spec = runtime_for_path(path)
