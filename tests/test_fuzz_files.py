@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 import zoo
-from test_fuzz_weights import mutated
+from mutations import mutated
 from zoo.cards import remote
 from zoo.cards.index import card_sha256
 from zoo.errors import ZooError

@@ -17,6 +17,7 @@ import tflite
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mutations import mutated
 from tflite_files import litert_op_names, one_op_model
 from weights_files import ckpt_value, global_, integer, pickle2, state_dict, storage, string, tensor, torch_zip, tup
 from zoo.artifacts.convert import builder, readers, tflite_onnx
@@ -41,26 +42,6 @@ def read_checked(path: Path, fmt: str) -> None:
         assert len(pairs) <= LIMITS.tensors and sum(a.nbytes for _, a in pairs) <= 2 * LIMITS.data_bytes
         assert all(not a.dtype.hasobject for _, a in pairs)
     assert time.perf_counter() - start < 1.0
-
-
-@st.composite
-def mutated(draw, data: bytes) -> bytes:
-    """`data` with a few bytes flipped, inserted, deleted or duplicated, or cut short."""
-    out = bytearray(data)
-    for _ in range(draw(st.integers(1, 4))):
-        kind = draw(st.sampled_from(["flip", "insert", "delete", "truncate", "duplicate"]))
-        pos = draw(st.integers(0, max(len(out) - 1, 0)))
-        if kind == "flip" and out:
-            out[pos] = draw(st.integers(0, 255))
-        elif kind == "insert":
-            out[pos:pos] = draw(st.binary(min_size=1, max_size=9))
-        elif kind == "delete":
-            del out[pos:pos + draw(st.integers(1, 9))]
-        elif kind == "truncate":
-            del out[pos:]
-        else:
-            out[pos:pos] = out[pos:pos + draw(st.integers(1, 64))]
-    return bytes(out)
 
 
 # ---------------------------------------------------------------- pickles
