@@ -17,7 +17,6 @@ import zoo
 from zoo.artifacts.http import Download, Skip
 from zoo.artifacts.hashes import Expected
 from zoo.cards import remote, signing
-from zoo.cards.directory import build_index
 from zoo.cards.index import card_sha256, write_index
 
 pytestmark = pytest.mark.usefixtures("zoo_home")
