@@ -201,7 +201,8 @@ def test_eval_of_an_int8_card_leaves_out_its_calibration_images_and_compares_wit
     # text: the exclusion and the verdict; a second eval reuses the stored run with its comparison
     text = zoo_cli("eval", INT8, "--data", data)
     assert text.exit_code == 0 and "reused" in text.stdout and "(excluded 20 calibration images)" in text.stdout
-    assert f"McNemar exact p = {v['p_value']:.3g}" in text.stdout and "significant at 5%" in text.stdout
+    assert f"McNemar p = {v['p_value']:.2g}, {'' if v['significant'] else 'not '}significant)" in text.stdout
+    assert v["verdict"] in text.stdout and f"top-1 {0.0 - v['drop_points']:+.2f} points (95% CI " in v["verdict"]
 
 
 def test_eval_sweep_of_a_parent_and_its_int8_card(int8):
@@ -239,7 +240,10 @@ def test_bench_of_an_int8_card_times_its_parent_in_the_same_run(int8):
     assert text.exit_code == 0 and "reused" in text.stdout
     plain = f"int8 is {v['ratio']:.1f}x SLOWER than float on this host" if v["slower"] else \
         f"int8 is {1 / v['ratio']:.1f}x faster than float on this host"
-    assert plain in text.stdout and v["verdict"] == plain
+    assert v["verdict"].startswith(plain) and v["verdict"] in text.stdout
+    # the interval: from the rounds' samples, around the measured speed-up, and the host's int8 flags said
+    low, high = v["speedup_ci95"]
+    assert low <= v["speedup"] <= high and "95% CI" in v["verdict"] and "AVX" in v["verdict"] or "arm" in v["verdict"]
 
 
 @pytest.mark.parametrize("width", [100, 120])
@@ -336,6 +340,8 @@ def test_quantize_sweep_calibrates_once_per_preprocessing(tmp_path, synthetic_on
 
 
 def test_bad_quantize_and_int8_eval_requests_are_one_line(tmp_path, synthetic_onnx, link_sample, sample_dir):
+    import json
+
     from zoo import settings
 
     registry, mirror = float_cards(tmp_path, synthetic_onnx)
@@ -349,9 +355,18 @@ def test_bad_quantize_and_int8_eval_requests_are_one_line(tmp_path, synthetic_on
         result = zoo_cli("--registry", registry, "quantize", *args, "--calib-n", 10, "--mirror", mirror)
         assert result.exit_code == code and message in result.stderr, (args, result.output)
         assert result.stderr.count("\n") == 1 and result.stdout == "", args
+    # nothing quantized: each card's reason on stdout (a line each, or the JSON records), then one error line
     result = zoo_cli("quantize", CORAL, "coral/tf2*", "--calib", sample_dir, "--calib-n", 10)
-    assert result.exit_code == 1 and result.stdout == "" and "already quantized" in result.stderr
-    assert result.stderr.splitlines()[-1].startswith("zoo: error: nothing quantized: 2 card(s) skipped")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stderr.splitlines()[-1].startswith("zoo: error: nothing quantized (2 card(s) skipped, 0 failed): "
+                                                     + CORAL)
+    assert [line.split()[:2] for line in result.stdout.splitlines()] == \
+        [["skipped", CORAL + ":"], ["skipped", "coral/tf2_mobilenet_v2_1.0_224_ptq:"], ["0", "quantized,"]]
+    assert all("already quantized" in line for line in result.stdout.splitlines()[:2])
+    result = zoo_cli("quantize", CORAL, "coral/tf2*", "--calib", sample_dir, "--calib-n", 10, "--json", "-q")
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert [(r["parent"], r["status"]) for r in json.loads(result.stdout)] == \
+        [(CORAL, "skipped"), ("coral/tf2_mobilenet_v2_1.0_224_ptq", "skipped")]
     assert not settings.quantized_dir().exists() or not any(settings.quantized_dir().rglob("*.onnx"))
     assert not settings.derived_dir().exists()
     # every image of the folder calibrated the card: nothing is left to evaluate it on, and nothing is stored

@@ -206,8 +206,7 @@ def versus_line(v: dict, kind: str) -> str:
     """An int8 card against its float parent, measured in the same run: accuracy (eval) or latency (bench)."""
     parent = f"  vs float {v['parent']}" + (f" (run {v['parent_run_id']})" if v.get("parent_run_id") else "")
     if kind == "eval":
-        return (f"{parent}: top-1 float {fmt(v['parent_top1'])} %, int8 {fmt(v['top1'])} %, drop "
-                f"{v['drop_points']:+.2f} points; McNemar exact p = {v['p_value']:.3g} ({v['float_only']} "
+        return (f"{parent}: top-1 float {fmt(v['parent_top1'])} %, int8 {fmt(v['top1'])} % ({v['float_only']} "
                 f"image{'' if v['float_only'] == 1 else 's'} right only in float, {v['int8_only']} only in int8): "
                 f"{v['verdict']}")
     return (f"{parent}: p50 int8 {fmt(v['p50_ms'], 3)} ms, float {fmt(v['parent_p50_ms'], 3)} ms, int8/float "
@@ -222,3 +221,33 @@ def sweep_summary(summary: dict, as_json: bool) -> None:
         return
     typer.echo(f"{len(summary['measured'])} measured, {len(summary['reused'])} reused, "
                f"{len(summary['skipped'])} skipped, {len(summary['failed'])} failed")
+
+
+# ---------------------------------------------------------------- int8: the quantization doctor
+
+def doctor_lines(report: dict, layers: int = 10) -> list[str]:
+    """`zoo quantize --explain`: the worst layers, then each --max-drop try, then what became the card."""
+    o = report["options"]
+    lines = [f"{report['id']}: {o['format']} ({o['activations']} activations, "
+             f"{'per-channel' if o['per_channel'] else 'per-tensor'} {o['weights']} weights), {o['method']}",
+             f"layers against {report['parent']} on {report['images']} calibration images (this host's int8 kernels),"
+             f" worst first (dB lost: the layer's input SQNR less its output's):"]
+    rows = [[str(r["index"]), r["node"], r["what"], fmt(r["lost_db"], 1), fmt(r["sqnr_db"], 1),
+             fmt(r["cosine"], 4)] for r in report["layers"][:layers]]
+    lines += ["  " + line for line in plain_table(["#", "node", "layer", "dB lost", "SQNR dB", "cosine"], rows,
+                                                  {1, 2}).splitlines()]
+    if len(report["layers"]) > layers:
+        lines.append(f"  ... {len(report['layers']) - layers} more layers (--json has them all)")
+    if report["tries"]:
+        lines.append(f"--max-drop {report['max_drop']:g}: top-1 on {report['held_out']['n']} held-out images of "
+                     f"{report['held_out']['root']}; speed at batch 1, 1 thread, interleaved with float:")
+        rows = [[str(t["try"]), str(len(t["keep_float"])), ", ".join(t["keep_float"][-4:]) +
+                 (" ..." if len(t["keep_float"]) > 4 else "") or "—", fmt(t["top1"]), f"{t['drop_points']:+.2f}",
+                 f"{t['speedup']:.2f}x"] for t in report["tries"]]
+        lines += ["  " + line for line in plain_table(["try", "float", "kept in float (latest)", "top-1 %", "drop",
+                                                       "speed-up"], rows, {2}).splitlines()]
+        best = report["tries"][report["chosen"]]
+        said = "fits" if report["met"] else f"is the least drop: no try reached {report['max_drop']:g} points"
+        lines.append(f"{report['id']} is try {best['try']} ({len(best['keep_float'])} layer(s) in float): drop "
+                     f"{best['drop_points']:+.2f} points, {best['speedup']:.2f}x float's speed; it {said}")
+    return lines

@@ -170,6 +170,7 @@ def _merged(results: list[dict]) -> dict:
     if all(r.get("samples_ms") for r in results):
         samples = [x for r in results for x in r["samples_ms"]]
         merged.update(latency_stats(samples, merged["batch"]), samples_ms=samples,
+                      round_sizes=[len(r["samples_ms"]) for r in results],
                       p90_conservative_ms=conservative_percentile(samples, 0.90),
                       p99_conservative_ms=conservative_percentile(samples, 0.99))
     else:
@@ -186,14 +187,21 @@ def _merged(results: list[dict]) -> dict:
 
 def versus_float(parent_id: str, int8: dict, float_: dict) -> dict:
     """An int8 model's latency against its float parent's, timed in the same run (bench_pair): both p50s, the
-    int8/float ratio and the speed-up (float / int8), said plainly."""
+    int8/float ratio and the speed-up (float / int8) with its 95% interval over the rounds, said plainly
+    (zoo.measure.int8_verdict)."""
+    from zoo.measure import int8_verdict
+    from zoo.measure.int8_format import host_int8
+
     p50, parent_p50 = int8["p50_ms"] or int8["mean_ms"], float_["p50_ms"] or float_["mean_ms"]
     ratio = p50 / parent_p50
     where = "on this host" if not int8.get("target") else f"on {int8['device']}"
-    verdict = (f"int8 is {ratio:.1f}x SLOWER than float {where}" if ratio > 1 else
-               f"int8 is {1 / ratio:.1f}x faster than float {where}")
+    interval = int8_verdict.speedup_interval(int8_verdict.rounds_of(int8), int8_verdict.rounds_of(float_)) \
+        if int8.get("samples_ms") and float_.get("samples_ms") else None
+    verdict = int8_verdict.speed_sentence(1 / ratio, interval, where=where,
+                                          host=None if int8.get("target") else host_int8())
     return {"parent": parent_id, "p50_ms": p50, "parent_p50_ms": parent_p50, "ratio": round(ratio, 4),
-            "speedup": round(1 / ratio, 4), "slower": ratio > 1, "rounds": int8.get("rounds"), "verdict": verdict}
+            "speedup": round(1 / ratio, 4), "speedup_ci95": interval, "slower": ratio > 1,
+            "rounds": int8.get("rounds"), "verdict": verdict}
 
 
 def check_cpus(cpus: list[int] | None) -> set[int] | None:

@@ -1,0 +1,108 @@
+"""The verdict a user reads about an int8 model against its float parent, with the uncertainty of each figure:
+"int8 is 1.8x faster than float on this host (Intel Xeon; AVX512-VNNI), 95% CI 1.7-1.9x; top-1 -0.71 points
+(95% CI -1.5 to +0.1; McNemar p = 0.12, not significant)".
+
+Speed: the float/int8 ratio of p50 latencies from interleaved rounds (latency.bench_pair), with a paired
+two-level bootstrap interval: resample the rounds (each round's int8 and float runs ran side by side, so a
+round is drawn for both), then the calls within each drawn round; the spread between rounds (another job
+starting on a shared machine) widens the interval as it should. Accuracy: the drop in top-1 points on the same
+images, with an interval conditional on the discordant images (those only one model got right): of those d
+images, the share b/d that only float got right has a Wilson interval (lo, hi), and drop = d/n * (2 b/d - 1),
+so the drop's interval is d/n * (2 lo - 1, 2 hi - 1). It agrees with McNemar's exact test, which conditions on
+d the same way.
+"""
+from __future__ import annotations
+
+RESAMPLES = 2000
+Z95 = 1.959964
+
+
+def speedup_interval(int8_rounds: list, float_rounds: list, *, resamples: int = RESAMPLES, seed: int = 0,
+                     confidence: float = 0.95) -> list[float] | None:
+    """[low, high] of float p50 / int8 p50 (above 1: int8 is faster) from per-round latency samples (ms),
+    rounds paired by position; None without samples."""
+    import numpy as np
+
+    pairs = [(np.asarray(a, float), np.asarray(b, float)) for a, b in zip(int8_rounds, float_rounds) if len(a) and len(b)]
+    if not pairs:
+        return None
+    rng = np.random.default_rng(seed)
+    ratios = np.empty(resamples)
+    for k in range(resamples):
+        drawn = rng.integers(len(pairs), size=len(pairs))
+        int8 = np.concatenate([rng.choice(pairs[r][0], len(pairs[r][0])) for r in drawn])
+        float_ = np.concatenate([rng.choice(pairs[r][1], len(pairs[r][1])) for r in drawn])
+        ratios[k] = np.median(float_) / np.median(int8)
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(ratios, [tail, 100 - tail])
+    return [round(float(low), 4), round(float(high), 4)]
+
+
+def rounds_of(result: dict) -> list[list[float]]:
+    """A bench result's latency samples split into its interleaved rounds (`round_sizes`), else one round."""
+    samples = result.get("samples_ms") or []
+    sizes = result.get("round_sizes") or [len(samples)]
+    out, start = [], 0
+    for size in sizes:
+        out.append(samples[start:start + size])
+        start += size
+    return out
+
+
+def drop_interval(float_only: int, int8_only: int, n: int, z: float = Z95) -> list[float] | None:
+    """[low, high] of the top-1 drop in points (float - int8) on n paired images, conditional on the
+    float_only + int8_only discordant images (Wilson interval of float_only among them); None for n = 0."""
+    import math
+
+    d = float_only + int8_only
+    if n == 0:
+        return None
+    if d == 0:
+        return [0.0, 0.0]
+    p = float_only / d
+    centre = (p + z * z / (2 * d)) / (1 + z * z / d)
+    half = z * math.sqrt(p * (1 - p) / d + z * z / (4 * d * d)) / (1 + z * z / d)
+    low, high = max(0.0, centre - half), min(1.0, centre + half)
+    return [round(100 * d / n * (2 * low - 1), 3), round(100 * d / n * (2 * high - 1), 3)]
+
+
+def host_words(host: dict | None) -> str:
+    """'Intel(R) Xeon(R) Processor; AVX512-VNNI, AMX-INT8': the CPU and its int8 flags, for a verdict."""
+    if not host:
+        return ""
+    # the best instruction set and what adds to it (AMX, i8mm), not the older ones every such CPU has
+    shown = [f for f in host.get("flags") or [] if f not in ("AVX2", "SSE4.1", "AVX-VNNI") or f == host.get("isa")]
+    flags = ", ".join(shown) or "no int8 flags found"
+    return f"{host.get('cpu') or host.get('arch')}; {flags}"
+
+
+def speed_sentence(speedup: float, interval: list | None = None, *, where: str = "on this host",
+                   host: dict | None = None) -> str:
+    """'int8 is 1.8x faster than float on this host (CPU; flags), 95% CI 1.7-1.9x' (or '... 3.2x SLOWER ...')."""
+    said = f"int8 is {speedup:.1f}x faster than float" if speedup >= 1 else \
+        f"int8 is {1 / speedup:.1f}x SLOWER than float"
+    text = f"{said} {where}" + (f" ({host_words(host)})" if host else "")
+    if interval:
+        low, high = interval
+        text += (f", 95% CI {low:.2f}-{high:.2f}x faster" if speedup >= 1 else
+                 f", 95% CI {1 / high:.2f}-{1 / low:.2f}x slower")
+    return text
+
+
+def accuracy_sentence(v: dict) -> str:
+    """'top-1 -0.71 points (95% CI -1.54 to +0.11; McNemar p = 0.12, not significant)' from quantize.versus_float."""
+    change = 0.0 - v["drop_points"]  # int8 - float; 0.0 - x, so that no drop prints +0.00, not -0.00
+    interval = v.get("drop_ci95")
+    ci = f"95% CI {0.0 - interval[1]:+.2f} to {0.0 - interval[0]:+.2f}; " if interval else ""
+    return (f"top-1 {change:+.2f} points ({ci}McNemar p = {v['p_value']:.2g}, "
+            f"{'significant' if v['significant'] else 'not significant'})")
+
+
+def verdict(speed: dict | None, accuracy: dict | None, host: dict | None = None) -> str | None:
+    """The whole verdict from a bench's and an eval's `versus_float` (either may be missing)."""
+    parts = []
+    if speed:
+        parts.append(speed_sentence(speed["speedup"], speed.get("speedup_ci95"), host=host))
+    if accuracy:
+        parts.append(accuracy_sentence(accuracy))
+    return ", ".join(parts) or None
