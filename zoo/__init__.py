@@ -357,11 +357,13 @@ def bench_sweep(patterns: list[str] | str, *, runtime: str | None = None, provid
                 seconds: float | None = None, synthetic: bool = False, target: str | None = None,
                 cpus: list[int] | None = None, mirrors: list[str] | None = None, force: bool = False,
                 store: bool = True, registries: list[Path] | None = None, progress=None,
-                ray: str | bool | None = None) -> dict:
+                ray: str | bool | None = None, profile: bool = False) -> dict:
     """Time every card the patterns match on this host, a target board, or (ray) whole nodes of a Ray cluster;
     cards without weights are timed with synthetic weights (marked), stored runs measured the same way are
     reused unless `force`. A quantized card is timed with its float parent in interleaved rounds, and its
-    result carries `versus_float` (both p50s, the int8/float ratio, the speed-up; see zoo.engine.sweep)."""
+    result carries `versus_float` (both p50s, the int8/float ratio, the speed-up; see zoo.engine.sweep).
+    profile=True: each measured card's result carries `profile`, ONNX Runtime's per-operator profile
+    (zoo.measure.profile; an int8 card's with its float parent's beside it)."""
     from zoo.engine.sweep import bench_sweep as sweep
     from zoo.measure import targets
 
@@ -371,7 +373,7 @@ def bench_sweep(patterns: list[str] | str, *, runtime: str | None = None, provid
     return sweep(entries, runtime=runtime, provider=provider, threads=threads, batch=batch, warmup=warmup,
                  iters=iters, seconds=seconds, synthetic=synthetic, target=target_config, cpus=cpus,
                  mirrors=mirrors, force=force, store_runs=store, progress=progress, ray=ray not in (None, False),
-                 parents=parents)
+                 parents=parents, profile=profile)
 
 
 def inspect(ref: str, *, synthetic: bool = False, mirrors: list[str] | None = None,

@@ -45,6 +45,7 @@ def bench(
                                       help="Run on Ray: alone, RAY_ADDRESS or a new local instance; or this cluster's address."),
     force: bool = typer.Option(False, "--force", help="Measure again even where a stored run matches."),
     no_store: bool = typer.Option(False, "--no-store", help="Do not record the runs in the results store."),
+    profile: bool = typer.Option(False, "--profile", help="ONNX Runtime's per-operator profile too (int8 beside float)."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress display, notes or reused-card lines."),
     as_json: bool = typer.Option(False, "--json", help="One JSON line per card, then a summary line."),
 ):
@@ -56,8 +57,15 @@ def bench(
         summary = zoo.bench_sweep(refs, runtime=runtime_name, provider=provider, threads=threads, batch=batch,
                                   warmup=warmup, iters=iters, seconds=seconds, synthetic=synthetic, target=target,
                                   cpus=parse_cpus(cpus), mirrors=mirror, force=force, store=not no_store,
-                                  registries=state["registries"], progress=progress, ray=ray)
+                                  registries=state["registries"], progress=progress, ray=ray, profile=profile)
     sweep_summary(summary, as_json)
+    if profile and not as_json:
+        from zoo.cli.render import profile_lines
+
+        for record in summary["records"]:
+            profiled = record.get("profile") or (record.get("result") or {}).get("profile")
+            if profiled:
+                typer.echo("\n".join(profile_lines(record["card_id"], profiled)))
     if as_json or quiet or len(summary["records"]) != 1:
         return
     result = summary["records"][0].get("result")

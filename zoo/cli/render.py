@@ -223,7 +223,36 @@ def sweep_summary(summary: dict, as_json: bool) -> None:
                f"{len(summary['skipped'])} skipped, {len(summary['failed'])} failed")
 
 
-# ---------------------------------------------------------------- int8: the quantization doctor
+# ---------------------------------------------------------------- int8: the quantization doctor, profiles
+
+def _ms(value) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def _pct(value) -> str:
+    return "—" if value is None else f"{100 * value:.1f}%"
+
+
+def profile_lines(card_id: str, p: dict, nodes: int = 8) -> list[str]:
+    """A bench run's ONNX Runtime profile (zoo.measure.profile): per operator family (an int8 card's beside its
+    float parent's), per operator type, the slowest nodes."""
+    lines = [f"profile of {card_id} (ONNX Runtime, {p['runs']} runs, {p.get('threads') or 'default'} thread(s), "
+             f"batch {p['batch']}): run {_ms(p['run_ms'])} ms, kernels {_ms(p['kernel_ms'])} ms"]
+    if p.get("versus_float"):
+        f = p["float"]
+        lines.append(f"  int8 against float (run {_ms(f['run_ms'])} ms, kernels {_ms(f['kernel_ms'])} ms), per operator family:")
+        rows = [[r["family"], _ms(r["int8_ms"]), _ms(r["float_ms"]),
+                 "—" if r["ratio"] is None else f"{r['ratio']:.2f}"] for r in p["versus_float"]]
+        lines += ["    " + line for line in plain_table(["family", "int8 ms", "float ms", "int8/float"], rows, {0}).splitlines()]
+    rows = [[r["op"], r["family"], _ms(r["ms"]), _pct(r["share"]), f"{r['calls']:g}"] for r in p["by_op"]]
+    lines.append("  per operator type:")
+    lines += ["    " + line for line in plain_table(["op", "family", "ms", "share", "calls"], rows, {0, 1}).splitlines()]
+    rows = [[r["node"], r["op"], _ms(r["ms"]), _pct(r["share"]),
+             "x".join(map(str, r["output_shape"])) if r.get("output_shape") else "—"] for r in p["by_node"][:nodes]]
+    lines.append(f"  slowest {len(rows)} of {p['nodes']} nodes:")
+    lines += ["    " + line for line in plain_table(["node", "op", "ms", "share", "output"], rows, {0, 1, 4}).splitlines()]
+    return lines
+
 
 def doctor_lines(report: dict, layers: int = 10) -> list[str]:
     """`zoo quantize --explain`: the worst layers, then each --max-drop try, then what became the card."""

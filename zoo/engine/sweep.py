@@ -80,6 +80,8 @@ class Sweep:
                               device=run.device)
             if run.metrics.get("versus_float"):
                 record["versus_float"] = run.metrics["versus_float"]
+            if run.metrics.get("profile"):
+                record["profile"] = run.metrics["profile"]
         if result is not None:
             record["result"] = result
         self.records.append(record)
@@ -370,9 +372,10 @@ def bench_sweep(entries: list, *, runtime: str | None = None, provider: str | No
                 seconds: float | None = None, synthetic: bool = False, target: dict | None = None,
                 cpus: list[int] | None = None, mirrors: list[str] | None = None, force: bool = False,
                 store_runs: bool = True, progress: Progress | None = None, ray: bool = False,
-                parents: dict | None = None) -> dict:
+                parents: dict | None = None, profile: bool = False) -> dict:
     """Time every card, one after another (a timed loop never shares the machine with another); ray=True:
-    each on a whole node of the Ray cluster joined already (zoo.engine.cluster).
+    each on a whole node of the Ray cluster joined already (zoo.engine.cluster). profile=True: each measured
+    card's ONNX Runtime per-operator profile (zoo.measure.profile), run after its timed loop, in its result.
 
     `parents` (card id -> its float parent's card, engine.plan.float_parents): a quantized card is timed with
     its parent in interleaved rounds (latency.bench_pair, same threads, provider, batch, host or board); both
@@ -402,6 +405,12 @@ def bench_sweep(entries: list, *, runtime: str | None = None, provider: str | No
             settings = bench_settings(provider=provider, threads=threads, batch=batch, warmup=warmup, iters=iters,
                                       seconds=seconds, synthetic=is_synthetic, cpus=cpus, target=target)
             run_name = target["runtime"] if target else runtime_for_path(path).name
+            profiled = profile and not target and run_name == "onnxruntime"
+            if profiled:
+                settings["profile"] = True  # a run stored without its profile is not reused for --profile
+            elif profile:
+                sweep.emit({"event": "note", "message": f"{card['id']}: --profile profiles ONNX Runtime on this "
+                                                        "host only; timed without a profile"})
             parent = parents.get(card["id"])
             pair = _bench_parent(sweep, card, parent, run_name, target=target, mirrors=mirrors) \
                 if parent and not is_synthetic else None
@@ -428,6 +437,11 @@ def bench_sweep(entries: list, *, runtime: str | None = None, provider: str | No
                                               "parent_run_id": parent_run.id}
                 else:
                     result = latency.bench_file(card, path, artifact=artifact, synthetic=is_synthetic, **options)
+                if profiled:
+                    from zoo.measure.profile import profile_run
+
+                    result["profile"] = profile_run(path, pair[1] if pair else None, threads=threads, batch=batch,
+                                                    provider=provider)
                 result["settings"] = settings
                 run = Run.from_bench(result)
                 if store_runs:

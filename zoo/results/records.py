@@ -14,7 +14,7 @@ OPTIONAL_EVAL_METRICS = ("engine", "calibration_excluded", "versus_float")
 BENCH_METRICS = ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms", "max_ms", "fps", "iterations",
                  "peak_rss_bytes", "synthetic_weights", "warmup", "macs", "params", "size_bytes",
                  "load_ms", "first_inference_ms", "model_peak_bytes", "p90_conservative_ms", "p99_conservative_ms",
-                 "samples_ms", "cpus", "rounds", "versus_float")
+                 "samples_ms", "cpus", "rounds", "versus_float", "profile")
 JSON_FIELDS = ("preprocess", "dataset", "machine", "metrics", "settings")
 
 
