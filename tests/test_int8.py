@@ -1,0 +1,130 @@
+"""The int8 format chosen for a CPU (zoo.measure.int8_format) and the verdict's intervals (zoo.measure.int8_verdict)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from zoo.errors import UsageError
+from zoo.measure.int8_format import FORMATS, choose_format, host_int8, resolve_format
+from zoo.measure.int8_verdict import (accuracy_sentence, drop_interval, rounds_of, speed_sentence, speedup_interval,
+                                      verdict)
+from zoo.measure.quantize import mcnemar_exact, versus_float
+
+# /proc/cpuinfo as these CPUs write it (the lines that matter)
+SAPPHIRE_RAPIDS = ("model name\t: Intel(R) Xeon(R) Platinum 8480+\nflags\t\t: fpu sse4_1 sse4_2 avx avx2 fma avx512f "
+                   "avx512bw avx512_vnni avx_vnni amx_int8 amx_tile\n")
+ALDER_LAKE = "model name\t: 12th Gen Intel(R) Core(TM) i7-1260P\nflags\t\t: sse4_1 avx avx2 fma avx_vnni\n"
+HASWELL = "model name\t: Intel(R) Xeon(R) CPU E5-2680 v3\nflags\t\t: sse4_1 sse4_2 avx avx2 fma\n"
+GRAVITON3 = "processor\t: 0\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics asimddp sve i8mm bf16\n"
+CORTEX_A72 = "processor\t: 0\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 cpuid\nCPU part\t: 0xd08\n"
+
+
+@pytest.mark.parametrize("cpuinfo, machine, isa, flags, chosen", [
+    (SAPPHIRE_RAPIDS, "x86_64", "AVX512-VNNI", ["AVX512-VNNI", "AVX-VNNI", "AVX2", "SSE4.1", "AMX-INT8"], "u8s8"),
+    (ALDER_LAKE, "x86_64", "AVX-VNNI", ["AVX-VNNI", "AVX2", "SSE4.1"], "u8s8"),
+    (HASWELL, "AMD64", "AVX2", ["AVX2", "SSE4.1"], "u8s8-reduced"),
+    (GRAVITON3, "aarch64", "i8mm", ["i8mm", "dot-product"], "s8s8"),
+    (CORTEX_A72, "aarch64", None, [], "s8s8"),
+    ("", "riscv64", None, [], "u8s8-reduced"),
+])
+def test_the_format_follows_the_cpus_int8_instructions(cpuinfo, machine, isa, flags, chosen):
+    host = host_int8(cpuinfo, machine)
+    assert host["isa"] == isa and host["flags"] == flags
+    name, reason = choose_format(host)
+    assert name == chosen and name in FORMATS
+    resolved = resolve_format(None, host)
+    assert resolved["format"] == chosen and resolved["chosen_by"] == "auto" and resolved["reason"] == reason
+    assert (resolved["activations"], resolved["weights"], resolved["reduce_range"]) == FORMATS[chosen][:3]
+    assert (isa or "no int8 flags found" if host["arch"] != "riscv64" else "unrecognised") in reason
+
+
+def test_this_hosts_flags_are_read_from_proc_cpuinfo():
+    from pathlib import Path
+
+    here = host_int8()
+    text = Path("/proc/cpuinfo").read_text()
+    assert ("AVX512-VNNI" in here["flags"]) == (" avx512_vnni" in text)
+    assert ("AVX2" in here["flags"]) == (" avx2" in text)
+
+
+def test_format_given_overrides_and_a_wrong_one_is_refused():
+    host = host_int8(HASWELL, "x86_64")
+    given = resolve_format("u8u8", host)
+    assert given["format"] == "u8u8" and given["chosen_by"] == "--format" and given["weights"] == "uint8"
+    assert given["reason"].startswith("--format u8u8: ")
+    with pytest.raises(UsageError, match="--format 'int4' is not an int8 format") as error:
+        resolve_format("int4", host)
+    assert "auto, u8s8, u8s8-reduced, s8s8, u8u8" in error.value.one_line()
+
+
+# ---------------------------------------------------------------- intervals
+
+def rounds(rng, centre_ms: float, n: int = 100, rounds: int = 4, drift=(1, 1, 1, 1)) -> list[list[float]]:
+    """Latency samples of `rounds` rounds: lognormal noise around centre_ms, each round scaled by its drift."""
+    return [list(centre_ms * d * rng.lognormal(0, 0.05, n)) for d, _ in zip(drift, range(rounds))]
+
+
+def test_the_speedup_interval_covers_the_true_ratio():
+    """Simulated interleaved runs with a known float/int8 ratio (1.8): the 95% interval holds it in most runs, and
+    is a pure function of the samples (seeded)."""
+    rng = np.random.default_rng(1)
+    covered, widths = 0, []
+    for _ in range(40):
+        int8, float_ = rounds(rng, 2.5, n=60), rounds(rng, 4.5, n=60)
+        low, high = speedup_interval(int8, float_, resamples=400)
+        covered += low <= 1.8 <= high
+        widths.append(high - low)
+    assert covered >= 34 and max(widths) < 0.1
+    int8, float_ = rounds(rng, 2.5), rounds(rng, 4.5)
+    assert speedup_interval(int8, float_) == speedup_interval(int8, float_)
+    assert speedup_interval([[]], [[]]) is None
+
+
+def test_a_round_disturbed_for_one_model_widens_the_interval_and_shared_drift_does_not():
+    rng = np.random.default_rng(2)
+    int8, float_ = rounds(rng, 2.5), rounds(rng, 4.5)
+    calm = speedup_interval(int8, float_)
+    both = speedup_interval([list(np.multiply(r, d)) for r, d in zip(int8, (1, 1.3, 1, 1))],
+                            [list(np.multiply(r, d)) for r, d in zip(float_, (1, 1.3, 1, 1))])
+    one = speedup_interval(int8, [list(np.multiply(r, d)) for r, d in zip(float_, (1, 1.3, 1, 1))])
+    width = lambda ci: ci[1] - ci[0]  # noqa: E731
+    assert width(one) > 2 * width(calm) and width(both) < 1.5 * width(calm)
+
+
+def test_rounds_of_splits_the_merged_samples():
+    result = {"samples_ms": [1, 2, 3, 4, 5], "round_sizes": [2, 3]}
+    assert rounds_of(result) == [[1, 2], [3, 4, 5]]
+    assert rounds_of({"samples_ms": [1, 2]}) == [[1, 2]]
+
+
+@pytest.mark.parametrize("b, c, n", [(13, 8, 700), (10, 0, 100), (30, 12, 1000), (5, 5, 50), (0, 7, 300)])
+def test_the_drop_interval_agrees_with_mcnemar(b, c, n):
+    low, high = drop_interval(b, c, n)
+    drop = 100 * (b - c) / n
+    assert low - 1e-3 <= drop <= high + 1e-3 and -100 * (b + c) / n - 1e-3 <= low and high <= 100 * (b + c) / n + 1e-3
+    # the interval leaves out 0 exactly where the exact test calls the difference significant (these cases)
+    assert (low > 0 or high < 0) == (mcnemar_exact(b, c) < 0.05)
+
+
+def test_no_discordant_images_and_no_images():
+    assert drop_interval(0, 0, 100) == [0.0, 0.0] and drop_interval(0, 0, 0) is None
+
+
+def test_the_sentences():
+    host = {"arch": "x86_64", "isa": "AVX512-VNNI", "cpu": "Intel(R) Xeon(R) Processor",
+            "flags": ["AVX512-VNNI", "AVX-VNNI", "AVX2", "SSE4.1", "AMX-INT8"]}
+    assert speed_sentence(1.84, [1.79, 1.9], host=host) == (
+        "int8 is 1.8x faster than float on this host (Intel(R) Xeon(R) Processor; AVX512-VNNI, AMX-INT8), "
+        "95% CI 1.79-1.90x faster")
+    assert speed_sentence(0.3125, [0.3, 0.33], where="on rdk-x5") == \
+        "int8 is 3.2x SLOWER than float on rdk-x5, 95% CI 3.03-3.33x slower"
+    float_hits = np.array([True] * 600 + [True] * 13 + [False] * 8 + [False] * 79)
+    int8_hits = np.array([True] * 600 + [False] * 13 + [True] * 8 + [False] * 79)
+    v = versus_float("x/float", float_hits, int8_hits)
+    assert v["drop_points"] == pytest.approx(100 * 5 / 700, abs=1e-3) and v["drop_ci95"] == drop_interval(13, 8, 700)
+    low, high = v["drop_ci95"]
+    assert accuracy_sentence(v) == v["verdict"] == (
+        f"top-1 -0.71 points (95% CI {-high:+.2f} to {-low:+.2f}; McNemar p = {v['p_value']:.2g}, not significant)")
+    speed = {"speedup": 1.84, "speedup_ci95": [1.79, 1.9]}
+    assert verdict(speed, v, host) == speed_sentence(1.84, [1.79, 1.9], host=host) + ", " + v["verdict"]
+    assert verdict(None, None) is None
