@@ -116,3 +116,42 @@ def test_explain_on_the_command_line(bad, monkeypatch):
                                "--format 'int4'")):
         refused = CliRunner().invoke(zoo_cli.app, bad_args)
         assert refused.exit_code == 2 and message in refused.stderr and refused.stderr.count("\n") == 1
+
+
+def test_the_report_section_renders_the_doctors_report(bad):
+    """zoo.results.int8_report.doctor_section: well-formed HTML holding the worst layers and every try, escaped."""
+    from html.parser import HTMLParser
+
+    from zoo.results.int8_report import doctor_section
+
+    _, _, _, report = bad
+    hostile = {**report, "layers": [{**report["layers"][0], "node": "<script>alert(1)</script>"}, *report["layers"][1:]]}
+    text = doctor_section(hostile)
+    assert "<script>" not in text and "&lt;script&gt;" in text
+
+    class Cells(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.tables, self.open = [], []
+
+        def handle_starttag(self, tag, attrs):
+            self.open.append(tag)
+            if tag == "table":
+                self.tables.append([])
+            elif tag == "tr":
+                self.tables[-1].append([])
+
+        def handle_endtag(self, tag):
+            assert self.open.pop() == tag  # every tag closed in order
+
+        def handle_data(self, data):
+            if self.open and self.open[-1] in ("td", "th"):
+                self.tables[-1][-1].append(data)
+
+    cells = Cells()
+    cells.feed(doctor_section(report))
+    assert not cells.open
+    layers, tries = cells.tables
+    assert layers[0][:3] == ["#", "node", "layer"] and layers[1][1] == report["layers"][0]["node"]
+    assert len(layers) == 1 + min(10, len(report["layers"])) and len(tries) == 1 + len(report["tries"])
+    assert [row[3] for row in tries[1:]] == [f"{t['drop_points']:+.2f}" for t in report["tries"]]

@@ -82,3 +82,14 @@ def test_bench_profile_of_an_int8_card_shows_it_beside_its_float_parent(int8_car
     # a bench without --profile does not reuse the profiled run's settings for nothing: it is a run of its own
     plain = CliRunner().invoke(zoo_cli.app, [a for a in args if a != "--profile"] + ["--json"])
     assert plain.exit_code == 0 and "profile" not in json.loads(plain.stdout.splitlines()[0])
+
+
+def test_the_report_section_renders_a_profile(synthetic_onnx):
+    from zoo.measure.profile import profile_run
+    from zoo.results.int8_report import profile_section
+
+    model = synthetic_onnx(width=0.5, resolution=96)
+    p = profile_run(model, model, threads=1, runs=3, warmup=1)
+    text = profile_section("x/<b>", p, run_id=7)
+    assert "x/&lt;b&gt; (run 7)" in text and text.count("<table>") == 3 == text.count("</table>")
+    assert all(r["op"] in text for r in p["by_op"]) and "total (kernels)" in text
