@@ -97,13 +97,24 @@ def test_rounds_of_splits_the_merged_samples():
     assert rounds_of({"samples_ms": [1, 2]}) == [[1, 2]]
 
 
-@pytest.mark.parametrize("b, c, n", [(13, 8, 700), (10, 0, 100), (30, 12, 1000), (5, 5, 50), (0, 7, 300)])
-def test_the_drop_interval_agrees_with_mcnemar(b, c, n):
+@pytest.mark.parametrize("b, c, n", [(13, 8, 700), (10, 0, 100), (30, 12, 1000), (5, 5, 50), (0, 7, 300),
+                                     (2, 9, 700), (9, 2, 700), (8, 1, 400), (61, 39, 5000), (1, 0, 10)])
+def test_the_drop_interval_is_the_dual_of_mcnemars_exact_test(b, c, n):
     low, high = drop_interval(b, c, n)
     drop = 100 * (b - c) / n
     assert low - 1e-3 <= drop <= high + 1e-3 and -100 * (b + c) / n - 1e-3 <= low and high <= 100 * (b + c) / n + 1e-3
-    # the interval leaves out 0 exactly where the exact test calls the difference significant (these cases)
+    # the interval leaves out 0 exactly where the exact test calls the difference significant (2 vs 9: p = 0.065,
+    # which a Wilson interval would call significant)
     assert (low > 0 or high < 0) == (mcnemar_exact(b, c) < 0.05)
+
+
+def test_the_exact_interval_matches_the_beta_quantiles():
+    """Clopper-Pearson bounds are Beta quantiles: checked against scipy (there with the test extra's stack)."""
+    scipy_stats = pytest.importorskip("scipy.stats")
+    for b, c in ((13, 8), (2, 9), (61, 39)):
+        low, high = drop_interval(b, c, b + c)  # n = d: the interval is 100 * (2 p - 1)
+        assert (low / 100 + 1) / 2 == pytest.approx(scipy_stats.beta.ppf(0.025, b, c + 1), abs=1e-4)
+        assert (high / 100 + 1) / 2 == pytest.approx(scipy_stats.beta.ppf(0.975, b + 1, c), abs=1e-4)
 
 
 def test_no_discordant_images_and_no_images():

@@ -7,14 +7,13 @@ two-level bootstrap interval: resample the rounds (each round's int8 and float r
 round is drawn for both), then the calls within each drawn round; the spread between rounds (another job
 starting on a shared machine) widens the interval as it should. Accuracy: the drop in top-1 points on the same
 images, with an interval conditional on the discordant images (those only one model got right): of those d
-images, the share b/d that only float got right has a Wilson interval (lo, hi), and drop = d/n * (2 b/d - 1),
-so the drop's interval is d/n * (2 lo - 1, 2 hi - 1). It agrees with McNemar's exact test, which conditions on
-d the same way.
+images, the share b/d that only float got right has an exact (Clopper-Pearson) interval (lo, hi), and
+drop = d/n * (2 b/d - 1), so the drop's interval is d/n * (2 lo - 1, 2 hi - 1). It is the dual of McNemar's
+exact test, which conditions on d the same way: the interval leaves out 0 exactly when p < 0.05.
 """
 from __future__ import annotations
 
 RESAMPLES = 2000
-Z95 = 1.959964
 
 
 def speedup_interval(int8_rounds: list, float_rounds: list, *, resamples: int = RESAMPLES, seed: int = 0,
@@ -49,21 +48,40 @@ def rounds_of(result: dict) -> list[list[float]]:
     return out
 
 
-def drop_interval(float_only: int, int8_only: int, n: int, z: float = Z95) -> list[float] | None:
+def drop_interval(float_only: int, int8_only: int, n: int, confidence: float = 0.95) -> list[float] | None:
     """[low, high] of the top-1 drop in points (float - int8) on n paired images, conditional on the
-    float_only + int8_only discordant images (Wilson interval of float_only among them); None for n = 0."""
-    import math
-
+    float_only + int8_only discordant images (Clopper-Pearson interval of float_only among them); None for n = 0."""
     d = float_only + int8_only
     if n == 0:
         return None
     if d == 0:
         return [0.0, 0.0]
-    p = float_only / d
-    centre = (p + z * z / (2 * d)) / (1 + z * z / d)
-    half = z * math.sqrt(p * (1 - p) / d + z * z / (4 * d * d)) / (1 + z * z / d)
-    low, high = max(0.0, centre - half), min(1.0, centre + half)
+    tail = (1 - confidence) / 2
+    # the exact binomial interval: the p at which seeing float_only or more (or fewer) has probability `tail`
+    low = 0.0 if float_only == 0 else _solve(lambda p: 1 - _binom_cdf(float_only - 1, d, p) - tail)
+    high = 1.0 if float_only == d else _solve(lambda p: tail - _binom_cdf(float_only, d, p))
     return [round(100 * d / n * (2 * low - 1), 3), round(100 * d / n * (2 * high - 1), 3)]
+
+
+def _binom_cdf(k: int, n: int, p: float) -> float:
+    """P(X <= k) for X ~ Binomial(n, p), summed in log space (n in the thousands overflows comb(n, i) * p**i)."""
+    import math
+
+    if p <= 0:
+        return 1.0
+    if p >= 1:
+        return 1.0 if k >= n else 0.0
+    log_p, log_q = math.log(p), math.log1p(-p)
+    return min(1.0, math.fsum(math.exp(math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1)
+                                       + i * log_p + (n - i) * log_q) for i in range(k + 1)))
+
+
+def _solve(f, low: float = 0.0, high: float = 1.0) -> float:
+    """The root of an increasing f on [0, 1] by bisection (60 halvings: below float resolution)."""
+    for _ in range(60):
+        middle = (low + high) / 2
+        low, high = (middle, high) if f(middle) < 0 else (low, middle)
+    return (low + high) / 2
 
 
 def host_words(host: dict | None) -> str:
