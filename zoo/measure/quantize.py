@@ -1,5 +1,6 @@
-"""int8 on the user's own images: ONNX Runtime's static quantization (QDQ), calibrated on images preprocessed
-exactly as the card's source does, and the paired test that says whether the accuracy drop is real.
+"""int8 on the user's own images: ONNX Runtime's static quantization (QDQ) in the int8 format this CPU runs fast
+(zoo.measure.int8_format), calibrated on images preprocessed exactly as the card's source does, a few images
+at a time, and the paired test that says whether the accuracy drop is real.
 
 The quantized model is cached by everything that decides its bytes: the float model's sha256, the
 calibration set's fingerprint, the settings, and QUANTIZER_VERSION; a record beside it says all of these
@@ -32,6 +33,10 @@ QUANTIZER_VERSION = 2   # bump when a change alters the model produced for the s
 METHODS = ("minmax", "entropy", "percentile")
 DEFAULT_CALIBRATION = 300
 MIN_CALIBRATION = 10
+# What decides the quantized model's bytes; the rest of the options (the reason, the host) only explain them.
+BYTES_OPTIONS = ("method", "per_channel", "format", "activations", "weights", "reduce_range", "layout", "keep_float")
+CALIBRATION_CHUNK = 4  # images per calibration step: entropy/percentile hold every activation of a step (~62 MB
+                       # an image at 224), then fold it into their histograms
 
 
 def calibration_set(dataset: Dataset, n: int) -> Dataset:
@@ -123,12 +128,6 @@ def _cache_key(model_sha256: str, calibration_fingerprint: str, options: dict) -
     blob = json.dumps({"model": model_sha256, "calibration": calibration_fingerprint, "options": decides,
                        "version": QUANTIZER_VERSION}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
-
-
-# What decides the quantized model's bytes; the rest of the options (the reason, the host) only explain them.
-BYTES_OPTIONS = ("method", "per_channel", "format", "activations", "weights", "reduce_range", "layout", "keep_float")
-CALIBRATION_CHUNK = 4  # images per calibration step: entropy/percentile hold every activation of a step (~62 MB
-                       # an image at 224), then fold it into their histograms
 
 
 def calibration_values(preprocessor: Preprocessor, calibration: Dataset) -> list:
