@@ -5,7 +5,7 @@ Two footings, both reported:
   warm     in one process (imports done): read only vs convert (read, map, build, save, one ORT check)
   command  one fresh interpreter each: `python -c "readers.read(path)"` vs `zoo convert ID` (what a user runs;
            it also copies the file from the mirror and hashes it)
-The weight files are written with random weights by torch/timm (the test extra) in each framework's layout;
+The weight files are written with random weights by torch/timm (the reference extra) in each framework's layout;
 the conversion itself never imports torch. Exits 1 when a conversion is over 2 s or a refusal over 0.5 s.
 
     python benchmarks/bench_convert.py [--runs 5] [--json out.json]
@@ -37,7 +37,7 @@ def write_files(directory: Path) -> dict[str, tuple[str, str, str]]:
     import torch
     import torchvision
     from safetensors.torch import save_file
-    from test_convert import MindCVMobileNetV2, PaddleMobileNet, randomize, write_ckpt, write_pdparams
+    from reference_models import MindCVMobileNetV2, PaddleMobileNet, randomize, write_ckpt, write_pdparams
 
     timm_model = randomize(timm.create_model("mobilenetv2_100", num_classes=1000))
     torch.save(timm_model.state_dict(), directory / "timm.pth")

@@ -54,7 +54,7 @@ def main() -> int:
     os.environ["ZOO_HOME"] = home
     sys.path.insert(0, ROOT)
     import zoo
-    from zoo.artifacts.choose import synthetic_model
+    from zoo.artifacts.local import synthetic_model
 
     model = str(synthetic_model(zoo.get(CARD)))
     zoo_p50s, bare_p50s = [], []

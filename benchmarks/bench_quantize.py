@@ -8,11 +8,11 @@ minmax) on 300 of the 1000 sample images (spread over the classes) and scored on
 decoded once for every model; McNemar's test and the drop's interval against float on the same images). Then
 every model is timed at batch 1, with 1 thread and with all threads: `--rounds` rounds, each model `--calls`
 calls per round, the order reversed every other round, so drift on a shared machine hits every model alike.
-The ratio is float p50 / int8 p50 over all calls (above 1: int8 is faster), with its 95% interval
-(zoo.measure.int8_verdict) and the spread of the per-round ratios. Target (issue 19): int8 >= 1.5x faster than
+The ratio is float p50 / int8 p50 over all calls (above 1: int8 is faster), with the 95% interval `zoo bench`
+gives it (the order statistics of the per-round ratios, latency.median_interval) and their spread. Target (issue 19): int8 >= 1.5x faster than
 float at batch 1 with <= 1.0 point top-1 drop.
 
-    python benchmarks/bench_quantize.py [--calib-n 300] [--rounds 5] [--calls 100] [--profile]
+    python benchmarks/bench_quantize.py [--calib-n 300] [--rounds 10] [--calls 50] [--profile]
 """
 from __future__ import annotations
 
@@ -69,8 +69,8 @@ def timed(paths: dict, threads: int | None, rounds: int, calls: int) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calib-n", type=int, default=300)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--calls", type=int, default=100, help="timed calls per model and round")
+    parser.add_argument("--rounds", type=int, default=10, help="at least 6 for a 95%% interval")
+    parser.add_argument("--calls", type=int, default=50, help="timed calls per model and round")
     parser.add_argument("--profile", action="store_true", help="ONNX Runtime's per-operator profile of the pick")
     args = parser.parse_args()
     os.environ.setdefault("ZOO_HOME", tempfile.mkdtemp(prefix="bench-quantize-"))
@@ -78,15 +78,17 @@ def main() -> int:
     import numpy as np
 
     import zoo
-    from zoo.artifacts.choose import choose, local_model
+    from zoo.artifacts.local import local_model
+    from zoo.measure.choose import choose
     from zoo.engine.quantize import float_model
     from zoo.errors import ZooError
     from zoo.measure.accuracy import Job, open_lanes, predict
     from zoo.measure.datasets import load_dataset
     from zoo.measure.int8_format import resolve_format
-    from zoo.measure.int8_verdict import speedup_interval
+    from zoo.measure.int8_verdict import round_ratios
+    from zoo.measure.latency import median_interval
     from zoo.measure.preprocess import Preprocessor
-    from zoo.measure.quantize import calibration_set, quantize_file, versus_float
+    from zoo.measure.quantize import accuracy_against_float, calibration_set, quantize_file
 
     load = os.getloadavg()
     sample = load_dataset(DATA / "imagenet-sample")
@@ -122,7 +124,7 @@ def main() -> int:
     done = predict(list(jobs.values()), held)
     labels = np.asarray(done["labels"])
     hits = {label: job.predictions()[:, 0] == labels for label, job in jobs.items()}
-    accuracy = {label: versus_float("float", hits["float"], hits[label]) for label in paths if label != "float"}
+    accuracy = {label: accuracy_against_float("float", hits["float"], hits[label]) for label in paths if label != "float"}
 
     speed = {}
     for threads in (1, None):
@@ -146,9 +148,11 @@ def main() -> int:
                 line += f"  {'':10}  {'':11}  {'':11}"
                 continue
             flat = statistics.median(x for r in samples["float"] for x in r)
-            low, high = speedup_interval(samples[label], samples["float"], resamples=500)
-            per_round = [statistics.median(f) / statistics.median(i) for f, i in zip(samples["float"], samples[label])]
-            line += f"  {flat / p50:10.2f}  {low:5.2f}-{high:5.2f}  {min(per_round):5.2f}..{max(per_round):5.2f}"
+            per_round = round_ratios([statistics.median(r) for r in samples[label]],
+                                     [statistics.median(r) for r in samples["float"]])
+            interval = median_interval(per_round)
+            ci = f"{min(interval[0], flat / p50):5.2f}-{max(interval[1], flat / p50):5.2f}" if interval else "    —      "
+            line += f"  {flat / p50:10.2f}  {ci}  {min(per_round):5.2f}..{max(per_round):5.2f}"
         print(line)
     load = os.getloadavg()
     print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at the end")

@@ -3,8 +3,8 @@
     python benchmarks/bench_sweep.py [--data ../shared/data/imagenet-sample] [--limit N] [--rounds 1]
 
 The 5 cards share one preprocessing (timm/mobilenetv2_100.ra_in1k's) and differ in width (0.35, 0.5,
-0.75, 1.0, 1.4): MobileNetV2 ONNX graphs with random weights (zoo.artifacts.synthetic; speed does not
-depend on the weights), each run under its card's conventions.
+0.75, 1.0, 1.4): MobileNetV2 ONNX graphs with random weights (zoo.artifacts.local.synthetic_model, cached in a
+temporary ZOO_HOME; speed does not depend on the weights), each run under its card's conventions.
   sweep     zoo.engine's shared pass (accuracy.predict with one Job per card): each image decoded once,
             then normalised, encoded and run by each model
   separate  5 evaluate_file calls, one per card, each decoding every image again (5 separate `zoo eval`s)
@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 import zoo  # noqa: E402
-from zoo.artifacts.synthetic import save_mobilenet_v2  # noqa: E402
+from zoo.artifacts.local import synthetic_model  # noqa: E402
 from zoo.measure import accuracy  # noqa: E402
 from zoo.measure.datasets import load_dataset  # noqa: E402
 from zoo.measure.preprocess import Preprocessor  # noqa: E402
@@ -42,15 +42,15 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
+    os.environ.setdefault("ZOO_HOME", tempfile.mkdtemp(prefix="bench-sweep-"))  # the synthetic models' cache
 
     base = zoo.get("timm/mobilenetv2_100.ra_in1k")
     dataset = load_dataset(args.data).subset(args.limit)
     n, cores = len(dataset), os.cpu_count() or 1
-    folder = Path(tempfile.mkdtemp())
     cards = []
     for width in WIDTHS:
-        path = save_mobilenet_v2(folder / f"w{width}.onnx", width=width)
-        cards.append(({**base, "id": f"bench/w{width}", "width": width}, path))
+        card = {**base, "id": f"bench/w{width}", "width": width}
+        cards.append((card, synthetic_model(card)))
     preprocessor = Preprocessor(base["preprocess"], base["resolution"])
 
     def sweep():

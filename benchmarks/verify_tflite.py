@@ -31,7 +31,7 @@ def main() -> int:
     import numpy as np
 
     import zoo
-    from zoo.artifacts.choose import local_model
+    from zoo.artifacts.local import local_model
     from zoo.artifacts.convert import convert_card
     from zoo.measure.accuracy import load_data
     from zoo.measure.preprocess import Preprocessor

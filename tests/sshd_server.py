@@ -22,6 +22,21 @@ class Sshd:
     client_key: Path
     fake_bin: Path
     log: Path
+    pid: int = 0
+
+    def sessions(self) -> list[int]:
+        """Every process serving a connection to this server (its per-connection sshd processes and what they
+        run): killing them is a connection dropped on the board's side."""
+        found, todo = [], [self.pid]
+        while todo:
+            parent = todo.pop()
+            try:
+                children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+            except OSError:
+                continue
+            found += map(int, children)
+            todo += map(int, children)
+        return found
 
     @property
     def destination(self) -> str:
@@ -75,4 +90,4 @@ SetEnv PATH={fake_bin}:/usr/local/bin:/usr/bin:/bin
     else:
         proc.terminate()
         raise RuntimeError("sshd did not start listening within 10 s")
-    return Sshd(port, getpass.getuser(), workdir / "client_key", fake_bin, log), proc
+    return Sshd(port, getpass.getuser(), workdir / "client_key", fake_bin, log, proc.pid), proc

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 import zoo
 from zoo.results import store
+from zoo.results.records import Run
 from zoo.measure.datasets import load_dataset
 from zoo.errors import DatasetError, DownloadError, UnsupportedArtifactError
 from zoo.measure.accuracy import evaluate_file, wilson_interval
@@ -78,7 +79,7 @@ def test_layouts_give_the_same_figures(coral_mirror, sample_dir, sample_manifest
     labels.write_text("".join(f"img_{i:05d}.jpg {sample_manifest[n]}\n" for i, n in enumerate(names)))
     card = "coral/tf2_mobilenet_v2_1.0_224_ptq"
     results = [zoo.evaluate(card, flat), zoo.evaluate(card, tmp_path / "folders", batch=7, workers=3, threads=3),
-               zoo.evaluate(card, tmp_path / "plain", labels=labels, threads=1)]
+               zoo.evaluate(card, tmp_path / "plain", labels=labels, workers=1)]
     assert [r["dataset"]["layout"] for r in results] == ["synset-prefix", "imagefolder", "labels-file"]
     assert {(r["top1"], r["top5"], r["n"]) for r in results} == {(results[0]["top1"], results[0]["top5"], 50)}
     assert results[0]["top1"] > 70  # a real model on real images, not chance
@@ -147,13 +148,15 @@ def test_pipeline_keeps_every_image_with_its_label(zoo_home, sample_dir, sample_
         assert reports[-1] == (45, 45)
         assert (result["top1"], result["top5"], result["n"]) == (100.0, 100.0, 45), (batch, workers, threads)
         assert result["runtime"]["name"] == "onnxruntime" and result["batch"] == (batch or 8)  # CPU default
-        assert result["lanes"] == (threads or os.cpu_count()) and result["runtime"]["threads"] == result["lanes"]
+        # --workers lanes (default one per core), each running --threads intra-op threads (default 1)
+        assert result["lanes"] == result["workers"] == (workers or os.cpu_count())
+        assert result["runtime"]["threads"] == (threads or 1)
     assert not store.store_path().exists()
 
 
 def test_a_failing_batch_stops_the_run_at_once_and_stores_nothing(zoo_home, sample_dir, sample_manifest, tmp_path, link_sample):
-    from zoo.measure.accuracy import run_accuracy
     from zoo.errors import InvalidCardError
+    from zoo.measure.accuracy import Job, predict
     from zoo.measure.preprocess import Preprocessor
     from zoo.measure.runtimes import Model, open_runtime
 
@@ -169,8 +172,8 @@ def test_a_failing_batch_stops_the_run_at_once_and_stores_nothing(zoo_home, samp
 
     model = Model.from_card(open_runtime(model_path, threads=1), card)
     with pytest.raises(InvalidCardError, match="num_classes 1001 on the card, 1000 outputs"):
-        run_accuracy([model, model], CountingPreprocessor(card["preprocess"], 224), load_dataset(data),
-                     batch=1, workers=2)
+        predict([Job([model, model], CountingPreprocessor(card["preprocess"], 224))], load_dataset(data), batch=1,
+                workers=2)
     assert 1 <= len(decoded) <= 8  # the batches under way when the error surfaced, not all 60
     with pytest.raises(InvalidCardError):
         evaluate_file(card, model_path, load_dataset(data))
@@ -185,7 +188,7 @@ def test_unreadable_images_are_counted_and_listed(zoo_home, synthetic_onnx, samp
     result = evaluate_file(SYNTHETIC_CARD, synthetic_onnx(), load_dataset(data))
     assert result["n"] == 5 and result["unreadable"] == 2
     assert sorted(result["unreadable_files"]) == ["n01440764_garbage.JPEG", "n01443537_cut.JPEG"]
-    store.record_eval(result)
+    store.record(Run.from_eval(result))
     assert store.list_runs()[0].metrics["unreadable"] == 2
 
 
@@ -252,7 +255,7 @@ def test_cli_eval_local_model_file(zoo_home, synthetic_onnx, sample_dir):
     result = runner.invoke(app, ["eval", "timm/mobilenetv2_100.ra_in1k", "--data", str(sample_dir), "--limit", "20",
                                  "--model", str(synthetic_onnx()), "--no-store"])
     assert result.exit_code == 0, result.output
-    assert "timm/mobilenetv2_100.ra_in1k on" in result.stdout and "top-1" in result.stdout
+    assert "measured timm/mobilenetv2_100.ra_in1k  top-1" in result.stdout and "(20 images" in result.stdout
     assert not store.store_path().exists()
 
 

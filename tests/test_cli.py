@@ -16,7 +16,7 @@ from zoo_cli import app
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 LIST_KEYS = {"id", "source", "name", "alias", "width", "depth", "resolution", "num_classes", "params_m", "macs_m",
-             "top1", "top5", "registry", "artifacts"}
+             "top1", "top5", "registry", "artifacts", "shadowed"}
 ARTIFACT_KEYS = {"file", "format", "precision", "runtime", "sha256", "sha256_prefix", "size", "urls"}
 
 
@@ -72,8 +72,9 @@ def test_compare_latency_shows_one_section_per_footing_and_a_hint():
     result = zoo("compare", "--metric", "latency")
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("Pixel 1 CPU (large core)  batch 1 · fp32 · TF-Lite  (claimed)")
-    assert "latency (ms)" in lines[1] and "basis" in lines[1] and "claimed (ms)" not in lines[1]
+    assert lines[0].startswith("Pixel 1 CPU (large core) · TF-Lite · fp32 · batch 1  (claimed)")
+    # one basis in a section: the heading says it; no measurement: no claim beside one
+    assert "latency (ms)" in lines[1] and "basis" not in lines[1] and "claimed elsewhere" not in lines[1]
     assert lines[2].split()[:2] == ["1", "tf-slim/mobilenet_v2_0.35_96"]
     v100 = lines.index(next(line for line in lines if line.startswith("NVIDIA V100")))
     assert lines[v100 + 2].split()[0] == "1"  # ranked first within its own footing only

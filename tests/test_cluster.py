@@ -44,6 +44,9 @@ def cluster(zoo_home, coral_dir, monkeypatch):
 
 def test_a_sweep_on_two_nodes_equals_a_local_one_even_when_a_node_is_lost(cluster, images):
     made, worker = cluster
+    from zoo.engine.cluster import connect
+
+    assert connect(made.address)["nodes"] == 2  # zoo's check of what answers there lets a real Ray cluster in
     local = zoo.eval_sweep(CORAL, images, store=False)
     removed = []
 

@@ -1,10 +1,11 @@
-"""Weights to ONNX without torch, checked against the frameworks' own forward passes.
+"""Weights to ONNX without torch, checked against the frameworks' own forward passes as recorded in golden files.
 
-Each family's weights are written in their real file layout from a torch model with random weights and random
-batch-norm statistics: timm (timm.create_model), torchvision (torchvision.models.mobilenet_v2) and, for the
-frameworks not installable here, torch modules written line by line after PaddleClas', MindCV's and d-li14's
-MobileNetV2 definitions (not derived from the builder's plans, so they check them). torch is the test extra's
-reference implementation only: the converter never imports it (checked in a fresh interpreter).
+tests/golden/ holds what the real frameworks wrote and computed (re-recorded by tests/golden/record.py): for every
+MobileNetV2 the tests and the registry's convertible cards use, the framework's state-dict names, dtypes and shapes
+(timm, torchvision and d-li14's torch code, PaddleClas on PaddlePaddle, MindCV on MindSpore), and for each family a
+small checkpoint written by the framework's own saver with its forward output on fixed inputs. The converter maps
+every recorded state dict onto its plan by name, and reproduces every recorded forward output. The same checks
+against live torch, torchvision and timm, at full size, are in test_convert_reference.py (`pytest -m reference`).
 """
 from __future__ import annotations
 
@@ -14,27 +15,51 @@ import os
 import pickle
 import subprocess
 import sys
-from collections import OrderedDict
+import textwrap
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import pytest
-import torch
 import yaml
-from torch import nn
 from typer.testing import CliRunner
 
 import zoo
 from zoo import settings
 from zoo.artifacts import convert
 from zoo.artifacts.convert import builder, mapping, readers
+from zoo.cards.formats import CONVERTIBLE_FORMATS
 from zoo.errors import ConversionError
 from zoo_cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
+GOLDEN = ROOT / "tests" / "golden"
+FRAMEWORKS = ("torch", "paddle", "mindspore")  # tests/golden/<framework>/, one recording step each
 runner = CliRunner()
 RESULTS: dict[str, tuple[float, float]] = {}  # variant -> (max abs diff, max abs logit), printed with pytest -s
+
+
+def _golden_json(name: str) -> dict:
+    """{key: entry} of every framework's <name>.json, each entry with the framework that recorded it."""
+    out = {}
+    for framework in FRAMEWORKS:
+        for key, entry in json.loads((GOLDEN / framework / f"{name}.json").read_text()).items():
+            out[key] = {**entry, "framework": framework}
+    return out
+
+
+# every recorded state dict ("timm mobilenetv2_035 c1000" -> family, width, depth, num_classes, tensors)
+PLANS = _golden_json("plans")
+# every recorded checkpoint (stem -> files, card, logits per input)
+MODELS = {p.stem: {**json.loads(p.read_text()), "framework": p.parent.name}
+          for framework in FRAMEWORKS for p in sorted((GOLDEN / framework).glob("*.json"))
+          if p.name not in ("plans.json", "preprocess.json")}
+with np.load(GOLDEN / "inputs.npz") as _inputs:
+    INPUTS = {k: _inputs[k].astype(np.float32) for k in _inputs.files}  # NCHW, float16 values on disk
+
+
+def golden_file(record: dict, file: str) -> Path:
+    return GOLDEN / record["framework"] / file
 
 
 def tolerance(max_logit: float) -> float:
@@ -42,41 +67,13 @@ def tolerance(max_logit: float) -> float:
     return 1e-4 * max(1.0, max_logit)
 
 
-def randomize(model: nn.Module, seed: int = 1) -> nn.Module:
-    """Random weights whose activations neither die nor explode, so the logits depend on the input and every layer
-    is exercised: He-normal convs (fan-in per group: torch's default init ignores groups and shrinks every
-    depthwise conv, and the logits then hardly depend on the input), batch-norm statistics measured on a random
-    batch then perturbed, random affine parameters."""
-    torch.manual_seed(seed)
-    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.Conv2d):
-                m.weight.normal_(0, (2.0 / m.weight[0].numel()) ** 0.5)
-            elif isinstance(m, nn.Linear):
-                m.weight.normal_(0, 0.02)
-                m.bias.normal_(0, 0.1)
-        for m in bns:
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average: after one batch, its statistics
-            m.weight.uniform_(0.5, 1.5)
-            m.bias.normal_(0, 0.2)
-        model.train()(torch.randn(8, 3, 128, 128))
-        for m in bns:
-            m.running_mean.add_(torch.randn_like(m.running_mean) * 0.1 * m.running_var.sqrt())
-            m.running_var.mul_(torch.empty_like(m.running_var).uniform_(0.7, 1.4))
-    return model.eval()
-
-
-def compare(onnx_path, model, resolution: int, batch: int = 2) -> tuple[float, float]:
-    """(max abs difference of the logits, max abs logit): ONNX Runtime against the torch reference's forward."""
-    x = np.random.default_rng(3).standard_normal((batch, 3, resolution, resolution), dtype=np.float32)
+def compare(onnx_path, x: np.ndarray, want) -> tuple[float, float]:
+    """(max abs difference of the logits, max abs logit): ONNX Runtime against the framework's recorded forward."""
+    want = np.asarray(want, np.float32)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     got = session.run(None, {"input": x})[0]
-    with torch.no_grad():
-        want = model(torch.from_numpy(x)).numpy()
     assert got.shape == want.shape
-    if batch > 1:  # the comparison must mean something: logits that depend on the input
+    if len(want) > 1:  # the comparison must mean something: logits that depend on the input
         spread = float(np.abs(want[0] - want[1]).max())
         assert spread > 0.1, f"reference logits barely depend on the input ({spread:.3g}): a weak comparison"
     return float(np.abs(got - want).max()), float(np.abs(want).max())
@@ -94,6 +91,11 @@ def card_for(source: str, width: float, depth: float = 1.0, classes: int = 1000,
             "depth": depth, "num_classes": classes, "resolution": resolution, "artifacts": []}
 
 
+def golden_card(record: dict, resolution: int = 64) -> dict:
+    c = record["card"]
+    return card_for(c["source"], c["width"], c["depth"], c["num_classes"], resolution)
+
+
 def converted(card: dict, path: Path, fmt: str) -> Path:
     record = convert.convert_file(card, path, fmt)
     assert record["cached"] is False and record["check"]["logits_spread"] > 0
@@ -104,240 +106,66 @@ def no_onnx_cached() -> bool:
     return not list(settings.converted_dir().rglob("*.onnx")) and not list(settings.converted_dir().rglob("*.json"))
 
 
-# ---------------------------------------------------------------- reference modules after each framework's code
-
-class ConvBN(nn.Module):
-    """PaddleClas' ConvBNLayer: `_conv` then `_batch_norm`, ReLU6 when asked."""
-
-    def __init__(self, cin, cout, k, stride, groups=1):
-        super().__init__()
-        self._conv = nn.Conv2d(cin, cout, k, stride, (k - 1) // 2, groups=groups, bias=False)
-        self._batch_norm = nn.BatchNorm2d(cout, eps=1e-5)
-
-    def forward(self, x, act=True):
-        y = self._batch_norm(self._conv(x))
-        return nn.functional.relu6(y) if act else y
+def state_dict(entry: dict, fill=np.zeros) -> list[tuple[str, np.ndarray]]:
+    """A recorded state dict as (name, array) pairs in the framework's order; float arrays made by `fill`."""
+    pairs = []
+    for line in entry["tensors"]:
+        name, dtype, shape = line.split(" ", 2)
+        shape = tuple(json.loads(shape))
+        pairs.append((name, fill(shape).astype(dtype) if dtype.startswith("float") else np.zeros(shape, dtype)))
+    return pairs
 
 
-class PaddleUnit(nn.Module):
-    def __init__(self, num_channels, num_in_filter, num_filters, stride, t):
-        super().__init__()
-        exp = int(round(num_in_filter * t))
-        self._expand_conv = ConvBN(num_channels, exp, 1, 1)
-        self._bottleneck_conv = ConvBN(exp, exp, 3, stride, groups=exp)
-        self._linear_conv = ConvBN(exp, num_filters, 1, 1)
+# ---------------------------------------------------------------- every plan: the frameworks' names and shapes
 
-    def forward(self, x, shortcut):
-        y = self._linear_conv(self._bottleneck_conv(self._expand_conv(x)), act=False)
-        return x + y if shortcut else y
-
-
-class PaddleStage(nn.Module):
-    def __init__(self, in_c, t, c, n, s, name):
-        super().__init__()
-        self._first_block = PaddleUnit(in_c, in_c, c, s, t)
-        self.rest = []
-        for i in range(1, n):
-            unit = PaddleUnit(c, c, c, 1, t)
-            self.add_module(f"{name}_{i + 1}", unit)
-            self.rest.append(unit)
-
-    def forward(self, x):
-        x = self._first_block(x, False)
-        for unit in self.rest:
-            x = unit(x, True)
-        return x
+@pytest.mark.parametrize("key", sorted(PLANS))
+def test_every_plan_takes_its_frameworks_state_dict_by_name(key):
+    entry = PLANS[key]
+    plan = builder.plan_for(entry["family"], entry["width"], entry["depth"], entry["num_classes"])
+    pairs = state_dict(entry)
+    fmt = "pdparams" if entry["family"] == "paddleclas" else None
+    # every tensor placed, none missing or left over, every shape the plan's (ConversionError otherwise)
+    weights = mapping.map_weights(pairs, plan, fmt=fmt)
+    assert set(weights) == {key for key, *_ in builder.expected(plan)}
+    # placed by the family's own names, not by the by-order fallback (which shapes alone could satisfy)
+    layout = mapping.LAYOUTS[entry["family"]][0](plan)
+    assert set(layout.values()) == set(mapping.file_layers(pairs))
 
 
-# The paper's Table 2 (t, c, n, s), written out here rather than taken from the builder.
-TABLE2 = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+def test_the_golden_plans_cover_every_convertible_card():
+    recorded = {(e["family"], e["width"], e["depth"], e["num_classes"]) for e in PLANS.values()}
+    checked = 0
+    for card in zoo.list_cards():
+        for fmt in {a["format"] for a in card["artifacts"]} & (CONVERTIBLE_FORMATS - {"tflite"}):
+            arch = convert.architecture(card, fmt)
+            assert (arch["family"], arch["width"], arch["depth"], arch["num_classes"]) in recorded, card["id"]
+            checked += 1
+    assert checked >= 20
 
 
-class PaddleMobileNet(nn.Module):
-    """PaddleClas' MobileNet(scale) (ppcls/arch/backbone/model_zoo/mobilenet_v2.py) with its structured names."""
+# ---------------------------------------------------------------- every family: a real checkpoint, its forward
 
-    def __init__(self, scale, class_num=1000):
-        super().__init__()
-        self.conv1 = ConvBN(3, int(32 * scale), 3, 2)
-        self.stages, in_c = [], int(32 * scale)
-        for i, (t, c, n, s) in enumerate(TABLE2, start=2):
-            stage = PaddleStage(in_c, t, int(c * scale), n, s, f"conv{i}")
-            self.add_module(f"conv{i}", stage)
-            self.stages.append(stage)
-            in_c = int(c * scale)
-        out_c = int(1280 * scale) if scale > 1.0 else 1280
-        self.conv9 = ConvBN(in_c, out_c, 1, 1)
-        self.out = nn.Linear(out_c, class_num)
-
-    def forward(self, x):
-        x = self.conv1(x)
-        for stage in self.stages:
-            x = stage(x)
-        return self.out(self.conv9(x).mean((2, 3)))
+MODEL_FILES = [(stem, f["file"], f["format"]) for stem, record in MODELS.items() for f in record["files"]]
 
 
-def divisible(value: float, divisor: int = 8) -> int:
-    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
-    return rounded + divisor if rounded < 0.9 * value else rounded
+@pytest.mark.parametrize("stem, file, fmt", MODEL_FILES, ids=[file for _, file, _ in MODEL_FILES])
+def test_golden_checkpoint_against_its_frameworks_forward(tmp_path, stem, file, fmt):
+    record = MODELS[stem]
+    card = golden_card(record)
+    path = converted(card, golden_file(record, file), fmt)
+    check(f"{file} r64 b2", compare(path, INPUTS["r64_b2"], record["logits"]["r64_b2"]))
+    # the same weights in a graph of any height, width and batch
+    arch = convert.architecture(card, fmt)
+    plan = builder.plan_for(arch["family"], arch["width"], arch["depth"], arch["num_classes"])
+    weights = mapping.map_weights(readers.read(golden_file(record, file), fmt), plan, fmt=fmt)
+    builder.save(builder.build(plan, weights, resolution=None), tmp_path / "any.onnx")
+    for key in ("r96_b3", "r48_b1"):
+        check(f"{file} {key}", compare(tmp_path / "any.onnx", INPUTS[key], record["logits"][key]))
 
 
-class FlatIR(nn.Module):
-    """MindCV's / d-li14's InvertedResidual: one flat Sequential (conv, bn, relu6, ...)."""
-
-    def __init__(self, inp, oup, stride, t, attr):
-        super().__init__()
-        hidden = round(inp * t)
-        self.res = stride == 1 and inp == oup
-        layers = [nn.Conv2d(inp, hidden, 1, 1, 0, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6()] if t != 1 else []
-        layers += [nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False), nn.BatchNorm2d(hidden),
-                   nn.ReLU6(), nn.Conv2d(hidden, oup, 1, 1, 0, bias=False), nn.BatchNorm2d(oup)]
-        self.attr = attr  # MindCV names it `layers`, d-li14 `conv`
-        setattr(self, attr, nn.Sequential(*layers))
-
-    def forward(self, x):
-        y = getattr(self, self.attr)(x)
-        return x + y if self.res else y
-
-
-class MindCVMobileNetV2(nn.Module):
-    """mindcv/models/mobilenetv2.py: cells features.N (ReLU6 cells take indices), classifier (Dropout, Dense)."""
-
-    def __init__(self, alpha=1.0, num_classes=1000):
-        super().__init__()
-        inp = divisible(32 * alpha)
-        last = divisible(1280 * max(1.0, alpha))
-        feats = [nn.Conv2d(3, inp, 3, 2, 1, bias=False), nn.BatchNorm2d(inp), nn.ReLU6()]
-        for t, c, n, s in TABLE2:
-            out = divisible(c * alpha)
-            for i in range(n):
-                feats.append(FlatIR(inp, out, s if i == 0 else 1, t, "layers"))
-                inp = out
-        feats += [nn.Conv2d(inp, last, 1, 1, 0, bias=False), nn.BatchNorm2d(last), nn.ReLU6()]
-        self.features = nn.Sequential(*feats)
-        self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(last, num_classes))
-
-    def forward(self, x):
-        return self.classifier(self.features(x).mean((2, 3)))
-
-
-class DLi14MobileNetV2(nn.Module):
-    """d-li14's models/imagenet/mobilenetv2.py: flat `conv` Sequentials, head `conv`, `classifier` Linear."""
-
-    def __init__(self, width_mult=1.0, num_classes=1000):
-        super().__init__()
-        inp = divisible(32 * width_mult)
-        layers = [nn.Sequential(nn.Conv2d(3, inp, 3, 2, 1, bias=False), nn.BatchNorm2d(inp), nn.ReLU6())]
-        for t, c, n, s in TABLE2:
-            out = divisible(c * width_mult)
-            for i in range(n):
-                layers.append(FlatIR(inp, out, s if i == 0 else 1, t, "conv"))
-                inp = out
-        self.features = nn.Sequential(*layers)
-        out = divisible(1280 * width_mult) if width_mult > 1.0 else 1280
-        self.conv = nn.Sequential(nn.Conv2d(inp, out, 1, 1, 0, bias=False), nn.BatchNorm2d(out), nn.ReLU6())
-        self.classifier = nn.Linear(out, num_classes)
-
-    def forward(self, x):
-        return self.classifier(self.conv(self.features(x)).mean((2, 3)))
-
-
-# ---------------------------------------------------------------- writers in each framework's file layout
-
-def write_pdparams(model: PaddleMobileNet, path, protocol=4):
-    """paddle.save's dygraph layout: a pickled dict of numpy arrays, BN stats as _mean/_variance, Linear [in, out]."""
-    out = {}
-    for k, v in model.state_dict().items():
-        if k.endswith("num_batches_tracked"):
-            continue
-        k = k.replace("running_mean", "_mean").replace("running_var", "_variance")
-        out[k] = (v.T if k == "out.weight" else v).numpy().astype(np.float32)
-    out["StructuredToParameterName@@"] = {k: f"param_{i}" for i, k in enumerate(out)}
-    with open(path, "wb") as f:
-        pickle.dump(out, f, protocol=protocol)
-
-
-def checkpoint_class():
-    """MindSpore's Checkpoint message (mindspore/ccsrc/utils/checkpoint.proto), from protobuf's descriptor API."""
-    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-
-    F = descriptor_pb2.FieldDescriptorProto
-    fdp = descriptor_pb2.FileDescriptorProto(name="zoo_test_checkpoint.proto", syntax="proto2")
-    tensor = fdp.message_type.add(name="TensorProto")
-    tensor.field.add(name="dims", number=1, type=F.TYPE_INT64, label=F.LABEL_REPEATED)
-    tensor.field.add(name="tensor_type", number=2, type=F.TYPE_STRING, label=F.LABEL_REQUIRED)
-    tensor.field.add(name="tensor_content", number=3, type=F.TYPE_BYTES, label=F.LABEL_REQUIRED)
-    ckpt = fdp.message_type.add(name="Checkpoint")
-    value = ckpt.nested_type.add(name="Value")
-    value.field.add(name="tag", number=1, type=F.TYPE_STRING, label=F.LABEL_REQUIRED)
-    value.field.add(name="tensor", number=2, type=F.TYPE_MESSAGE, label=F.LABEL_REQUIRED, type_name=".TensorProto")
-    ckpt.field.add(name="value", number=1, type=F.TYPE_MESSAGE, label=F.LABEL_REPEATED, type_name=".Checkpoint.Value")
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(fdp)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("Checkpoint"))
-
-
-def write_ckpt(model: MindCVMobileNetV2, path):
-    """As MindCV saves: BN cells moving_mean, moving_variance, gamma, beta; optimizer moments and counters beside."""
-    entries = []
-    sd = model.state_dict()
-    for k, v in sd.items():
-        layer, _, role = k.rpartition(".")
-        if role == "num_batches_tracked":
-            continue
-        if f"{layer}.running_mean" in sd:  # a BatchNorm: MindSpore's names and order
-            if role == "weight":
-                entries += [(f"{layer}.moving_mean", sd[f"{layer}.running_mean"]),
-                            (f"{layer}.moving_variance", sd[f"{layer}.running_var"]),
-                            (f"{layer}.gamma", sd[f"{layer}.weight"]), (f"{layer}.beta", sd[f"{layer}.bias"])]
-            continue
-        entries.append((k, v))
-    entries += [(f"moments.{n}", torch.zeros_like(v)) for n, v in entries[:3]]
-    entries += [("global_step", torch.tensor([1234], dtype=torch.int32)), ("learning_rate", torch.tensor(0.1))]
-    checkpoint = checkpoint_class()()
-    for tag, v in entries:
-        value = checkpoint.value.add(tag=tag)
-        array = v.numpy()
-        value.tensor.dims.extend(array.shape)
-        value.tensor.tensor_type = {"float32": "Float32", "int32": "Int32"}[str(array.dtype)]
-        value.tensor.tensor_content = array.tobytes()
-    Path(path).write_bytes(checkpoint.SerializeToString())
-
-
-# ---------------------------------------------------------------- every variant against its framework
-
-TIMM = {"mobilenetv2_035": (0.35, 1.0), "mobilenetv2_050": (0.5, 1.0), "mobilenetv2_075": (0.75, 1.0),
-        "mobilenetv2_100": (1.0, 1.0), "mobilenetv2_140": (1.4, 1.0), "mobilenetv2_110d": (1.1, 1.2),
-        "mobilenetv2_120d": (1.2, 1.4)}
-
-
-@pytest.mark.parametrize("name, classes, resolution", [(name, 1000, 224) for name in sorted(TIMM)] +
-                         [("mobilenetv2_035", 1001, 160), ("mobilenetv2_120d", 1001, 96)])
-def test_timm_every_variant_against_timms_forward(tmp_path, name, classes, resolution):
-    import timm
-
-    model = randomize(timm.create_model(name, pretrained=False, num_classes=classes))
-    torch.save(model.state_dict(), tmp_path / "w.pth")  # zip format
-    width, depth = TIMM[name]
-    path = converted(card_for("timm", width, depth, classes, resolution), tmp_path / "w.pth", "pth")
-    check(f"timm {name} c{classes} r{resolution} (pth zip)", compare(path, model, resolution))
-
-
-@pytest.mark.parametrize("width", [1.0, 0.5, 1.4])
-def test_torchvision_legacy_pth_against_torchvisions_forward(tmp_path, width):
-    import torchvision
-
-    model = randomize(torchvision.models.mobilenet_v2(width_mult=width))
-    torch.save(model.state_dict(), tmp_path / "w.pth", _use_new_zipfile_serialization=False)  # as its 2018 file
-    path = converted(card_for("torchvision", width), tmp_path / "w.pth", "pth")
-    check(f"torchvision mobilenet_v2 width {width} (legacy pth)", compare(path, model, 224))
-
-
-@pytest.mark.parametrize("scale", [0.25, 0.5, 0.75, 1.0, 1.5, 2.0])
-def test_paddleclas_every_scale(tmp_path, scale):
-    model = randomize(PaddleMobileNet(scale))
-    write_pdparams(model, tmp_path / "w.pdparams")
-    path = converted(card_for("paddleclas", scale), tmp_path / "w.pdparams", "pdparams")
-    check(f"paddleclas MobileNetV2 x{scale} (pdparams)", compare(path, model, 224))
+def test_the_golden_checkpoints_cover_every_format_and_family():
+    assert {fmt for _, _, fmt in MODEL_FILES} == {"pth", "safetensors", "pdparams", "mindspore-ckpt"}
+    assert {m["card"]["source"] for m in MODELS.values()} == {"timm", "torchvision", "d-li14", "paddleclas", "mindcv"}
 
 
 def test_paddleclas_hidden_widths_timm_cannot_express():
@@ -347,51 +175,19 @@ def test_paddleclas_hidden_widths_timm_cannot_express():
     assert (plan.stem, plan.blocks[0].hidden, plan.blocks[1].hidden, plan.blocks[2].hidden) == (8, 8, 24, 36)
 
 
-@pytest.mark.parametrize("alpha", [0.75, 1.4])
-def test_mindcv_ckpt(tmp_path, alpha):
-    model = randomize(MindCVMobileNetV2(alpha))
-    write_ckpt(model, tmp_path / "w.ckpt")
-    path = converted(card_for("mindcv", alpha), tmp_path / "w.ckpt", "mindspore-ckpt")
-    check(f"mindcv mobilenet_v2 {alpha} (ckpt)", compare(path, model, 224))
-
-
-def test_dli14_training_checkpoint(tmp_path):
-    """d-li14's layout saved as a DataParallel training checkpoint: {'state_dict': {'module.…'}, 'epoch': …}."""
-    model = randomize(DLi14MobileNetV2(0.25))
-    sd = OrderedDict((f"module.{k}", v) for k, v in model.state_dict().items())
-    torch.save({"epoch": 150, "arch": "mobilenetv2", "state_dict": sd, "best_prec1": 72.1}, tmp_path / "w.pth.tar")
-    path = converted(card_for("d-li14", 0.25), tmp_path / "w.pth.tar", "pth")
-    check("d-li14 mobilenetv2 0.25 (pth zip, training checkpoint)", compare(path, model, 224))
-
-
-def test_timm_safetensors_by_name_any_resolution_and_batch(tmp_path):
-    import timm
-    from safetensors.torch import save_file
-
-    model = randomize(timm.create_model("mobilenetv2_050", num_classes=1000))
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "w.safetensors"))
-    path = converted(card_for("timm", 0.5), tmp_path / "w.safetensors", "safetensors")
-    check("timm mobilenetv2_050 (safetensors)", compare(path, model, 224))
-    plan = builder.plan_for("timm", 0.5)
-    weights = mapping.map_weights(readers.read(tmp_path / "w.safetensors"), plan)  # alphabetical: mapped by name
-    builder.save(builder.build(plan, weights, resolution=None), tmp_path / "any.onnx")
-    for res, batch in ((192, 3), (128, 1)):
-        check(f"timm mobilenetv2_050 (safetensors, dynamic HxW {res}, batch {batch})",
-              compare(tmp_path / "any.onnx", model, res, batch))
-
-
 def test_unknown_names_are_mapped_by_order(tmp_path):
-    model = randomize(MindCVMobileNetV2(1.0))
-    names, layer_of = {}, []
-    for k in model.state_dict():  # one new name per layer, not per tensor
-        layer_of.append(names.setdefault(k.rpartition(".")[0], f"net.layer{len(names):03d}"))
-    pairs = [(f"{layer}.{k.rpartition('.')[2]}", v.numpy()) for layer, (k, v) in zip(layer_of, model.state_dict().items())]
-    plan = builder.plan_for("mindcv", 1.0)
-    builder.save(builder.build(plan, mapping.map_weights(pairs, plan)), tmp_path / "m.onnx")
-    check("mindcv mobilenet_v2 1.0 (unknown names, by order)", compare(tmp_path / "m.onnx", model, 224))
+    """MindSpore's own checkpoint with every layer renamed: mapped by (kind, role, shape) order."""
+    record = MODELS["mindcv_w0.1"]
+    layers = mapping.file_layers(readers.read(golden_file(record, "mindcv_w0.1.ckpt")))  # optimizer state left out
+    pairs = [(f"net.layer{i:03d}.{name.rpartition('.')[2]}", array)
+             for i, roles in enumerate(layers.values()) for name, array in roles.values()]
+    plan = builder.plan_for("mindcv", 0.1, num_classes=10)
+    builder.save(builder.build(plan, mapping.map_weights(pairs, plan), 64), tmp_path / "m.onnx")
+    check("mindcv mobilenet_v2 0.1 (unknown names, by order)",
+          compare(tmp_path / "m.onnx", INPUTS["r64_b2"], record["logits"]["r64_b2"]))
     with pytest.raises(ConversionError, match=r"does not fit .*: tensor 0 net\.layer000\.weight \(conv weight "
-                                              r"\[32, 3, 3, 3\]\) meets stem\.weight \(conv weight \[24, 3, 3, 3\]\)"):
-        mapping.map_weights(pairs, builder.plan_for("mindcv", 0.75))
+                                              r"\[8, 3, 3, 3\]\) meets stem\.weight \(conv weight \[32, 3, 3, 3\]\)"):
+        mapping.map_weights(pairs, builder.plan_for("mindcv", 1.0, num_classes=10))
     with pytest.raises(ConversionError, match=r"holds 261 weight tensors; .* needs 262 \(first missing tensor "
                                               r"classifier\.bias"):
         mapping.map_weights(pairs[:-1], plan)
@@ -399,17 +195,18 @@ def test_unknown_names_are_mapped_by_order(tmp_path):
 
 def test_the_comparison_catches_wrong_weights_and_wrong_plans(tmp_path):
     """Negative controls: other weights, or one residual flag flipped, fail the check by far."""
-    model = randomize(PaddleMobileNet(0.5))
-    write_pdparams(model, tmp_path / "w.pdparams")
-    plan = builder.plan_for("paddleclas", 0.5)
-    weights = mapping.map_weights(readers.read(tmp_path / "w.pdparams"), plan, fmt="pdparams")
-    builder.save(builder.build(plan, weights), tmp_path / "ok.onnx")
-    assert compare(tmp_path / "ok.onnx", model, 224)[0] <= 1e-4
-    assert compare(tmp_path / "ok.onnx", randomize(PaddleMobileNet(0.5), seed=2), 224)[0] > 1e-2
+    record = MODELS["paddleclas_x0.1"]
+    x, want = INPUTS["r64_b2"], record["logits"]["r64_b2"]
+    plan = builder.plan_for("paddleclas", 0.1, num_classes=10)
+    weights = mapping.map_weights(readers.read(golden_file(record, "paddleclas_x0.1.pdparams")), plan, fmt="pdparams")
+    builder.save(builder.build(plan, weights, 64), tmp_path / "ok.onnx")
+    assert compare(tmp_path / "ok.onnx", x, want)[0] <= 1e-4
+    builder.save(builder.build(plan, builder.random_weights(plan, seed=2), 64), tmp_path / "other.onnx")
+    assert compare(tmp_path / "other.onnx", x, want)[0] > 1e-2
     blocks = list(plan.blocks)
     blocks[-2] = dataclasses.replace(blocks[-2], residual=False)
-    builder.save(builder.build(dataclasses.replace(plan, blocks=tuple(blocks)), weights), tmp_path / "wrong.onnx")
-    assert compare(tmp_path / "wrong.onnx", model, 224)[0] > 1e-2
+    builder.save(builder.build(dataclasses.replace(plan, blocks=tuple(blocks)), weights, 64), tmp_path / "wrong.onnx")
+    assert compare(tmp_path / "wrong.onnx", x, want)[0] > 1e-2
 
 
 def test_plan_is_data():
@@ -422,26 +219,38 @@ def test_plan_is_data():
 
 # ---------------------------------------------------------------- readers: formats and wrappers
 
-def test_pth_reader_matches_torch_load_in_both_formats(tmp_path):
-    sd = OrderedDict(a=torch.randn(3, 4), t=torch.randn(4, 5).t(), v=torch.arange(20.).reshape(4, 5)[1:, 2:],
-                     h=torch.randn(6).half(), b=torch.randn(5).bfloat16(), i=torch.tensor(7),
-                     p=nn.Parameter(torch.randn(2)))
-    for legacy in (False, True):
-        torch.save(sd, tmp_path / "x.pth", _use_new_zipfile_serialization=not legacy)
-        got = dict(readers.read(tmp_path / "x.pth"))
-        for k, v in sd.items():
-            want = v.detach().float().numpy() if k == "b" else v.detach().numpy()
-            assert np.array_equal(got[k], want) and got[k].shape == tuple(v.shape), (legacy, k)
+def test_pth_reader_matches_torch_in_both_formats():
+    """Tensors of every dtype torch saves, a transposed view, a view with an offset, a scalar and a Parameter, as
+    torch wrote them (reader.npz: what torch itself holds; bfloat16 as float32)."""
+    with np.load(GOLDEN / "torch" / "reader.npz") as data:
+        want = {k: data[k] for k in data.files}
+    for file in ("reader.pth", "reader-legacy.pth"):
+        got = dict(readers.read(GOLDEN / "torch" / file))
+        assert set(got) == set(want), file
+        for k, v in want.items():
+            assert got[k].dtype == v.dtype and got[k].shape == v.shape and np.array_equal(got[k], v), (file, k)
 
 
-def test_pdparams_protocol_2_and_bare_tensor_tuples(tmp_path):
-    model = randomize(PaddleMobileNet(0.5))
-    write_pdparams(model, tmp_path / "p2.pdparams", protocol=2)
-    pairs = readers.read(tmp_path / "p2.pdparams")
-    assert pairs[0][0] == "conv1._conv.weight" and pairs[-1][0] == "out.bias"
-    assert pairs[-2][1].shape == (1280, 1000)  # [in, out], transposed when mapped
-    weights = mapping.map_weights(pairs, builder.plan_for("paddleclas", 0.5), fmt="pdparams")
-    assert np.array_equal(weights["classifier.weight"], model.out.weight.detach().numpy())
+def test_pdparams_from_paddle_in_protocols_2_and_4():
+    """paddle.save reduces each tensor to a bare (name, ndarray) tuple; protocol 2 also encodes bytes as text."""
+    record = MODELS["paddleclas_x0.1"]
+    plan = builder.plan_for("paddleclas", 0.1, num_classes=10)
+    for file, protocol in (("paddleclas_x0.1.pdparams", 4), ("paddleclas_x0.1.p2.pdparams", 2)):
+        path = golden_file(record, file)
+        assert path.read_bytes()[:2] == bytes([0x80, protocol])
+        pairs = readers.read(path)
+        assert pairs[0][0] == "conv1._conv.weight" and pairs[-1][0] == "out.bias"
+        assert pairs[-2][1].shape == (1280, 10)  # paddle.nn.Linear: [in, out], transposed when mapped
+        weights = mapping.map_weights(pairs, plan, fmt="pdparams")
+        assert np.array_equal(weights["classifier.weight"], pairs[-2][1].T)
+
+
+def test_mindspore_training_checkpoint_leaves_the_optimizer_out():
+    pairs = readers.read(golden_file(MODELS["mindcv_w0.1"], "mindcv_w0.1.ckpt"))
+    names = [name for name, _ in pairs]
+    assert {"global_step", "learning_rate"} <= set(names) and any(n.startswith("moments.") for n in names)
+    layers = mapping.file_layers(pairs)
+    assert sum(len(roles) for roles in layers.values()) == 262 and not any(k.startswith("moments.") for k in layers)
 
 
 # ---------------------------------------------------------------- the cache, no torch, synthetic weights
@@ -459,37 +268,48 @@ def serve(tmp_path, card_id: str, file: str, data_path: Path, fmt: str) -> dict:
 
 
 def test_cache_by_source_sha256_and_converter_version(tmp_path, monkeypatch):
-    import torchvision
-
-    model = randomize(torchvision.models.mobilenet_v2())
-    torch.save(model.state_dict(), tmp_path / "tv.pth")
-    card = serve(tmp_path, "torchvision/mobilenet_v2.imagenet1k_v1", "mine.pth", tmp_path / "tv.pth", "pth")
+    record = MODELS["torchvision_w0.1"]
+    card = serve(tmp_path, "torchvision/mobilenet_v2.imagenet1k_v1", "mine.pth",
+                 golden_file(record, "torchvision_w0.1.pth"), "pth")
+    card.update(width=0.1, num_classes=10, resolution=64)  # the golden file's architecture
     events = []
     first = convert.convert_card(card, mirrors=[str(tmp_path / "mirror")], progress=events.append)
     assert any(e["event"] == "warning" and "trusting it on first use" in e["message"] for e in events)
     again = convert.convert_card(card, mirrors=[str(tmp_path / "mirror")], output=tmp_path / "copy.onnx")
     assert first["cached"] is False and again["cached"] is True and again["sha256"] == first["sha256"]
     assert (tmp_path / "copy.onnx").read_bytes() == Path(first["path"]).read_bytes()
-    record = json.loads(Path(first["path"]).with_suffix(".json").read_text())
-    assert record["sha256"] == first["sha256"] and record["source"]["file"] == "mine.pth"
-    assert f"/{record['source']['sha256']}/v{convert.CONVERTER_VERSION}/" in first["path"]
-    assert record["architecture"]["family"] == "torchvision"
-    check("torchvision mobilenet_v2 1.0 through convert_card (zip pth)", compare(first["path"], model, 224))
+    saved = json.loads(Path(first["path"]).with_suffix(".json").read_text())
+    assert saved["sha256"] == first["sha256"] and saved["source"]["file"] == "mine.pth"
+    assert f"/{saved['source']['sha256']}/v{convert.CONVERTER_VERSION}/" in first["path"]
+    assert saved["architecture"]["family"] == "torchvision"
+    check("torchvision mobilenet_v2 0.1 through convert_card (legacy pth)",
+          compare(first["path"], INPUTS["r64_b2"], record["logits"]["r64_b2"]))
     monkeypatch.setattr(convert, "CONVERTER_VERSION", convert.CONVERTER_VERSION + 1)
     newer = convert.convert_card(card, mirrors=[str(tmp_path / "mirror")])
     assert newer["cached"] is False and newer["path"] != first["path"]
 
 
 def test_converting_imports_no_torch(tmp_path):
-    """The run-time path (read, map, build, check) in a fresh interpreter: torch, timm, torchvision never load."""
-    import timm
+    """The run-time path (read, map, build, check) in a fresh interpreter never asks for torch, timm or torchvision
+    (watched on the import system, so this holds whether or not they are installed)."""
+    code = textwrap.dedent(f"""
+        import json, sys
 
-    torch.save(timm.create_model("mobilenetv2_035", num_classes=1000).state_dict(), tmp_path / "w.pth")
-    code = ("import sys, json; from zoo.artifacts import convert; "
-            "c = {'id': 'timm/x', 'source': 'timm', 'width': 0.35, 'num_classes': 1000, 'resolution': 224}; "
-            f"r = convert.convert_file(c, {str(tmp_path / 'w.pth')!r}, 'pth'); "
-            "bad = [m for m in ('torch', 'timm', 'torchvision') if m in sys.modules]; assert not bad, bad; "
-            "print(json.dumps(r['check']))")
+        class Watch:
+            asked = []
+
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("torch", "timm", "torchvision"):
+                    Watch.asked.append(name)
+                return None
+
+        sys.meta_path.insert(0, Watch())
+        from zoo.artifacts import convert
+        card = {{"id": "timm/x", "source": "timm", "width": 0.1, "num_classes": 10, "resolution": 64}}
+        r = convert.convert_file(card, {str(GOLDEN / "torch" / "timm_w0.1.pth")!r}, "pth")
+        assert not Watch.asked, Watch.asked
+        print(json.dumps(r["check"]))
+        """)
     env = {**os.environ, "ZOO_HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
@@ -547,50 +367,45 @@ class Boom:
 
 
 def bad_files(tmp_path) -> dict[str, tuple[str, str, str, str]]:
-    """name -> (card, file, format, words of the one-line error) for hostile or wrong files."""
-    import torchvision
+    """name -> (card, file, format, words of the one-line error) for hostile or wrong files. Wrong tensors: the
+    full-size torchvision state dict as recorded (names, shapes, dtypes), written with safetensors' numpy writer
+    and then edited; hostile pickles: as torch.save wrote them (tests/golden/torch); truncated files: cut golden
+    checkpoints."""
+    from safetensors.numpy import save_file
 
-    sd = OrderedDict(randomize(torchvision.models.mobilenet_v2()).state_dict())
-    files = {}
-    missing = OrderedDict(sd)
-    del missing["features.5.conv.1.1.running_var"]
-    torch.save(missing, tmp_path / "missing.pth")
-    files["missing"] = ("torchvision/mobilenet_v2.imagenet1k_v1", "missing.pth", "pth",
+    torch_dir, files = GOLDEN / "torch", {}
+    tv = dict(state_dict(PLANS["torchvision 1.0"]))
+    missing = {k: v for k, v in tv.items() if k != "features.5.conv.1.1.running_var"}
+    save_file(missing, str(tmp_path / "missing.safetensors"))
+    files["missing"] = ("torchvision/mobilenet_v2.imagenet1k_v1", "missing.safetensors", "safetensors",
                         r"lacks tensor features\.5\.conv\.1\.1\.running_var \(bn var \[192\]\)")
-    extra = OrderedDict(sd, **{"features.3.conv.0.0.bias": torch.zeros(144)})
-    torch.save(extra, tmp_path / "extra.pth")
-    files["extra"] = ("torchvision/mobilenet_v2.imagenet1k_v1", "extra.pth", "pth",
+    save_file({**tv, "features.3.conv.0.0.bias": np.zeros(144, np.float32)}, str(tmp_path / "extra.safetensors"))
+    files["extra"] = ("torchvision/mobilenet_v2.imagenet1k_v1", "extra.safetensors", "safetensors",
                       r"holds tensor features\.3\.conv\.0\.0\.bias \[144\] that torchvision_mobilenetv2_w1_d1_c1000 "
                       r"does not have")
-    misshapen = OrderedDict(sd, **{"classifier.1.weight": torch.zeros(1000, 1200)})
-    torch.save(misshapen, tmp_path / "misshapen.pth")
-    files["misshapen"] = ("torchvision/mobilenet_v2.imagenet1k_v1", "misshapen.pth", "pth",
+    save_file({**tv, "classifier.1.weight": np.zeros((1000, 1200), np.float32)}, str(tmp_path / "misshapen.safetensors"))
+    files["misshapen"] = ("torchvision/mobilenet_v2.imagenet1k_v1", "misshapen.safetensors", "safetensors",
                           r"tensor classifier\.1\.weight has shape \[1000, 1200\]; .* needs \[1000, 1280\]")
-    write_pdparams(randomize(PaddleMobileNet(0.5)), tmp_path / "x05.pdparams")  # 0.5 weights on the x0.75 card
-    files["wrong width"] = ("paddleclas/MobileNetV2_x0_75", "x05.pdparams", "pdparams",
-                            r"x05\.pdparams: tensor conv1\._conv\.weight has shape \[16, 3, 3, 3\]; "
+    (tmp_path / "x01.pdparams").write_bytes((GOLDEN / "paddle" / "paddleclas_x0.1.pdparams").read_bytes())
+    files["wrong width"] = ("paddleclas/MobileNetV2_x0_75", "x01.pdparams", "pdparams",  # x0.1 weights, x0.75 card
+                            r"x01\.pdparams: tensor conv1\._conv\.weight has shape \[3, 3, 3, 3\]; "
                             r"paddleclas_mobilenetv2_w0\.75_d1_c1000 needs \[24, 3, 3, 3\]")
-    torch.save({"w": torch.zeros(1), "x": Boom()}, tmp_path / "evil.pth")
+    (tmp_path / "evil.pth").write_bytes((torch_dir / "evil.pth").read_bytes())
     files["pickle global"] = ("timm/mobilenetv2_100.ra_in1k", "evil.pth", "pth",
                               r"refused to unpickle (posix|os)\.system from evil\.pth")
-    import argparse
-
-    torch.save({"state_dict": sd, "args": argparse.Namespace(lr=0.1)}, tmp_path / "ns.pth")
+    (tmp_path / "ns.pth").write_bytes((torch_dir / "namespace.pth").read_bytes())
     files["other global"] = ("timm/mobilenetv2_100.ra_in1k", "ns.pth", "pth", r"refused to unpickle argparse\.Namespace")
     with open(tmp_path / "evil.pdparams", "wb") as f:
         pickle.dump({"conv1._conv.weight": np.zeros((8, 3, 3, 3), np.float32), "x": Boom()}, f, protocol=2)
     files["pdparams global"] = ("paddleclas/MobileNetV2", "evil.pdparams", "pdparams",
                                 r"refused to unpickle (posix|os)\.system from evil\.pdparams")
-    torch.save(sd, tmp_path / "full.pth")
-    (tmp_path / "cut.pth").write_bytes((tmp_path / "full.pth").read_bytes()[:-5000])
+    (tmp_path / "cut.pth").write_bytes((torch_dir / "timm_w0.1.pth").read_bytes()[:-5000])
     files["truncated zip"] = ("torchvision/mobilenet_v2.imagenet1k_v1", "cut.pth", "pth",
                               r"cut\.pth is not a readable pth file \(BadZipFile")
-    torch.save(sd, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
-    (tmp_path / "cut-legacy.pth").write_bytes((tmp_path / "legacy.pth").read_bytes()[:-5000])
+    (tmp_path / "cut-legacy.pth").write_bytes((torch_dir / "torchvision_w0.1.pth").read_bytes()[:-5000])
     files["truncated legacy"] = ("torchvision/mobilenet_v2.imagenet1k_v1", "cut-legacy.pth", "pth",
                                  r"cut-legacy\.pth is truncated")
-    write_ckpt(randomize(MindCVMobileNetV2(0.75)), tmp_path / "w.ckpt")
-    (tmp_path / "cut.ckpt").write_bytes((tmp_path / "w.ckpt").read_bytes()[:5000])
+    (tmp_path / "cut.ckpt").write_bytes((GOLDEN / "mindspore" / "mindcv_w0.1.ckpt").read_bytes()[:5000])
     files["truncated ckpt"] = ("mindcv/mobilenet_v2_075", "cut.ckpt", "mindspore-ckpt",
                                r"cut\.ckpt is not a readable MindSpore checkpoint")
     (tmp_path / "junk.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}")
@@ -684,14 +499,15 @@ def test_qdq_onnx_agrees_with_litert_on_real_images(sample_dir, coral_dir):
 
 
 def test_onnx_target_and_missing_litert_take_the_conversion(monkeypatch):
-    from zoo.artifacts import choose
+    from zoo.measure import choose
+    from zoo.measure.runtimes import RuntimeSpec
 
     card = zoo.get(CORAL[0])
     chosen = choose.choose(card, target={"name": "board", "runtime": "onnxruntime"})
     assert chosen["runs_as"] == "onnx" and choose.model_suffix(chosen) == ".onnx"
     assert choose.choose(card, runtime="onnxruntime")["runs_as"] == "onnx"
     assert "runs_as" not in choose.choose(card)  # LiteRT installed: the .tflite itself
-    monkeypatch.setattr(choose.RuntimeSpec, "installed", lambda self: self.name != "litert")
+    monkeypatch.setattr(RuntimeSpec, "installed", lambda self: self.name != "litert")
     assert choose.choose(card)["runs_as"] == "onnx" and choose.runs_here(card["artifacts"][0])
 
 

@@ -65,7 +65,7 @@ def test_bench_records_load_first_inference_memory_and_samples(home):
     # The model's peak is the growth of the process's resident memory while it loads and runs: in a long-lived
     # process (this test suite) freed pages may be reused and the growth can be 0, so measure it in a new one.
     code = ("import json, zoo; r = zoo.bench('timm/mobilenetv2_075', synthetic=True, iters=12, seconds=0, warmup=2, "
-            "store=False); print(json.dumps([r['model_peak_bytes'], r['peak_rss_bytes']]))")
+            "store=False, force=True); print(json.dumps([r['model_peak_bytes'], r['peak_rss_bytes']]))")
     fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ)
     model_peak, peak_rss = json.loads(fresh.stdout.strip().splitlines()[-1])
     assert 1 * 2**20 < model_peak < peak_rss

@@ -89,3 +89,25 @@ def test_the_checker_sees_function_local_and_relative_imports(tmp_path):
     found = _imports("zoo.cards.example", path, {"zoo.results.store", "zoo.cards.index"})
     assert found == {"zoo.results.store", "zoo.cards.index"}
     assert STAGES.index(stage("zoo.results.store")) > STAGES.index(stage("zoo.cards.example"))
+
+
+def _string_imports(path: Path) -> list[str]:
+    """Ways a file could load a zoo module the graph cannot see: string constants that name a zoo module (or
+    "module:attribute") whole, as importlib.import_module or a loader table would take them."""
+    import re
+
+    return [f"{path.name}:{node.lineno} {node.value!r}" for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)
+            and re.fullmatch(r"zoo\.(artifacts|cards|measure|results|engine|cli)(\.\w+)*(:\w+)?", node.value)]
+
+
+def test_no_zoo_module_is_loaded_by_a_string():
+    found = [hit for path in _modules().values() for hit in _string_imports(path)]
+    assert found == []
+
+
+def test_the_string_check_sees_importlib_and_module_paths(tmp_path):
+    path = tmp_path / "example.py"
+    path.write_text('import importlib\nLOADER = "zoo.measure.runtimes.onnxruntime:OnnxRuntime"\n'
+                    'def f():\n    return importlib.import_module("zoo.results.store")\n')
+    assert len(_string_imports(path)) == 2

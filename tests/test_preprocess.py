@@ -1,12 +1,15 @@
 """Each protocol against what the sources' own libraries produce.
 
 TensorFlow, PaddleClas and MindCV: the oracle arrays in shared/data/preprocess-oracle (computed with those
-libraries on 12 sample images). timm and torchvision: their own eval transforms, run here. Bad input:
+libraries on 12 sample images). timm and torchvision: their own eval transforms, as recorded in
+tests/golden/torch/preprocess.json (tests/golden/record.py), and run live under `pytest -m reference`. Bad input:
 files generated here, the same treatment under every protocol.
 """
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import time
 from pathlib import Path
 
@@ -33,6 +36,7 @@ SPECS = {
 }
 TOL = 1e-5
 TENCH = "n01440764_tench.JPEG"
+GOLDEN = json.loads((Path(__file__).parent / "golden" / "torch" / "preprocess.json").read_text())
 
 
 def _tf_case(key):
@@ -103,6 +107,43 @@ def _hwc(tensor):
     return tensor.permute(1, 2, 0).numpy()
 
 
+def _matches_recorded(preprocessor, path, recorded: dict):
+    """The uint8 crop bit for bit (its sha256), the normalised values to TOL (every values_stride-th one)."""
+    pixels = preprocessor.pixels(path)
+    assert pixels.dtype == np.uint8 and list(pixels.shape) == recorded["shape"], path
+    assert hashlib.sha256(np.ascontiguousarray(pixels)).hexdigest() == recorded["pixels_sha256"], path
+    values = preprocessor(path).ravel()[::GOLDEN["values_stride"]]
+    assert np.abs(values - np.asarray(recorded["values"], np.float32)).max() <= TOL, path
+
+
+@pytest.mark.parametrize("model", sorted(GOLDEN["timm"]))
+def test_pillow_equals_timms_recorded_eval_transform(sample_dir, model):
+    config = GOLDEN["timm"][model]["config"]
+    spec = {"protocol": "pillow", "resize": "shorter_side_crop", "crop_pct": config["crop_pct"],
+            "interpolation": config["interpolation"], "mean": config["mean"], "std": config["std"]}
+    preprocessor = Preprocessor(spec, config["input_size"][-1])
+    for name in GOLDEN["images"]:
+        _matches_recorded(preprocessor, sample_dir / name, GOLDEN["timm"][model]["images"][name])
+
+
+@pytest.mark.parametrize("weights, crop_pct", [("IMAGENET1K_V1", 0.875), ("IMAGENET1K_V2", 0.9655)])
+def test_pillow_equals_torchvisions_recorded_eval_transform(sample_dir, weights, crop_pct):
+    config = GOLDEN["torchvision"][weights]["config"]
+    assert config["interpolation"] == "bilinear" and config["crop_size"] == [224]
+    assert round(config["crop_size"][0] / config["resize_size"][0], 4) == crop_pct  # the cards' crop_pct
+    spec = {"protocol": "pillow", "resize": "shorter_side_crop", "crop_pct": crop_pct, "interpolation": "bilinear",
+            "mean": config["mean"], "std": config["std"]}
+    preprocessor = Preprocessor(spec, 224)
+    for name in GOLDEN["images"]:
+        _matches_recorded(preprocessor, sample_dir / name, GOLDEN["torchvision"][weights]["images"][name])
+
+
+def test_the_recorded_images_are_the_varied_ones(sample_dir):
+    """Spread over the sample, with the greyscale JPEG and the one with EXIF orientation 6."""
+    assert [p.name for p in _some(sample_dir)] == GOLDEN["images"]
+
+
+@pytest.mark.reference
 @pytest.mark.parametrize("model", ["mobilenetv2_100.ra_in1k", "mobilenetv2_050.lamb_in1k"])
 def test_pillow_equals_timms_eval_transform(sample_dir, model):
     import timm
@@ -121,6 +162,7 @@ def test_pillow_equals_timms_eval_transform(sample_dir, model):
         assert np.abs(preprocessor(path) - _hwc(full(image))).max() <= TOL, path
 
 
+@pytest.mark.reference
 @pytest.mark.parametrize("weights, crop_pct", [("IMAGENET1K_V1", 0.875), ("IMAGENET1K_V2", 0.9655)])
 def test_pillow_equals_torchvisions_eval_transform(sample_dir, weights, crop_pct):
     from torchvision.models import MobileNet_V2_Weights
@@ -244,7 +286,8 @@ def bad_files(tmp_path_factory, sample_dir):
         "one_pixel.png": _encode(Image.new("RGB", (1, 1), (200, 10, 30)), "PNG"),
         "truncated.jpg": real[: len(real) // 2],
         "wide.png": _encode(Image.new("RGB", (100000, 1), (1, 2, 3)), "PNG"),
-        "huge.png": _encode(Image.new("L", (30000, 30000)), "PNG"),  # a few hundred kB claiming 900 MP
+        # ~100 kB claiming 900 MP; 1-bit, as encoding an 8-bit one (900 MB through zlib) took 3-4 s of every run
+        "huge.png": _encode(Image.new("1", (30000, 30000)), "PNG"),
         "empty.jpg": b"",
         "garbage.jpg": b"not an image at all" * 10,
     }

@@ -66,10 +66,10 @@ def test_bench_profile_of_an_int8_card_shows_it_beside_its_float_parent(int8_car
     p = record["profile"]
     assert {r["family"] for r in p["by_op"]} >= {"conv"} and "QLinearConv" in {r["op"] for r in p["by_op"]}
     assert "QLinearConv" not in {r["op"] for r in p["float"]["by_op"]}  # the parent is float
-    families = {r["family"]: r for r in p["versus_float"]}
+    families = {r["family"]: r for r in p["vs_float"]}
     assert families["conv"]["int8_ms"] == next(r["ms"] for r in p["by_family"] if r["family"] == "conv")
     assert families["conv"]["float_ms"] == next(r["ms"] for r in p["float"]["by_family"] if r["family"] == "conv")
-    assert p["versus_float"][-1]["family"] == "total (kernels)"
+    assert p["vs_float"][-1]["family"] == "total (kernels)"
     # stored with the run; asked again, the stored run (with its profile) is reused and shown as a table
     [run] = [r for r in zoo.runs(kind="bench") if r.card_id == INT8]
     assert run.metrics["profile"] == p and run.settings["profile"] is True

@@ -19,7 +19,7 @@ def test_latency_ranks_only_within_one_footing_and_missing_last():
         assert rows[["device", "batch", "precision", "runtime"]].drop_duplicates().shape[0] == 1
     # One footing is one device, batch and precision: the V100 and the Snapdragon are never in one ranking.
     v100 = have[have["device"] == "NVIDIA V100"]
-    assert set(v100["footing"]) == {"NVIDIA V100 · batch 1 · fp32 · TensorRT"} and v100["rank"].min() == 1
+    assert set(v100["footing"]) == {"NVIDIA V100 · TensorRT · fp32 · batch 1"} and v100["rank"].min() == 1
     assert df["missing"].tolist() == sorted(df["missing"].tolist())  # all False first, then all True
     assert df.loc[df["missing"], "rank"].isna().all()
     assert set(df["basis"]) == {"claimed", "no figure"}
@@ -82,7 +82,8 @@ def test_macs_are_normalised_whatever_the_source_convention():
 
 def test_accuracy_best_first_and_top_n():
     df = zoo.compare(metric="accuracy", top=5)
-    assert len(df) == 5
+    df = df[~df["missing"]]  # cards without a claimed top-1 are listed after the ranked ones
+    assert len(df) == 5 and set(df["basis"]) == {"claimed"}
     assert list(df["top1_pct"]) == sorted(df["top1_pct"], reverse=True)
     assert df.iloc[0]["top1_pct"] == max(r["top1"] or 0 for r in zoo.list_cards())
 
@@ -132,7 +133,7 @@ def test_measured_latency_ranks_first_on_its_own_footing_beside_the_claims(coral
     # The Axis card publishes the same bytes: its DLPU claims stay its figures, each on its own footing.
     axis = df[df["id"] == "axis/mobilenet_v2_1.0_224_quant"]
     assert set(axis["basis"]) == {"claimed"} and set(axis["rank"]) == {1}
-    assert "Axis ARTPEC-9 DLPU (Q1728) · batch 1 · uint8 · runtime not stated" in set(axis["footing"])
+    assert "Axis ARTPEC-9 DLPU (Q1728) · runtime not stated · uint8 · batch 1" in set(axis["footing"])
     paddle = df[df["id"] == "paddleclas/MobileNetV2"]
     assert set(paddle["basis"]) == {"claimed"} and paddle["latency_ms_claimed"].isna().all()
     # On the host only, claims made on other hardware do not rank.
@@ -148,9 +149,14 @@ def test_measured_accuracy_is_shown_beside_the_claim_not_ranked(monkeypatch):
     from zoo.results import store
 
     store.record(_eval_run("paddleclas/MobileNetV2_x0_25", "0" * 64, "onnxruntime", {"top1": 99.0, "top5": 100.0}))
-    df = zoo.compare(["paddleclas/*"], metric="accuracy").set_index("id")
+    table = zoo.compare(["paddleclas/*"], metric="accuracy")
+    df = table[table["basis"] == "claimed"].set_index("id")
     assert df.loc["paddleclas/MobileNetV2_x0_25", "top1_measured_pct"] == 99.0
     assert df.loc["paddleclas/MobileNetV2_x0_25", "rank"] == 7  # still ranked on its claimed 53.21
+    # ... and ranked on its own images in a section of its own, never against the claims
+    (mine,) = table[table["basis"] == "measured here"].itertuples(index=False)
+    assert (mine.id, mine.top1_pct, mine.rank) == ("paddleclas/MobileNetV2_x0_25", 99.0, 1)
+    assert mine.footing.startswith("measured on ") and mine.footing != df.loc[mine.id, "footing"]
 
 
 def test_plot_draws_claimed_and_measured_points(tmp_path):
@@ -168,7 +174,8 @@ def test_a_measurement_belongs_to_its_card_and_another_card_with_the_same_file_s
     store.record(_eval_run("coral/mobilenet_v2_1.0_224_quant", quant_sha, "litert",
                            {"top1": 85.2, "top5": 96.3, "n": 1000, "top1_ci95": [82.9, 87.2]},
                            dataset={"path": "/data/imagenet-sample", "n_images": 1000}))
-    df = zoo.compare(["coral/*", "axis/*"], metric="accuracy").set_index("id")
+    table = zoo.compare(["coral/*", "axis/*"], metric="accuracy")
+    df = table[~table["basis"].str.startswith("measured")].set_index("id")  # each card's claim row ("yours" beside it)
     coral, axis = df.loc["coral/mobilenet_v2_1.0_224_quant"], df.loc["axis/mobilenet_v2_1.0_224_quant"]
     assert coral["measured_card_id"] == "coral/mobilenet_v2_1.0_224_quant"
     # Shown beside the Axis card, but as made on coral's card: never as Axis's own run.

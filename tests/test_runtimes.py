@@ -8,7 +8,7 @@ import onnxruntime as ort
 import pytest
 
 from zoo.errors import InvalidCardError, UnsupportedArtifactError, UsageError
-from zoo.artifacts.choose import runtime_for_path
+from zoo.measure.runtimes import runtime_for_path
 from zoo.measure.runtimes import Model, open_runtime
 
 NCHW_FLOAT = {"layout": "NCHW", "color": "RGB", "dtype": "float32"}

@@ -20,6 +20,7 @@ NUMERIC = {  # variable: (reader, values that make no sense for it)
     "ZOO_MIN_RATE": (settings.min_rate, ["-1"]),
     "ZOO_RATE_WINDOW": (settings.min_rate, ["0"]),
     "ZOO_MAX_TOFU_BYTES": (settings.max_tofu_bytes, ["0", "-5"]),
+    "ZOO_STORE_WAIT": (settings.store_wait_s, ["-1", "1e9"]),
 }
 NOT_FINITE = ["nan", "inf", "-inf", "1e400", "NaN", "ten", ""]
 

@@ -53,7 +53,7 @@ def test_round_trip_records_what_produced_the_run(zoo_home):
 def test_filters_and_latest_run_per_card(zoo_home):
     first = store.record(_run("a/x"))
     store.record(_run("b/y", "bench", metrics={"p50_ms": 4.2}, device="Board Z (4 cores)"))
-    newest = store.record(_run("a/x", metrics={"top1": 60.0}))
+    newest = store.record(_run("a/x", metrics={"top1": 60.0, "n": 3}))
     assert [r.id for r in store.list_runs(card_id="a/x")] == [newest, first]
     assert [r.card_id for r in store.list_runs(kind="bench")] == ["b/y"]
     assert len(store.list_runs(limit=1)) == 1
@@ -61,7 +61,10 @@ def test_filters_and_latest_run_per_card(zoo_home):
                for i in ("a/x", "b/y")]
     runs, table = store.list_runs(), CardTable.of(entries)
     latest = select(table, runs, device="board z", host=host(), target_names=set())
-    assert [(i, r.id, r.top1) for i, r in latest.evals.items()] == [("a/x", newest, 60.0)]
+    assert [(i, r.id, r.top1) for i, r in latest.evals.items()] == [("a/x", newest, 60.0)]  # of equal size, the newest
+    smaller = store.record(_run("a/x", metrics={"top1": 70.0, "n": 2}))  # a --limit run never hides a larger one
+    again = select(table, store.list_runs(), device=None, host=host(), target_names=set())
+    assert again.evals["a/x"].id == newest and smaller in {r.id for r in again.measured}
     assert list(latest.benches) == ["b/y"] and latest.benches["b/y"][0].latency_ms == 4.2  # one run per footing
     assert select(table, runs, device="other", host=host(), target_names=set()).benches == {}
 

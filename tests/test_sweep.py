@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 import zoo
-from zoo.engine.sweep import NothingMeasured, eval_sweep
-from zoo.errors import CardNotFoundError
+from zoo.engine.eval import eval_sweep
+from zoo.errors import CardNotFoundError, NothingMeasured
 from zoo.measure import accuracy
 from zoo.measure.datasets import load_dataset
 from zoo.measure.preprocess import Preprocessor
@@ -120,15 +120,15 @@ def test_predict_decodes_each_image_once_for_all_models(zoo_home, images, synthe
     dataset = load_dataset(images)
     done = accuracy.predict(jobs, dataset, batch=5, workers=2)
     assert len(decoded) == 24 and len(done["labels"]) == 24
-    single = accuracy.run_accuracy([model], Preprocessor(other, 224), dataset, batch=5, workers=2)
-    top1 = jobs[1].predictions()[:, 0]
-    assert np.array_equal(top1 == np.asarray(done["labels"]), top1 == np.asarray(done["labels"]))
-    assert round(100 * float((top1 == np.asarray(done["labels"])).mean()), 3) == single["top1"]
+    alone = accuracy.Job([model], Preprocessor(other, 224))
+    single = accuracy.predict([alone], dataset, batch=5, workers=2)
+    assert single["labels"] == done["labels"]
+    assert np.array_equal(jobs[1].predictions(), alone.predictions())  # sharing the decode changes nothing
 
 
 def test_nothing_measured_is_an_error_and_stores_nothing(zoo_home, images):
     with pytest.raises(NothingMeasured, match="nothing measured: 2 card"):
-        eval_sweep([zoo.resolve("rdk/mobilenetv2_224x224_nv12-x5")[0], zoo.resolve("tf-slim/mobilenet_v2_1.0_224")[0]],
+        eval_sweep([zoo.get("rdk/mobilenetv2_224x224_nv12-x5"), zoo.get("tf-slim/mobilenet_v2_1.0_224")],
                    load_dataset(images))
     with pytest.raises(CardNotFoundError, match="no card matches 'nomatch/"):
         zoo.eval_sweep(["coral/*", "nomatch/*"], images)
@@ -167,7 +167,9 @@ def test_compare_measure_fills_what_is_missing(coral_mirror, images):
                                  "--json"])
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
-    assert {r["id"] for r in rows} == set(CORAL) and all(r["measured_images"] == 24 for r in rows)
+    measured = [r for r in rows if r["basis"] == "measured here"]  # a section of its own: these 24 images
+    assert sorted(r["id"] for r in measured) == CORAL and {r["dataset_images"] for r in measured} == {24}
+    assert all(r["measured_images"] == 24 for r in rows if r["basis"] == "no figure")  # "yours" beside the claim
     assert len(store.list_runs()) == 2
     again = runner.invoke(app, ["compare", "coral/*", "--metric", "accuracy", "--measure", "--data", str(images)])
     assert again.exit_code == 0 and len(store.list_runs()) == 2  # nothing lacking: nothing measured

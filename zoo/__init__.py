@@ -1,8 +1,10 @@
 """zoo: a registry of validated MobileNetV2 model cards, and the tools to compare them.
 
-The public Python API mirrors the CLI, and it is where the stages meet: every function takes a card
-reference, resolves it (cards), gets its local model file (artifacts), measures (measure) and records
-(results); each stage only ever imports the stages before it. A result that came from a reference
+The public Python API, where the stages meet: every CLI command on cards, artifacts, measurements and results is
+one call here (the commands that configure registry sources and target boards call zoo.cards.remote,
+zoo.cards.signing and zoo.measure.targets directly). A call takes a card reference, resolves it (cards), gets its
+local model file (artifacts), measures (measure, through the engine's one path per operation: eval_card,
+bench_card and their sweeps) and records (results); each stage only ever imports the stages before it. A result that came from a reference
 carries `resolved: {query, id, note}`, the note saying which card an ambiguous reference picked.
 Heavy modules are imported inside the functions that need them, so `import zoo` stays cheap.
 """
@@ -15,7 +17,7 @@ from zoo.errors import UsageError, ZooError
 
 __all__ = ["ZooError", "__version__", "list_cards", "get", "resolve", "show", "compare", "plot", "report", "lint_cards",
            "build_registry", "card_schema", "fetch", "convert", "evaluate", "preprocess", "runs", "bench", "inspect",
-           "eval_sweep", "bench_sweep", "quantize", "quantize_sweep", "quantize_doctor",
+           "eval_sweep", "bench_sweep", "quantize", "quantize_sweep", "quantize_doctor", "board_vs_host",
            "cache_ls", "cache_verify", "cache_rm", "cache_prune"]
 
 
@@ -28,16 +30,22 @@ def _registry(registries: list[Path] | None = None):
 def resolve(ref: str, *, registries: list[Path] | None = None):
     """(Entry, note) for an id, `NAME@source`, alias or upstream name; note says why when several matched.
 
-    The alias rule prefers cards this host can run (zoo.artifacts.choose.runs_here)."""
-    from zoo.artifacts.choose import runs_here
+    The alias rule prefers cards this host can run (zoo.measure.choose.runs_here)."""
+    from zoo.measure.choose import runs_here
 
     return _registry(registries).resolve(ref, runs_here)
 
 
-def _resolved(ref: str, registries) -> tuple[dict, dict]:
-    """(card, the `resolved` record every result from a reference carries)."""
+def _entry(ref: str, registries):
+    """(entry, the `resolved` record every result from a reference carries)."""
     entry, note = resolve(ref, registries=registries)
-    return entry.card, {"query": ref, "id": entry.id, "note": note}
+    return entry, {"query": ref, "id": entry.id, "note": note}
+
+
+def _resolved(ref: str, registries) -> tuple[dict, dict]:
+    """(card, the `resolved` record)."""
+    entry, how = _entry(ref, registries)
+    return entry.card, how
 
 
 def get(ref: str, *, registries: list[Path] | None = None) -> dict:
@@ -46,12 +54,13 @@ def get(ref: str, *, registries: list[Path] | None = None) -> dict:
 
 
 def show(ref: str, *, registries: list[Path] | None = None) -> dict:
-    """One whole card with where it came from: {card, registry, alias, resolved}."""
+    """One whole card with where it came from: {card, registry, alias, resolved, shadowed} (shadowed: other
+    sources' cards with this id that are not used, and why)."""
     from zoo.cards.registry import alias
 
     entry, note = resolve(ref, registries=registries)
     return {"card": entry.card, "registry": entry.registry, "alias": alias(entry.card),
-            "resolved": {"query": ref, "id": entry.id, "note": note}}
+            "resolved": {"query": ref, "id": entry.id, "note": note}, "shadowed": list(entry.shadowed)}
 
 
 def list_cards(pattern: str | None = None, *, source: str | None = None, width: float | None = None,
@@ -92,7 +101,7 @@ def build_registry(cards_dir: Path, out: Path, *, sign: Path | None = None, vers
     from zoo.cards.directory import build_index
     from zoo.cards.index import index_bytes
     from zoo.errors import UsageError
-    from zoo.files import write_bytes_atomic
+    from zoo.files import output_file, write_bytes_atomic
 
     if version is not None and version < 0:
         raise UsageError(f"--version must be a non-negative integer, got {version}")
@@ -103,9 +112,9 @@ def build_registry(cards_dir: Path, out: Path, *, sign: Path | None = None, vers
         version = int(now.timestamp()) if version is None else version
         expires_days = 365 if expires_days is None else expires_days
     expires = now + timedelta(days=expires_days) if expires_days is not None else None
-    out = Path(out)
-    if out.is_dir() or not out.name:
-        raise UsageError(f"--out {out} is a directory", "Give the index file's path, e.g. registry/index.json")
+    out = _output(out, "--out", "Give the index file's path, e.g. registry/index.json")
+    if sign is not None:
+        output_file(out.with_name(out.name + ".sig"), "--out")  # its signature goes beside it
     index = build_index(cards_dir, version=version, expires=expires)
     data = index_bytes(index)
     signature, warnings = None, []
@@ -122,6 +131,23 @@ def build_registry(cards_dir: Path, out: Path, *, sign: Path | None = None, vers
             "version": index.get("version"), "expires": index.get("expires"), "warnings": warnings}
 
 
+def _output(path, option: str, example: str) -> Path:
+    """An output file's path checked before any work (zoo.files.output_file); its folder is made when missing."""
+    from zoo.files import output_file
+
+    path = Path(path)
+    try:
+        if path.is_dir() or not path.name:
+            raise UsageError(f"{option} {path} is a directory", example)
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # under /proc, a name too long, a file where a folder should be
+        from zoo.errors import excerpt
+
+        raise UsageError(f"{option} {excerpt(str(path))}: cannot write it, its folder cannot be made "
+                         f"({exc.strerror})", "Give another path") from None
+    return output_file(path, option)
+
+
 def card_schema() -> dict:
     """The card's JSON Schema."""
     from zoo.cards.schema import json_schema
@@ -135,19 +161,28 @@ def fetch(refs: list[str] | str, *, all_artifacts: bool = False, jobs: int = 4, 
           require_hashes: bool = False, force: bool = False, registries: list[Path] | None = None,
           progress=None) -> list[dict]:
     """Download, verify and cache cards' artifacts; one record per file (see zoo.artifacts.fetch.fetch_cards).
+    A reference may be a wildcard ('coral/*'), as for list, eval and bench.
 
     Mirrors: these, then ZOO_MIRROR's. Each record also carries `resolved`."""
     from zoo.artifacts.fetch import fetch_cards
     from zoo.artifacts.http import emit
+    from zoo.engine.plan import expand
+    from zoo.measure.choose import runs_here
 
     refs = [refs] if isinstance(refs, str) else list(refs)
+    registry = _registry(registries)
     cards, resolved = [], {}
     for ref in refs:
-        card, how = _resolved(ref, registries)
-        if how["note"]:
-            emit(progress, {"event": "note", "message": how["note"]})
-        cards.append(card)
-        resolved.setdefault(card["id"], how)
+        if any(c in ref for c in "*?["):  # the sweeps' rule: every card it fits, or an error naming the pattern
+            found = [(entry, None) for entry in expand(registry, [ref])[0]]
+        else:
+            found = [registry.resolve(ref, runs_here)]
+        for entry, note in found:
+            if note:
+                emit(progress, {"event": "note", "message": note})
+            if entry.id not in resolved:
+                cards.append(entry.card)
+                resolved[entry.id] = {"query": ref, "id": entry.id, "note": note}
     records = fetch_cards(cards, all_artifacts=all_artifacts, jobs=jobs, mirrors=mirrors,
                           require_hashes=require_hashes, force=force, progress=progress)
     return [{**r, "resolved": resolved[r["id"]]} for r in records]
@@ -168,24 +203,37 @@ def convert(ref: str, **options) -> dict:
     return {**convert_card(card, **options), "resolved": how}
 
 
-def _card_users(registries) -> dict[str, list[str]]:
-    """sha256 -> ids of the cards whose artifacts are those bytes (by the card's sha256 or a pin)."""
-    from zoo.artifacts.pins import known_sha256, read_pins
+def _card_users(registries) -> tuple[dict[str, list[str]], dict[str, list[str]], Path | None]:
+    """(sha256 -> ids of the cards whose artifacts are those bytes (by the card's sha256 or a pin), path of a
+    file zoo made -> ids of the derived cards whose model it is (their file:// URL), the catalog in use)."""
+    from urllib.parse import urlsplit
+    from urllib.request import url2pathname
 
-    pinned, users = read_pins(), {}
-    for entry in _registry(registries).entries():
+    from zoo.artifacts.pins import known_sha256, read_pins
+    from zoo.cards import derived
+
+    registry = _registry(registries)
+    pinned, users, made_for = read_pins(), {}, {}
+    for entry in registry.entries():
         for artifact in entry.card.get("artifacts", []):
             sha, _ = known_sha256(entry.id, artifact, pinned)
             if sha:
                 users.setdefault(sha, []).append(entry.id)
-    return users
+            for url in artifact.get("urls", []):
+                if entry.card.get("derived_from") and url.startswith("file://"):
+                    made_for.setdefault(str(Path(url2pathname(urlsplit(url).path)).resolve()), []).append(entry.id)
+        if entry.registry == derived.REGISTRY:
+            made_for.setdefault(str(derived.path_of(entry.id).resolve()), []).append(entry.id)
+    return users, made_for, registry.path
 
 
 def cache_ls(*, registries: list[Path] | None = None) -> list[dict]:
-    """Every cached file: sha256, file, path, size, cards (which use it), unpacked."""
+    """Every file zoo keeps and can make again, sized: verified downloads (kind `file`), unpacked trees, partial
+    downloads, ONNX conversions, int8 models, derived cards, catalogs (see zoo.artifacts.cache.ls)."""
     from zoo.artifacts import cache
 
-    return cache.ls(_card_users(registries))
+    users, made_for, _ = _card_users(registries)
+    return cache.ls(users, made_for)
 
 
 def cache_verify() -> list[dict]:
@@ -212,10 +260,13 @@ def cache_rm(targets: list[str], *, registries: list[Path] | None = None) -> lis
 
 
 def cache_prune(*, registries: list[Path] | None = None) -> list[dict]:
-    """Remove partial downloads, orphaned unpacked trees and files no card uses. Records: kind, path, size."""
+    """Remove what zoo can make again and nothing uses: partial downloads, orphaned unpacked trees, files no card
+    uses, ONNX conversions and int8 models no derived card is made of, stale catalogs (zoo.artifacts.cache.prune).
+    Records: kind, path, size."""
     from zoo.artifacts import cache
 
-    return cache.prune(_card_users(registries))
+    users, made_for, catalog = _card_users(registries)
+    return cache.prune(users, made_for, catalog)
 
 
 # ---------------------------------------------------------------- measure and record
@@ -223,38 +274,43 @@ def cache_prune(*, registries: list[Path] | None = None) -> list[dict]:
 def evaluate(ref: str, data: Path, *, labels: Path | None = None, limit: int | None = None, batch: int | None = None,
              workers: int | None = None, provider: str | None = None, threads: int | None = None,
              model: Path | None = None, runtime: str | None = None, mirrors: list[str] | None = None,
-             store: bool = True, registries: list[Path] | None = None, progress=None) -> dict:
-    """Top-1/top-5 of a card's first runnable artifact (or the local file `model`, or the artifact a named host
-    `runtime` runs: onnxruntime runs a .tflite card's QDQ conversion) on the images in `data`, preprocessed as its
-    source does; stored as a run unless store=False. A quantized card on the folder that calibrated it is scored
-    without its calibration images (`calibration_excluded`: how many).
+             target: str | None = None, force: bool = False, store: bool = True,
+             registries: list[Path] | None = None, progress=None) -> dict:
+    """Top-1/top-5 of one card on the images in `data`, preprocessed as its source does: its first runnable
+    artifact, or the local file `model`, or the artifact a named host `runtime` runs (onnxruntime runs a .tflite
+    card's QDQ conversion). The same path as `eval_sweep` of one card: a stored run measured the same way is
+    reused unless `force`; a quantized card is scored without its calibration images, beside its float parent.
+    `target`: a configured board's name: decoded here, run there (see eval_sweep).
 
-    Result keys: those of zoo.measure.accuracy.evaluate_file, `resolved`, and `run_id` when stored."""
-    from zoo.artifacts.choose import choose, local_model
-    from zoo.measure.accuracy import evaluate_file, load_data
+    Result keys: those of zoo.measure.accuracy.evaluate_file (a reused run's: rebuilt from the stored record,
+    with `reused`), `resolved`, `status` (measured or reused), `run_id` when stored."""
+    from zoo.engine.eval import eval_card
+    from zoo.engine.plan import float_parents
+    from zoo.measure.accuracy import load_data
 
-    from zoo.measure.quantize import held_out
-
-    card, how = _resolved(ref, registries)
-    dataset, excluded = held_out(card, load_data(data, labels, limit))  # fail fast on bad data, before any download
-    artifact = None
+    entry, how = _entry(ref, registries)
+    dataset = load_data(data, labels, limit)  # fail fast on bad data, before any download
     if model is not None and runtime is not None:
-        from zoo.errors import UsageError
-
         raise UsageError("--runtime picks a card artifact; leave it out with --model (the file's suffix decides)")
-    if model is None:
-        artifact = choose(card, runtime=runtime)
-        model = local_model(card, artifact, mirrors=mirrors)
-    result = evaluate_file(card, Path(model), dataset, artifact=artifact, batch=batch, workers=workers,
-                           provider=provider, threads=threads, progress=progress)
-    if excluded:
-        result["calibration_excluded"] = result["dataset"]["calibration_excluded"] = excluded
-    result["resolved"] = how
-    if store:
-        from zoo.results.store import record_eval
+    options = _eval_options(batch=batch, workers=workers, provider=provider, threads=threads, runtime=runtime,
+                            model=model, mirrors=mirrors, target=target)
+    parent = float_parents(_registry(registries), [entry]).get(entry.id)
+    record = eval_card(entry.card, dataset, options, parent=parent, force=force, store_runs=store, progress=progress)
+    return _single(record, how)
 
-        result["run_id"] = record_eval(result)
-    return result
+
+def _eval_options(*, model=None, mirrors=None, target: str | None = None, **options):
+    from zoo.engine.eval import EvalOptions
+    from zoo.measure import targets
+
+    return EvalOptions(model=Path(model) if model is not None else None, mirrors=tuple(mirrors or ()),
+                       target=targets.get(target) if target else None, **options)
+
+
+def _single(record: dict, how: dict) -> dict:
+    """A single-card call's answer: the card's whole result, how the reference resolved, what happened."""
+    return {**record["result"], "resolved": how, "status": record["status"],
+            **({"note": record["note"]} if record.get("note") else {})}
 
 
 def preprocess(ref: str, images: list, output: Path, *, png_dir: Path | None = None,
@@ -267,44 +323,43 @@ def preprocess(ref: str, images: list, output: Path, *, png_dir: Path | None = N
     from zoo.measure.preprocess import write_model_inputs
 
     card, how = _resolved(ref, registries)
-    result = write_model_inputs(card, list(images), Path(output), png_dir=png_dir)  # paths as given
+    output = _output(output, "-o", "Give a file name, e.g. inputs.npz")  # before any image is decoded
+    result = write_model_inputs(card, list(images), output, png_dir=png_dir)  # paths as given
     result["resolved"] = how
     return result
 
 
 def bench(ref: str, *, runtime: str | None = None, provider: str | None = None, threads: int | None = None,
           batch: int = 1, warmup: int | None = None, iters: int | None = None, seconds: float | None = None,
-          synthetic: bool = False, target: str | None = None, mirrors: list[str] | None = None, store: bool = True,
-          registries: list[Path] | None = None) -> dict:
-    """Latency of a card's model on this host or a target board (see zoo.measure.latency.bench_file).
+          rounds: int | None = None, synthetic: bool = False, target: str | None = None, cooldown: float = 0.0,
+          mirrors: list[str] | None = None, force: bool = False, store: bool = True,
+          registries: list[Path] | None = None, progress=None) -> dict:
+    """Latency of one card on this host or a target board: the same path as `bench_sweep` of one card (a stored
+    run measured the same way is reused unless `force`; a quantized card is timed beside its float parent).
 
     runtime: which host runtime's artifact to time (onnxruntime, litert); synthetic: the card's architecture
-    with random weights; target: a configured board's name. Stored as a run unless store=False."""
-    from zoo.artifacts.choose import choose, local_model, synthetic_model
-    from zoo.errors import UsageError
+    with random weights; target: a configured board's name; rounds: how many interleaved rounds the timing is
+    split into (its p50 interval comes from them); cooldown: seconds idle before each round but the first.
+    Result keys: README's `zoo bench --json`, `resolved`, `status` (measured or reused)."""
+    from zoo.engine.bench import bench_card
+    from zoo.engine.plan import float_parents
+
+    entry, how = _entry(ref, registries)
+    options = _bench_options(runtime=runtime, provider=provider, threads=threads, batch=batch, warmup=warmup,
+                             iters=iters, seconds=seconds, rounds=rounds, synthetic=synthetic, target=target,
+                             cooldown=cooldown, mirrors=mirrors)
+    parent = float_parents(_registry(registries), [entry]).get(entry.id)
+    return _single(bench_card(entry.card, options, parent=parent, force=force, store_runs=store,
+                              progress=progress), how)
+
+
+def _bench_options(*, target: str | None = None, cpus=None, mirrors=None, warmup=None, rounds=None, **options):
+    from zoo.engine.bench import BenchOptions
     from zoo.measure import latency, targets
 
-    card, how = _resolved(ref, registries)
-    if runtime and (synthetic or target):
-        raise UsageError("--runtime picks a card artifact on this host; leave it out with --synthetic-weights or --target")
-    target_config = targets.get(target) if target else None
-    if synthetic:
-        if target_config and target_config["runtime"] != "onnxruntime":
-            raise UsageError("--synthetic-weights builds an ONNX model; this target runs " + target_config["runtime"])
-        artifact, model_path = None, synthetic_model(card)
-    else:
-        artifact = choose(card, runtime=runtime, target=target_config)
-        model_path = local_model(card, artifact, mirrors=mirrors)
-    result = latency.bench_file(card, model_path, artifact=artifact, synthetic=synthetic, target=target_config,
-                                provider=provider, threads=threads, batch=batch,
-                                warmup=latency.DEFAULT_WARMUP if warmup is None else warmup,
-                                iters=iters, seconds=seconds)
-    result["resolved"] = how
-    if store:
-        from zoo.results.store import record_bench
-
-        result["run_id"] = record_bench(result)
-    return result
+    return BenchOptions(target=targets.get(target) if target else None, cpus=tuple(cpus) if cpus else None,
+                        mirrors=tuple(mirrors or ()), warmup=latency.DEFAULT_WARMUP if warmup is None else warmup,
+                        rounds=latency.DEFAULT_ROUNDS if rounds is None else rounds, **options)
 
 
 def _sweep_entries(patterns: list[str] | str, registries, progress, parents: bool = False):
@@ -320,27 +375,38 @@ def _sweep_entries(patterns: list[str] | str, registries, progress, parents: boo
 
 def eval_sweep(patterns: list[str] | str, data: Path, *, labels: Path | None = None, limit: int | None = None,
                batch: int | None = None, workers: int | None = None, provider: str | None = None,
-               threads: int | None = None, mirrors: list[str] | None = None, force: bool = False,
+               threads: int | None = None, runtime: str | None = None, model: Path | None = None,
+               mirrors: list[str] | None = None, target: str | None = None, force: bool = False,
                store: bool = True, registries: list[Path] | None = None, progress=None,
                ray: str | bool | None = None) -> dict:
     """Evaluate every card the patterns (ids, aliases, wildcards) match on the images in `data`, reusing stored
     runs measured the same way unless `force` (see zoo.engine.sweep for the summary and the progress events).
 
+    target: a configured board's name: the images are decoded and preprocessed here, each card's model runs on
+    the board (its ONNX Runtime, or its LiteRT with runtime="litert"), `threads` its threads there; the run is
+    stored with the target's name as its device, and an interrupted eval goes on from its last finished batch
+    (zoo.measure.targets.evaluate).
+
     A quantized card (zoo quantize) on the folder that calibrated it is scored without its calibration images
-    (`calibration_excluded`), and its float parent is evaluated beside it on the same images (`versus_float`:
-    both top-1s, the drop, McNemar's exact test; the parent's run is stored too).
+    (`calibration_excluded`), and its float parent is evaluated beside it on the same images
+    (`accuracy_vs_float`: both top-1s, the drop, McNemar's exact test; the parent's run is stored too).
+    `workers`: parallel lanes, each decoding a batch and running it; `threads`: intra-op threads per lane.
 
     ray: run on Ray (True or "": RAY_ADDRESS or a new local instance; text: that cluster's address)."""
-    from zoo.engine.sweep import eval_sweep as sweep
+    from zoo.engine.eval import eval_sweep as sweep
     from zoo.measure.accuracy import load_data
 
+    if target and ray not in (None, False):  # before Ray starts
+        raise UsageError("--ray evaluates on the cluster's nodes; leave out --target")
     entries, parents = _sweep_entries(patterns, registries, progress, parents=True)
     dataset = load_data(data, labels, limit)  # fail fast on bad data, before any download
     _join(ray, progress)
     root = str(Path(data).absolute())
-    return sweep(entries, dataset, batch=batch, workers=workers, provider=provider, threads=threads,
-                 mirrors=mirrors, force=force, store_runs=store, progress=progress, ray=ray not in (None, False),
-                 data=(root, str(Path(labels).absolute()) if labels else None, limit), parents=parents)
+    options = _eval_options(batch=batch, workers=workers, provider=provider, threads=threads, runtime=runtime,
+                            model=model, mirrors=mirrors, target=target)
+    return sweep([e.card for e in entries], dataset, options, force=force, store_runs=store, progress=progress,
+                 ray=ray not in (None, False), data=(root, str(Path(labels).absolute()) if labels else None, limit),
+                 parents=parents)
 
 
 def _join(ray: str | bool | None, progress) -> None:
@@ -354,46 +420,66 @@ def _join(ray: str | bool | None, progress) -> None:
 
 def bench_sweep(patterns: list[str] | str, *, runtime: str | None = None, provider: str | None = None,
                 threads: int | None = None, batch: int = 1, warmup: int | None = None, iters: int | None = None,
-                seconds: float | None = None, synthetic: bool = False, target: str | None = None,
-                cpus: list[int] | None = None, mirrors: list[str] | None = None, force: bool = False,
-                store: bool = True, registries: list[Path] | None = None, progress=None,
+                seconds: float | None = None, rounds: int | None = None, synthetic: bool = False,
+                target: str | None = None, cooldown: float = 0.0, cpus: list[int] | None = None,
+                mirrors: list[str] | None = None,
+                force: bool = False, store: bool = True, registries: list[Path] | None = None, progress=None,
                 ray: str | bool | None = None, profile: bool = False) -> dict:
-    """Time every card the patterns match on this host, a target board, or (ray) whole nodes of a Ray cluster;
-    cards without weights are timed with synthetic weights (marked), stored runs measured the same way are
-    reused unless `force`. A quantized card is timed with its float parent in interleaved rounds, and its
-    result carries `versus_float` (both p50s, the int8/float ratio, the speed-up; see zoo.engine.sweep).
-    profile=True: each measured card's result carries `profile`, ONNX Runtime's per-operator profile
-    (zoo.measure.profile; an int8 card's with its float parent's beside it)."""
-    from zoo.engine.sweep import bench_sweep as sweep
-    from zoo.measure import targets
+    """Time every card the patterns match on this host, a target board, or (ray) whole nodes of a Ray cluster,
+    in interleaved rounds (see zoo.engine.bench); cards without weights are timed with synthetic weights
+    (marked; never an int8 card), stored runs measured the same way are reused unless `force`. A quantized card
+    is timed with its float parent, and its result carries `speed_vs_float`. profile=True: each measured
+    card's result carries `profile`, ONNX Runtime's per-operator profile (zoo.measure.profile; an int8 card's
+    with its float parent's beside it)."""
+    from zoo.engine.bench import bench_sweep as sweep
 
     entries, parents = _sweep_entries(patterns, registries, progress, parents=True)
-    target_config = targets.get(target) if target else None
+    options = _bench_options(runtime=runtime, provider=provider, threads=threads, batch=batch, warmup=warmup,
+                             iters=iters, seconds=seconds, rounds=rounds, synthetic=synthetic, target=target,
+                             cooldown=cooldown, cpus=cpus, mirrors=mirrors, profile=profile)
     _join(ray, progress)
-    return sweep(entries, runtime=runtime, provider=provider, threads=threads, batch=batch, warmup=warmup,
-                 iters=iters, seconds=seconds, synthetic=synthetic, target=target_config, cpus=cpus,
-                 mirrors=mirrors, force=force, store_runs=store, progress=progress, ray=ray not in (None, False),
-                 parents=parents, profile=profile)
+    return sweep([e.card for e in entries], options, force=force, store_runs=store, progress=progress,
+                 ray=ray not in (None, False), parents=parents)
 
 
 def inspect(ref: str, *, synthetic: bool = False, mirrors: list[str] | None = None,
             registries: list[Path] | None = None) -> dict:
-    """Inputs, outputs, MACs, params and size of a model file, or of a card's runnable artifact (or, synthetic,
-    its architecture), with the card's own figures beside them (see zoo.measure.complexity)."""
-    from zoo.artifacts.choose import choose, local_model, synthetic_model
+    """Inputs, outputs, MACs, params and size of a model file, or of the file a card ships (its runnable
+    artifact as published: the .tflite, not the ONNX converted from it), with the card's own figures beside
+    them (see zoo.measure.complexity). Where zoo runs a conversion in the file's place (native weights, or a
+    .tflite without LiteRT), that file is described too, under `converted`, and `counted_on` says which file the
+    MACs and params come from. synthetic: the card's architecture with random weights."""
+    from zoo.artifacts.fetch import artifact_member
+    from zoo.artifacts.local import converted, local_model, synthetic_model
+    from zoo.errors import UsageError
+    from zoo.measure.choose import choose
     from zoo.measure.complexity import inspect_file
 
     if Path(ref).is_file():
         return inspect_file(Path(ref))
     card, how = _resolved(ref, registries)
-    artifact = None if synthetic else choose(card)
-    path = synthetic_model(card) if synthetic else local_model(card, artifact, mirrors=mirrors)
-    info = inspect_file(path)
-    info.update(card_id=card["id"], resolved=how, synthetic_weights=synthetic,
-                artifact=artifact["file"] if artifact else None,
-                claimed={"params": card.get("complexity", {}).get("params"),
-                         "macs": card.get("complexity", {}).get("macs")})
-    return info
+    extra = {"card_id": card["id"], "resolved": how, "synthetic_weights": synthetic, "converted": None,
+             "claimed": {"params": card.get("complexity", {}).get("params"),
+                         "macs": card.get("complexity", {}).get("macs")}}
+    if synthetic:
+        return {**inspect_file(synthetic_model(card)), **extra, "artifact": None, "counted_on": "synthetic ONNX"}
+    artifact = choose(card)
+    shipped = {k: v for k, v in artifact.items() if k != "runs_as"}
+    own = artifact_member(card, shipped, mirrors=mirrors)
+    try:
+        info, counted_on = inspect_file(own), "card's file"
+    except UsageError:  # native weights are no graph; a .tflite without LiteRT cannot be counted here
+        info = {"path": str(own), "size_bytes": own.stat().st_size, "format": shipped["format"], "inputs": [],
+                "outputs": [], "macs": None, "params": None, "uncounted_nodes": []}
+        counted_on = None
+    if converted(artifact) or counted_on is None:
+        run = local_model(card, artifact if converted(artifact) else {**shipped, "runs_as": "onnx"}, mirrors=mirrors)
+        graph = inspect_file(run)
+        extra["converted"] = {k: graph[k] for k in ("path", "size_bytes", "macs", "params")}
+        if counted_on is None:  # the conversion computes what the file computes: its counts stand in, named
+            info.update({k: graph[k] for k in ("inputs", "outputs", "macs", "params", "uncounted_nodes")})
+            counted_on = "converted ONNX"
+    return {**info, **extra, "artifact": shipped["file"], "counted_on": counted_on}
 
 
 def quantize(ref: str, calib: Path, *, calib_n: int = 300, method: str = "minmax", per_channel: bool = True,
@@ -468,35 +554,51 @@ def runs(*, kind: str | None = None, card: str | None = None, limit: int | None 
     return list_runs(kind=kind, card_id=card, limit=limit)
 
 
+def board_vs_host(*, card: str | None = None, target: str | None = None, alpha: float = 0.05) -> list[dict]:
+    """Where a target board's accuracy differs from the host's beyond noise: for the latest board eval of each
+    card, file and image set, McNemar's exact test against the host's eval of the same file on the same images
+    (keys in zoo.results.agreement.board_vs_host)."""
+    from zoo.results.agreement import board_vs_host as compare_with_host
+    from zoo.results.store import list_runs
+
+    return compare_with_host(list_runs(kind="eval"), target=target, card_id=card, alpha=alpha)
+
+
 def compare(patterns: list[str] | None = None, metric: str = "accuracy", *, device: str | None = None,
             top: int | None = None, pareto: bool = False, measured: bool = True, measure: bool = False,
             data: Path | None = None, target: str | None = None, registries: list[Path] | None = None,
             progress=None):
     """A pandas DataFrame ranking the matching cards on `metric`, claims beside measurements (see
-    zoo.results.ranking; which runs it uses: zoo.results.selection). Latency and fps rank only within one
-    footing (device, batch, precision, runtime): one row per card and footing, `rank` within the footing.
+    zoo.results.ranking; which runs it uses and their footings: zoo.results.selection). Latency, fps, accuracy and
+    top-5 rank only within one footing: one row per card and footing, `rank` within the footing, `rank_group`
+    the ranks noise leaves a measured row ("2–4").
 
+    data: the images whose evals "yours" shows beside the claims (default: the folder of the largest eval); with
+    measure=True, the images to evaluate on.
     device: None shows this host's and the targets' runs beside every claim; "host" or a target name, runs
     there only; other text, claims and runs whose device contains it (no match: UsageError listing devices).
     measured=False ignores the results store.
     measure=True first measures what the comparison lacks (an eval sweep on `data` for accuracy/top5, a
-    bench sweep on this host or `target` for latency/fps; runs measured the same way are reused), then ranks.
+    bench sweep on this host or `target` for latency/fps; runs measured the same way are reused), then ranks;
+    the sweep's summary (zoo.engine.sweep) is the table's attrs["measured"] (None when nothing lacked a figure).
     """
     from zoo.errors import UsageError
+    from zoo.results.metrics import SPEED_METRICS
     from zoo.results.ranking import compare as rank
     from zoo.results.selection import Selection, select
 
-    if device and metric not in ("latency", "fps"):
+    if device and metric not in SPEED_METRICS:
         raise UsageError("--device applies to latency and fps only", "Use --metric latency or --metric fps with --device")
     registry = _registry(registries)
     positions = registry.positions(patterns)
+    swept = None
     if measure:
+        from zoo.engine.measure import measure_missing
         from zoo.engine.plan import float_parents
-        from zoo.engine.sweep import measure_missing
 
         entries = registry.at(positions)
-        measure_missing(entries, metric, data=data, target=target, progress=progress,
-                        parents=float_parents(registry, entries))
+        swept = measure_missing(entries, metric, data=data, target=target, progress=progress,
+                                parents=float_parents(registry, entries))
         device = device or target
     table = registry.table(positions)  # rows, not cards: 10,000 cards rank in a fraction of a second
     selection = Selection(claim_device=device)
@@ -505,8 +607,11 @@ def compare(patterns: list[str] | None = None, metric: str = "accuracy", *, devi
         from zoo.results.store import list_runs
 
         selection = select(table, list_runs(), device=device, host=machine.host(),
-                           target_names={t["name"] for t in targets.ls()})
-    return rank(table, metric, selection=selection, top=top, pareto=pareto)
+                           target_names={t["name"] for t in targets.ls()}, data=data)
+    ranked = rank(table, metric, selection=selection, top=top, pareto=pareto)
+    if measure:
+        ranked.attrs["measured"] = swept  # the sweep's summary (None: nothing lacked a figure)
+    return ranked
 
 
 def plot(df, metric: str, path: Path) -> Path:
@@ -522,7 +627,9 @@ def report(path: Path, patterns: list[str] | None = None, *, registries: list[Pa
     from zoo.results import report as html_report
     from zoo.results.store import list_runs
 
-    html_report.check_output(path, "-o", suffixes=(".html", ".htm"))  # before any work
+    from zoo.files import output_file
+
+    output_file(path, "-o", suffixes=html_report.SUFFIXES)  # before any work
     accuracy = compare(patterns, "accuracy", registries=registries)
     latency = compare(patterns, "latency", pareto=True, registries=registries)
     ids = set(accuracy["id"])

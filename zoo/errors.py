@@ -12,6 +12,18 @@ def excerpt(value, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
 
 
+def reason(error: BaseException) -> str:
+    """One line saying why something failed: a ZooError's message and hint, else the exception's type and text."""
+    return error.one_line() if isinstance(error, ZooError) else f"{type(error).__name__}: {error}"
+
+
+def brief(text: str, limit: int = 160) -> str:
+    """A reason short enough for one line per card: the first line, cut at `limit` characters."""
+    lines = str(text).strip().splitlines()
+    text = lines[0] if lines else ""
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 class ZooError(Exception):
     """Base of every error zoo raises on purpose; the CLI prints it as one line."""
 
@@ -101,8 +113,40 @@ class TargetError(ZooError, RuntimeError):
     default_hint = "Check it with `zoo target check NAME`"
 
 
+class TargetCannotRunError(TargetError, UnsupportedArtifactError):
+    """A card or model file the target board cannot run (its runtime, its format): a sweep skips the card, where
+    an unreachable board fails it."""
+
+
 class ConversionError(ZooError, ValueError):
     """Native weights that cannot be turned into ONNX: unreadable, unsafe, or not this architecture."""
 
     exit_code = 10
     default_hint = "The file was not converted; check that the card describes it, or report the card"
+
+
+class StorageError(ZooError, OSError):
+    """A file zoo writes or keeps cannot be written or read: a full disk, a file-size limit, a read-only place,
+    closed or full output, a locked or damaged results store, a damaged state file under ZOO_HOME."""
+
+    exit_code = 11
+
+
+class RunNotStored(StorageError):
+    """A finished measurement the results store could not take; it was kept elsewhere (`kept`: where, or None
+    when nowhere could hold it), to be stored by the next command that writes the store."""
+
+    def __init__(self, message: str, hint: str | None = None, *, kept: str | None = None):
+        super().__init__(message, hint)
+        self.kept = kept
+
+
+class NothingMeasured(ZooError, RuntimeError):
+    """A sweep (eval, bench, quantize) in which no card was measured or reused; each card's reason is in the
+    summary it carries."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None, *, summary: dict | None = None):
+        super().__init__(message, hint)
+        self.summary = summary

@@ -25,6 +25,7 @@ ENV_MAX_UNPACK = "ZOO_MAX_UNPACK_BYTES"      # cap on an archive's unpacked size
 ENV_MIN_RATE = "ZOO_MIN_RATE"                # bytes/s a download must average over ZOO_RATE_WINDOW (default 4096)
 ENV_RATE_WINDOW = "ZOO_RATE_WINDOW"          # seconds over which ZOO_MIN_RATE is measured (default 30)
 ENV_MAX_TOFU = "ZOO_MAX_TOFU_BYTES"          # cap on a download whose card gives no size nor sha256 (default 1 GiB)
+ENV_STORE_WAIT = "ZOO_STORE_WAIT"            # seconds to wait for a results store another process holds (default 30)
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -46,20 +47,20 @@ def zoo_home() -> Path:
         import platformdirs
 
         home = Path(platformdirs.user_cache_dir("zoo", appauthor=False))
-    if not home.is_dir():
-        try:
+    try:
+        if not home.is_dir():
             home.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            _bad_home(home, value, exc.strerror or type(exc).__name__)
+    except OSError as exc:  # a file, /proc/self/zoo, a name longer than the file system allows
+        _bad_home(home, value, exc.strerror or type(exc).__name__)
     if not os.access(home, os.W_OK | os.X_OK):
         _bad_home(home, value, "not writable")
     return home
 
 
 def _bad_home(home: Path, value: str | None, why: str):
-    from .errors import UsageError
+    from .errors import UsageError, excerpt
 
-    name = f"{ENV_HOME}={value!r}" if value else f"{ENV_HOME} (default {home})"
+    name = f"{ENV_HOME}={excerpt(value)}" if value else f"{ENV_HOME} (default {home})"
     raise UsageError(f"{name} cannot hold zoo's files: {why}",
                      f"Set {ENV_HOME} to a writable directory (it is created when missing)")
 
@@ -172,6 +173,11 @@ def results_store() -> Path:
     return zoo_home() / "results.db"
 
 
+def store_wait_s() -> float:
+    """How long a command waits for a results store that another process holds (locked), before it says so."""
+    return _number(ENV_STORE_WAIT, 30.0, 0, 86400)
+
+
 def targets_file() -> Path:
     """The configured target boards (`zoo target add`)."""
     return zoo_home() / "targets.json"
@@ -180,6 +186,12 @@ def targets_file() -> Path:
 def known_hosts_file() -> Path:
     """zoo's own SSH known_hosts: a board's host key is pinned on first contact."""
     return zoo_home() / "known_hosts"
+
+
+def board_evals_dir() -> Path:
+    """Evals on a target board in progress: each finished batch's predictions, so a lost connection or a killed
+    command goes on from there (zoo.measure.targets.evaluate)."""
+    return zoo_home() / "board-evals"
 
 
 def converted_dir() -> Path:

@@ -64,6 +64,12 @@ def unpack(archive: Path, target: Path, max_bytes: int) -> Path:
         except OSError:
             if not target.is_dir():  # else another process finished the same tree first
                 raise
+    except OSError as exc:  # a write error (read errors are _Unreadable): a full disk, a file-size limit
+        from zoo.files import is_storage_error, storage_error
+
+        if not is_storage_error(exc):
+            raise
+        raise storage_error(exc, target, "unpack into") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target

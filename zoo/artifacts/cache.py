@@ -10,11 +10,17 @@ Layout (all under settings.cache_dir(), i.e. ZOO_HOME/cache):
                                Last-Modified that make a Range resume safe
     locks/<key>.lock           one file lock per artifact, so concurrent fetches download once
 
+`zoo cache ls` and `prune` also cover every other file zoo makes from them under ZOO_HOME and can make again
+(MADE): ONNX conversions (converted/<source sha256>/, converted/synthetic/), int8 models (quantized/), derived
+cards (derived/), the card catalogs (catalog/) and card-directory caches (card-dirs/).
+
 Which cards use which bytes is the registry's knowledge: callers pass it in as `users`
-({sha256: [card ids]}), so the cache never reads the registry.
+({sha256: [card ids]}) and `made_for` ({path of a file zoo made: the derived cards whose model it is}), so the
+cache never reads the registry.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -109,13 +115,67 @@ def blobs() -> list[tuple[str, Path]]:
     return [(d.name, f) for d in sorted(root.iterdir()) if d.is_dir() for f in sorted(d.iterdir()) if f.is_file()]
 
 
+def _size(path: Path) -> int:
+    """Bytes of a file, or of every file under a folder (0 for what vanished meanwhile)."""
+    try:
+        if path.is_dir():
+            return sum(p.lstat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+        return path.lstat().st_size
+    except OSError:
+        return 0
+
+
+def made() -> list[dict]:
+    """Every file zoo made under ZOO_HOME besides the downloads: {kind, path, size, sha256 (the source's, for a
+    conversion or an unpacked tree), file, parts (the paths it consists of)}. Kinds: unpacked, partial,
+    converted, synthetic, quantized, derived-card, catalog, card-dirs."""
+    out = []
+
+    def add(kind, path: Path, parts=None, sha=None):
+        parts = parts or [path]
+        out.append({"kind": kind, "sha256": sha, "file": path.name, "path": str(path),
+                    "size": sum(_size(p) for p in parts), "parts": parts})
+
+    root = settings.cache_dir()
+    for tree in sorted((root / "unpacked").glob("*")):
+        if tree.is_dir() and not tree.name.startswith("."):
+            add("unpacked", tree, sha=tree.name)
+    for part in sorted((root / "partial").glob("*.part")):
+        add("partial", part, [part, part.with_suffix(".json")])
+    converted = settings.converted_dir()
+    for model in sorted(converted.glob("*/v*/*.onnx")):
+        source = model.parent.parent.name
+        synthetic = source == "synthetic"
+        add("synthetic" if synthetic else "converted", model, [model, model.with_suffix(".json")],
+            None if synthetic else source)
+    for model in sorted(settings.quantized_dir().glob("*/model.onnx")):
+        add("quantized", model, [model.parent])
+    for kind, folder, pattern in (("derived-card", settings.derived_dir(), "*.json"),
+                                  ("catalog", settings.catalog_dir(), "*.sqlite"),
+                                  ("card-dirs", settings.card_dirs_cache(), "*.json")):
+        for path in sorted(folder.glob(pattern)):
+            add(kind, path)
+    return out
+
+
 # ---------------------------------------------------------------- zoo cache ls | verify | rm | prune
 
-def ls(users: dict[str, list[str]]) -> list[dict]:
-    """Every cached file: sha256, file, path, size, the cards that use it, and whether it is unpacked."""
-    return [{"sha256": sha, "file": path.name, "path": str(path), "size": path.stat().st_size,
-             "cards": sorted(set(users.get(sha, []))), "unpacked": unpacked_dir(sha).is_dir()}
-            for sha, path in blobs()]
+def ls(users: dict[str, list[str]], made_for: dict[str, list[str]] | None = None) -> list[dict]:
+    """Every file zoo keeps that it can make again, sized. Records: kind (`file`: a verified download; else a
+    kind of made()), sha256 (a download's; a conversion's or unpacked tree's source), file, path, size, cards
+    (the cards that use it), unpacked (a download unpacked)."""
+    made_for = made_for or {}
+    files = [{"kind": "file", "sha256": sha, "file": path.name, "path": str(path), "size": _size(path),
+              "cards": sorted(set(users.get(sha, []))), "unpacked": unpacked_dir(sha).is_dir()}
+             for sha, path in blobs()]
+    return files + [{**{k: v for k, v in record.items() if k != "parts"}, "unpacked": False,
+                     "cards": sorted(set(made_for.get(_key(record), []) or users.get(record["sha256"], [])))}
+                    for record in made()]
+
+
+def _key(record: dict) -> str:
+    """A made file as `made_for` names it (links resolved)."""
+    return str(Path(record["path"]).resolve())
 
 
 def verify() -> list[dict]:
@@ -171,26 +231,52 @@ def rm(targets: dict[str, set[str]]) -> list[dict]:
     return out
 
 
-def prune(users: dict[str, list[str]]) -> list[dict]:
-    """Remove partial downloads, orphaned unpacked trees, and cached files no card uses."""
+def prune(users: dict[str, list[str]], made_for: dict[str, list[str]] | None = None,
+          catalog: Path | None = None) -> list[dict]:
+    """Remove what zoo can make again and nothing uses: partial downloads (not in progress), orphaned unpacked
+    trees, cached files no card uses, ONNX conversions and int8 models no derived card is made of (converted
+    again when needed), card-directory caches, and every catalog but `catalog` (the one in use). Records: kind,
+    path, size."""
+    from filelock import FileLock, Timeout
+
+    made_for = made_for or {}
     root = settings.cache_dir()
     out = []
     for sha, path in blobs():
         if sha not in users:
-            out.append({"kind": "unused", "path": str(path), "size": path.stat().st_size})
+            out.append({"kind": "unused", "path": str(path), "size": _size(path)})
             remove_blob(sha)
-    for directory in sorted((root / "unpacked").glob("*")):
-        if not (root / "sha256" / directory.name).is_dir():
-            out.append({"kind": "orphaned-unpacked", "path": str(directory), "size": None})
-            shutil.rmtree(directory, ignore_errors=True)
-    from filelock import FileLock, Timeout
-
-    for part in sorted((root / "partial").glob("*.part")):
-        try:  # a partial file whose lock is held belongs to a download in progress
-            with FileLock(str(lock_path(part.stem)), timeout=0):
-                out.append({"kind": "partial", "path": str(part), "size": part.stat().st_size})
-                part.unlink(missing_ok=True)
-                part.with_suffix(".json").unlink(missing_ok=True)
+    for record in made():
+        kind, path, parts = record["kind"], Path(record["path"]), record["parts"]
+        in_use = _key(record) in made_for or (catalog is not None and path.resolve() == Path(catalog).resolve())
+        if kind == "derived-card" or in_use:
+            continue
+        if kind == "unpacked" and (root / "sha256" / path.name).is_dir():
+            continue
+        # Never a download, conversion or int8 model in progress: skip what another process holds.
+        lock = {"partial": lock_path(path.stem), "quantized": path.parent / "lock",
+                "converted": _convert_lock(path), "synthetic": _convert_lock(path)}.get(kind)
+        try:
+            with FileLock(str(lock), timeout=0) if lock else contextlib.nullcontext():
+                for part in parts:
+                    if part.is_dir():
+                        shutil.rmtree(part, ignore_errors=True)
+                    else:
+                        part.unlink(missing_ok=True)
         except Timeout:
             continue
+        out.append({"kind": "orphaned-unpacked" if kind == "unpacked" else kind, "path": str(path),
+                    "size": record["size"]})
+    for folder in (settings.converted_dir(), settings.quantized_dir()):  # the folders conversions left empty
+        for directory in sorted(folder.glob("**/"), key=lambda d: -len(d.parts)) if folder.is_dir() else []:
+            if directory != folder:
+                try:
+                    directory.rmdir()
+                except OSError:
+                    pass
     return out
+
+
+def _convert_lock(model: Path) -> Path:
+    """The lock zoo.artifacts.convert holds while it makes this file (same key)."""
+    return lock_path("convert-" + artifact_key(str(model.parent), model.stem))

@@ -19,6 +19,8 @@ from zoo.artifacts.archives import member_path, unpack_cached
 from zoo.artifacts.hashes import Expected, hash_file, verify
 from zoo.artifacts.http import Download, Skip, emit
 from zoo.cards.formats import ARCHIVE_FORMATS
+from zoo.cards.remote import public_only_urls
+from zoo.files import is_storage_error, storage_error
 from zoo.errors import (
     DownloadError,
     HashRequiredError,
@@ -151,13 +153,14 @@ def _download_any(card_id, artifact, expect: Expected, urls, mirrors, key, label
     part, meta = cache.partial_paths(key)
     part.parent.mkdir(parents=True, exist_ok=True)
     failures, mismatch = [], None
+    public_only = public_only_urls()
     for url in urls:
         if refusal := local_url_refusal(url, mirrors):
             failures.append(refusal)
             emit(progress, {"event": "failed", **label, "url": url, "reason": refusal})
             continue
         try:
-            hasher = Download(url, part, meta, expect, label, progress).run()
+            hasher = Download(url, part, meta, expect, label, progress, public_only=url in public_only).run()
             verified_by = verify(hasher, expect, artifact["file"], url, settings.pins_file())
         except (Skip, DownloadError) as exc:
             failures.append(str(exc))
@@ -166,9 +169,19 @@ def _download_any(card_id, artifact, expect: Expected, urls, mirrors, key, label
             meta.unlink(missing_ok=True)
             mismatch = mismatch or exc
             failures.append(exc.message)
+        except OSError as exc:
+            if not is_storage_error(exc):
+                raise
+            # The disk, not the URL: no other URL can help. The partial file stays for a resume.
+            raise storage_error(exc, part, "download to") from None
         else:
             sha = hasher.hexdigest()
-            path = cache.install(part, sha, artifact["file"])
+            try:
+                path = cache.install(part, sha, artifact["file"])
+            except OSError as exc:
+                if not is_storage_error(exc):
+                    raise
+                raise storage_error(exc, cache.blob_path(sha, artifact["file"]), "install") from None
             meta.unlink(missing_ok=True)
             if not expect.sha256:
                 pins.pin(card_id, artifact["file"], sha, hasher.size, url)

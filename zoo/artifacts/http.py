@@ -13,7 +13,7 @@ import warnings
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from zoo import settings
+from zoo import net, settings
 from zoo.artifacts.hashes import (
     CHUNK,
     BackgroundHasher,
@@ -85,8 +85,11 @@ def _content_range(value: str | None) -> tuple[int, int, int | None] | None:
 class Download:
     """Reads one URL into the part file, hashing as bytes arrive; resumes with Range when it can."""
 
-    def __init__(self, url, part: Path, meta: Path, expect: Expected, label: dict, progress):
+    def __init__(self, url, part: Path, meta: Path, expect: Expected, label: dict, progress, public_only: bool = False):
+        """public_only: the URL may reach only public addresses, also after redirects (zoo.net): a card URL that
+        a registry added without --allow-local published."""
         self.url, self.part, self.meta, self.expect, self.label, self.progress = url, part, meta, expect, label, progress
+        self.public_only = public_only
 
     def hasher(self) -> Hasher:
         return Hasher(tuple(self.expect.other))
@@ -94,11 +97,9 @@ class Download:
     def run(self) -> Hasher:
         if self.url.startswith("file://"):
             return self._copy_local(Path(urllib.request.url2pathname(urlsplit(self.url).path)))
-        import requests
-
         attempts, backoff = settings.retries(), settings.backoff_s()
         failures, kept = 0, self._kept()
-        with requests.Session() as session:  # trust_env: HTTP(S)_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE
+        with net.session(public_only=self.public_only) as session:  # trust_env: HTTP(S)_PROXY, NO_PROXY, CA bundle
             session.max_redirects = MAX_REDIRECTS
             while True:
                 try:
@@ -130,11 +131,17 @@ class Download:
             if validator:
                 headers["If-Range"] = validator
         timeout = settings.timeouts_s()  # read first: a bad setting is the user's error, not this URL's
+        limit_s = net.header_deadline_s()
         try:
-            response = session.get(self.url, headers=headers, stream=True, timeout=timeout)
+            with net.deadline(session, limit_s) as expired:  # a drip of header bytes beats every read timeout
+                response = session.get(self.url, headers=headers, stream=True, timeout=timeout)
         except requests.TooManyRedirects:
             raise Skip(f"{self.url}: more than {session.max_redirects} redirects") from None
         except (requests.ConnectionError, requests.Timeout) as exc:
+            if refused := net.refusal(exc):
+                raise Skip(f"{self.url}: {refused}") from None
+            if expired.is_set():
+                raise Skip(f"{self.url}: no complete answer (status line and headers) within {limit_s:g} s") from None
             cause = type(getattr(exc.args[0], "reason", None) if exc.args else None).__name__
             if cause == "NameResolutionError":  # no such host (or no DNS at all): retrying will not help
                 raise Skip(f"{self.url}: cannot resolve the host name") from None
@@ -144,6 +151,9 @@ class Download:
             # A redirect to file://, ftp:// or a malformed Location (ValueError from urllib.parse): requests
             # has no adapter for it and follows nothing; this URL fails and the next one is tried.
             raise Skip(f"{self.url}: cannot follow it ({type(exc).__name__}: {exc})") from None
+        if expired.is_set():  # cut off mid-headers, http.client may take what it had for a whole answer
+            response.close()
+            raise Skip(f"{self.url}: no complete answer (status line and headers) within {limit_s:g} s")
         with response:
             status = response.status_code
             if status == 429 or status >= 500:

@@ -6,6 +6,7 @@ url, pinned_at}}}`; later downloads must match the pin, and a pin is never overw
 from __future__ import annotations
 
 import json
+import re
 import time
 
 from zoo import settings
@@ -28,7 +29,16 @@ def read_pins() -> dict:
     except (OSError, ValueError) as exc:
         raise IntegrityError(f"pins file {path} is not readable JSON ({exc})",
                              "Fix or delete it; deleting it forgets every pinned sha256") from None
-    return data.get("pins", {}) if isinstance(data, dict) else {}
+    # Never read as "no pins": that would trust on first use again what was pinned.
+    pins = data.get("pins") if isinstance(data, dict) else None
+    bad = "is not {\"format\": 1, \"pins\": {...}}" if not isinstance(pins, dict) else next(
+        (f"has a malformed pin for {key!r}" for key, value in pins.items()
+         if not (isinstance(value, dict) and isinstance(value.get("sha256"), str)
+                 and re.fullmatch(r"[0-9a-f]{64}", value["sha256"]))), None)
+    if bad:
+        raise IntegrityError(f"pins file {path} {bad}",
+                             "Fix or delete it; deleting it forgets every pinned sha256") from None
+    return pins
 
 
 def pin(card_id: str, file: str, sha256: str, size: int, url: str) -> None:

@@ -1,6 +1,6 @@
 """The merged registry as one SQLite file, so that `zoo list` on 10,000 cards reads rows, not cards.
 
-A catalog holds every card once (later sources having overridden earlier ones with the same id), in
+A catalog holds every card once (the one zoo.cards.registry.merged chose among sources that share an id), in
 natural id order, with what lookups need as columns: the names a card answers to, its source, width,
 resolution and artifact formats, its `zoo list` record and the whole card as JSON; and, column by
 column, what a `zoo list` table shows and what a comparison reads (a CardTable: headline claims,
@@ -21,7 +21,7 @@ from zoo.cards.directory import natural_key
 from zoo.cards.index import Entry
 from zoo.cards.summary import BRIEF_KEYS, brief, headline, names, summarize
 
-FORMAT = 6  # bump when the tables change: older files are then rebuilt
+FORMAT = 7  # bump when the tables change: older files are then rebuilt
 
 SCHEMA = """
 CREATE TABLE meta (stamp TEXT NOT NULL);
@@ -37,7 +37,8 @@ CREATE TABLE cards (
     formats TEXT NOT NULL,        -- JSON list of the artifacts' formats
     names TEXT NOT NULL,          -- JSON list of its lower-case names (id, short id, upstream name, alias)
     summary TEXT NOT NULL,        -- the `zoo list --json` record
-    card TEXT NOT NULL
+    card TEXT NOT NULL,
+    shadowed TEXT NOT NULL        -- JSON list: other sources' cards with this id, not used (Entry.shadowed)
 );
 -- Every card's brief `zoo list` record and its CardTable, column by column, as JSON: one parse for 10,000 cards.
 CREATE TABLE columns (name TEXT PRIMARY KEY, data TEXT NOT NULL);
@@ -102,7 +103,7 @@ def _facts(pos: int, card: dict) -> tuple[tuple, list[tuple], list[tuple]]:
 
 def _merged(entries: list[Entry]) -> list[Entry]:
     by_key: dict[str, Entry] = {}
-    for entry in entries:  # later sources override earlier ones with the same id
+    for entry in entries:  # one card per id: load_registry chose it (registry.merged); here, the last one given
         by_key[entry.id.lower()] = entry
     return sorted(by_key.values(), key=lambda e: natural_key(e.id))
 
@@ -117,9 +118,9 @@ def _fill(db: sqlite3.Connection, entries: list[Entry], stamp: str) -> None:
         summary = summarize(e)
         rows.append((pos, e.id.lower(), e.id, e.registry, e.card["source"], summary["alias"], e.card["width"],
                      e.card["resolution"], dump([a["format"] for a in e.card.get("artifacts", [])]),
-                     dump(sorted(names(e.card))), dump(summary), dump(e.card)))
+                     dump(sorted(names(e.card))), dump(summary), dump(e.card), dump(list(e.shadowed))))
         briefs.append(brief(summary))
-    db.executemany(f"INSERT INTO cards VALUES ({','.join('?' * 12)})", rows)
+    db.executemany(f"INSERT INTO cards VALUES ({','.join('?' * 13)})", rows)
     table = CardTable.of(merged)
     db.executemany("INSERT INTO columns VALUES (?, ?)",
                    [("cards", dump(table.cards)), ("claims", dump(table.claims)), ("artifacts", dump(table.artifacts)),
@@ -149,14 +150,15 @@ def _opened(path: Path, stamp: str) -> sqlite3.Connection | None:
     return None
 
 
-def open_catalog(path: Path, stamp: str, load) -> sqlite3.Connection:
-    """The catalog at path when it was built from sources with this stamp; otherwise `load()` (the entries,
-    verified) written to a new file that replaces it atomically, so a concurrent reader keeps the old one."""
+def open_catalog(path: Path, stamp: str, load, *, fresh: bool = False) -> sqlite3.Connection:
+    """The catalog at path when it was built from sources with this stamp (unless `fresh`: it was found damaged);
+    otherwise `load()` (the entries, verified) written to a new file that replaces it atomically, so a concurrent
+    reader keeps the old one."""
     import os
     import tempfile
 
     stamp, path = f"{FORMAT}:{stamp}", Path(path).absolute()  # a relative ZOO_HOME has no file: URI
-    db = _opened(path, stamp)
+    db = None if fresh else _opened(path, stamp)
     if db is not None:
         return db
     entries = load()

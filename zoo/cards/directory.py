@@ -16,10 +16,12 @@ MAX_CARD_BYTES = 2**20
 
 
 def natural_key(text: str) -> list:
-    """Sort 'x0_5' before 'x1_5' and '96' before '128'."""
+    """Sort 'x0_5' before 'x1_5', '96' before '128', and widths written as decimals by value: 0.1, 0.25, 0.35,
+    0.5 (a decimal read as digits would put 0.5 before 0.25)."""
     import re
 
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", text)]
+    # re.split with one group alternates text and number, so equal positions always compare like with like
+    return [float(t) if i % 2 else t.lower() for i, t in enumerate(re.split(r"(\d+(?:\.\d+)?)", text))]
 
 
 MAX_WALK_ENTRIES = 100_000  # a card tree holds hundreds of files; `zoo cards lint /` must not walk the disk
@@ -88,7 +90,7 @@ def _read_text(path: Path) -> str:
                                "regular files, and zoo does not follow links out of a card directory",
                                "Copy the card into the directory instead of linking it")
     if not path.name.isprintable():
-        raise InvalidCardError(f"{path.parent}/{path.name!r}: the file name has a control character (newline)",
+        raise InvalidCardError(f"{path.parent}/{path.name!r}: the file name has a control character or is not UTF-8",
                                "Rename the file")
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     with os.fdopen(fd, "rb") as f:
@@ -182,7 +184,8 @@ def stamp(directory: Path) -> str:
     from zoo._version import __version__
 
     lines = sorted(f"{path}\t{status.st_size}\t{status.st_mtime_ns}" for path, status in _scan(str(directory)))
-    return hashlib.sha256("\n".join([__version__, *lines]).encode()).hexdigest()
+    # surrogateescape: a file name that is not UTF-8 still has a stamp (lint then names the file).
+    return hashlib.sha256("\n".join([__version__, *lines]).encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def lint_cached(directory: Path) -> tuple[list[dict], list[str]]:
@@ -196,7 +199,8 @@ def lint_cached(directory: Path) -> tuple[list[dict], list[str]]:
 
     directory = Path(directory).resolve()
     current = stamp(directory)
-    cache = settings.card_dirs_cache() / (hashlib.sha256(str(directory).encode()).hexdigest()[:32] + ".json")
+    cache = settings.card_dirs_cache() / (hashlib.sha256(str(directory).encode("utf-8", "surrogateescape"))
+                                          .hexdigest()[:32] + ".json")
     remembered = read_json(cache)
     if isinstance(remembered, dict) and remembered.get("stamp") == current:
         return remembered["cards"], []

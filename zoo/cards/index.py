@@ -26,10 +26,12 @@ EXPIRES_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 @dataclass(frozen=True)
 class Entry:
-    """A card and the registry it came from ('embedded', a directory, or a remote registry's name)."""
+    """A card and the registry it came from ('embedded', a directory, or a remote registry's name); shadowed:
+    the other sources that publish another card with its id, each {registry, reason} (zoo.cards.registry.merged)."""
 
     card: dict
     registry: str
+    shadowed: tuple = ()
 
     @property
     def id(self) -> str:

@@ -2,21 +2,23 @@
 
 Layout under settings.remotes_dir() (ZOO_HOME/registries):
 
-    remotes.json            {name: {"url": ..., "key": base64 public key or null, "allow_local": bool}},
-                            written by `registry add`
+    remotes.json            {name: {"url": ..., "key": base64 public key or null, "allow_local": bool,
+                            "override": bool, "added": n}}, written by `registry add` (n: the order added)
     <name>/index.json       the last good copy; it replaced the previous one only after passing every check
     <name>/index.json.sig   its signature, for a registry with a key
-    <name>/state.json       ETag, time, version and expiry of the last accepted update
+    <name>/state.json       ETag, time, version, sha256 and expiry of the last accepted update
 
 A signature is ed25519 over the exact bytes of index.json (zoo.cards.signing), published at the
 index URL + ".sig". The checks, in order: size, signature over the raw bytes (before any parsing),
 JSON nesting depth, format and every card's sha256, every card against the card schema, card URLs
 (no file:// or private/loopback hosts unless the registry was added with allow_local), unique ids,
 and the index version (never older than the last accepted one; an expired index is kept with a warning).
+The download itself is bounded in time (zoo.net): headers within the connect and read timeouts, the body
+above ZOO_MIN_RATE.
 """
 from __future__ import annotations
 
-import ipaddress
+import hashlib
 import json
 import re
 import shutil
@@ -25,12 +27,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from zoo import settings
+from zoo import net, settings
 from zoo.cards.index import EMBEDDED, EXPIRES_FORMAT, entries_from_index, index_meta, loads_bounded, read_index
 from zoo.cards.signing import public_key, verify_signature
 from zoo.cards.urls import check_url
 from zoo.errors import InvalidCardError, RegistryError, SignatureError, UsageError, ZooError
 from zoo.files import write_bytes_atomic, write_json_atomic
+from zoo.net import is_local_url  # noqa: F401 -- also zoo.cards.remote.is_local_url
 
 NAME_PATTERN = r"[a-z0-9][a-z0-9_-]{0,63}"
 MAX_INDEX_BYTES = 64 * 2**20
@@ -51,18 +54,31 @@ def remotes() -> dict:
     except (OSError, ValueError) as exc:
         raise RegistryError(f"{_config_path()} is not readable JSON ({exc})",
                             "Fix it, or delete it and add the registries again") from None
-    return data if isinstance(data, dict) else {}
+    # Never read as "no registries": a signed registry's cards would vanish without a word.
+    if not isinstance(data, dict) or not all(
+            isinstance(name, str) and re.fullmatch(NAME_PATTERN, name) and isinstance(conf, dict)
+            and isinstance(conf.get("url"), str) and isinstance(conf.get("key"), (str, type(None)))
+            for name, conf in data.items()):
+        raise RegistryError(f"{_config_path()} is not a remotes file ({{NAME: {{url, key, allow_local}}}})",
+                            "Fix it, or delete it and add the registries again")
+    return data
 
 
 def index_url(url: str) -> str:
     return url if urlsplit(url).path.endswith(".json") else url.rstrip("/") + "/index.json"
 
 
-def add(name: str, url: str, key: str | None = None, allow_local: bool = False) -> dict:
-    """Register a remote registry (re-adding replaces it and forgets its cached copy).
+def add(name: str, url: str, key: str | None = None, allow_local: bool = False, override: bool = False) -> dict:
+    """Register a remote registry, or change how an added one is trusted.
 
     allow_local: accept cards whose URLs are file:// paths or private/loopback hosts (a registry on
-    your own network); off by default, so a remote index cannot point zoo at local files or services."""
+    your own network); off by default, so a remote index cannot point zoo at local files or services.
+    override: its cards replace those of other sources with the same id (embedded, other registries):
+    without it, a registry never replaces another source's card (zoo.cards.registry.merged).
+
+    Re-adding with the same URL and key keeps the last good copy and the accepted version (rollback
+    protection); another URL or key is another publisher: its copy and accepted version are forgotten.
+    The record's `kept` says which happened."""
     if not re.fullmatch(NAME_PATTERN, name) or name == EMBEDDED:
         raise UsageError(f"registry name {name!r} is not allowed",
                          "Use lowercase letters, digits, '-' and '_' (not 'embedded')")
@@ -70,13 +86,36 @@ def add(name: str, url: str, key: str | None = None, allow_local: bool = False) 
         check_url(url)
     except ValueError as exc:
         raise UsageError(f"registry URL {exc}") from None
-    conf = {"url": url, "key": public_key(key) if key else None, "allow_local": bool(allow_local)}
+    conf = {"url": url, "key": public_key(key) if key else None, "allow_local": bool(allow_local),
+            "override": bool(override)}
     config = remotes()
-    if config.get(name) != conf:
+    old = config.get(name) if isinstance(config.get(name), dict) else None
+    kept = old is not None and (old.get("url"), old.get("key")) == (url, conf["key"])
+    if kept:
+        conf["added"] = _order(old)
+        if old.get("allow_local") and not allow_local:
+            _recheck_without_local(name)
+    else:
         shutil.rmtree(settings.remotes_dir() / name, ignore_errors=True)
+        conf["added"] = 1 + max([_order(c) for c in config.values()] or [0])
     config[name] = conf
     write_json_atomic(_config_path(), config)
-    return {"name": name, **conf, "index_url": index_url(url)}
+    return {"name": name, **conf, "index_url": index_url(url), "kept": kept}
+
+
+def _recheck_without_local(name: str) -> None:
+    """A registry no longer allowed local addresses: a last good copy with such URLs is put aside until the next
+    update, which checks the index again; the accepted version (state.json) stays, so a rollback still fails."""
+    try:
+        entries = read_index(_last_good(name), name)
+    except RegistryError:
+        return
+    if any(is_local_url(u) for e in entries for a in e.card.get("artifacts", []) for u in a.get("urls", [])):
+        _last_good(name).unlink(missing_ok=True)
+        (settings.remotes_dir() / name / "index.json.sig").unlink(missing_ok=True)
+        state = _state(name)
+        if state:
+            write_json_atomic(settings.remotes_dir() / name / "state.json", {**state, "etag": None})
 
 
 # ---------------------------------------------------------------- update, ls, cached cards
@@ -101,27 +140,32 @@ def _card_count(name: str) -> int:
         return 0
 
 
+class _Failed(Exception):
+    """The server did not answer with an index (reported as `failed`: the registry is unreachable, not wrong)."""
+
+
 def _download(session, url: str, headers: dict, limit: int = MAX_INDEX_BYTES):
-    with session.get(url, headers=headers, timeout=settings.timeouts_s(), stream=True) as response:
-        data = response.raw.read(limit + 1, decode_content=True)
+    """(response, body): the status line and headers within net.header_deadline_s(), the body above the rate
+    floor (ZOO_MIN_RATE over ZOO_RATE_WINDOW) and at most `limit` bytes."""
+    import requests
+
+    limit_s = net.header_deadline_s()
+    late = _Failed(f"{url}: no complete answer (status line and headers) within {limit_s:g} s")
+    try:
+        with net.deadline(session, limit_s) as expired:
+            response = session.get(url, headers=headers, timeout=settings.timeouts_s(), stream=True)
+    except requests.RequestException:
+        if expired.is_set():
+            raise late from None
+        raise
+    if expired.is_set():  # cut off mid-headers, http.client may take what it had for a whole answer
+        response.close()
+        raise late
+    with response:
+        data = net.read_body(response.raw, limit, url)
     if len(data) > limit:
         raise RegistryError(f"{url} is larger than {limit} bytes")
     return response, data
-
-
-def is_local_url(url: str) -> bool:
-    """A file:// URL, or one whose host is localhost or a private, loopback, link-local or reserved address."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https"):
-        return True
-    host = (parts.hostname or "").rstrip(".").lower()
-    if host == "localhost" or host.endswith(".localhost") or not host:
-        return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False  # a DNS name: what it resolves to is the network's business
-    return not address.is_global or address.is_multicast
 
 
 def check_cards(entries: list, where: str, allow_local: bool) -> None:
@@ -175,8 +219,13 @@ def _update_one(session, name: str, conf: dict) -> dict:
     headers = {"If-None-Match": state["etag"]} if state.get("etag") and _last_good(name).is_file() else {}
     response, data = _download(session, url, headers)
     if response.status_code == 304:
+        if not headers:  # nothing was asked about: there is no copy that could be unchanged
+            raise _Failed(f"{url} answered 304 Not Modified to a request for the whole index, and there is no "
+                          "copy to keep")
         return {"status": "unchanged", "message": "not modified since the last update" + _expiry_warning(state)}
     response.raise_for_status()  # reported as 'failed' (unreachable), not 'rejected' (did not verify)
+    if response.status_code != 200:  # 204, 206, a redirect not followed...: not an index
+        raise _Failed(f"{url} answered HTTP {response.status_code}, not 200 with the index")
     signature = None
     if conf.get("key"):  # verified over the raw bytes, before a single one of them is parsed
         sig_response, signature = _download(session, url + ".sig", {}, MAX_SIGNATURE_BYTES)
@@ -187,8 +236,9 @@ def _update_one(session, name: str, conf: dict) -> dict:
     index = loads_bounded(data, where)
     entries = entries_from_index(index, name, where)
     check_cards(entries, where, bool(conf.get("allow_local")))
+    digest = hashlib.sha256(data).hexdigest()
     try:
-        same_bytes = _last_good(name).read_bytes() == data
+        same_bytes = state.get("sha256") == digest or _last_good(name).read_bytes() == data
     except OSError:
         same_bytes = False
     version, expires = _check_version(index, state, where, same_bytes)
@@ -198,7 +248,7 @@ def _update_one(session, name: str, conf: dict) -> dict:
         (directory / "index.json.sig").write_bytes(signature)
     write_bytes_atomic(_last_good(name), data)  # only now does the new copy replace the last good one
     state = {"etag": response.headers.get("ETag"), "url": url,
-             "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "version": version,
+             "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "version": version, "sha256": digest,
              "expires": expires.strftime(EXPIRES_FORMAT) if expires else None}
     write_json_atomic(state_path, state)
     message = f"{len(entries)} cards" + (f", version {version}" if version is not None else "") \
@@ -235,7 +285,7 @@ def update(names: list[str] | None = None) -> list[dict]:
         raise UsageError(f"no remote registry named {unknown[0]!r}",
                          "Add it with `zoo registry add NAME URL`; `zoo registry ls` lists them")
     out = []
-    with requests.Session() as session:
+    with net.session() as session:
         for name in names or sorted(config):
             conf = config[name]
             if settings.offline():
@@ -245,6 +295,8 @@ def update(names: list[str] | None = None) -> list[dict]:
                     result = _update_one(session, name, conf)
                 except ZooError as exc:
                     result = {"status": "rejected", "message": exc.one_line()}
+                except (_Failed, net.TooSlow) as exc:
+                    result = {"status": "failed", "message": f"{exc}; the last good copy stays in use"}
                 except requests.RequestException as exc:
                     reason = str(exc) if isinstance(exc, requests.HTTPError) else type(exc).__name__
                     result = {"status": "failed", "message": f"cannot download {index_url(conf['url'])} "
@@ -264,16 +316,61 @@ def ls() -> list[dict]:
         state = _state(name)
         out.append({"name": name, "url": index_url(conf["url"]), "key": conf.get("key"),
                     "signed": bool(conf.get("key")), "allow_local": bool(conf.get("allow_local")),
+                    "override": bool(conf.get("override")),
                     "cards": _card_count(name), "updated_at": state.get("updated_at"), "etag": state.get("etag"),
                     "version": state.get("version"), "expires": state.get("expires"), "expired": _expired(state)})
     return out
 
 
 def cached_files() -> list[tuple[str, Path]]:
-    """(name, path) of the last good copy of every remote registry that has one, in name order."""
-    return [(name, _last_good(name)) for name in sorted(remotes()) if _last_good(name).is_file()]
+    """(name, path) of the last good copy of every remote registry that has one, in the order they were added."""
+    return [(name, path) for name, path, _ in cached_sources()]
 
 
-def cached_entries() -> list:
-    """Cards from the last good copy of every remote registry (card sha256s re-checked; no pydantic)."""
-    return [entry for name, path in cached_files() for entry in read_index(path, name)]
+def trust(conf: dict) -> str:
+    """How a registry's cards rank against other sources' (zoo.cards.registry.merged): override, signed, unsigned."""
+    return "override" if conf.get("override") else "signed" if conf.get("key") else "unsigned"
+
+
+def _order(conf) -> int:
+    """When a registry was added, as a rank (0: before zoo recorded it)."""
+    added = conf.get("added") if isinstance(conf, dict) else None
+    return added if type(added) is int else 0
+
+
+def cached_sources() -> list[tuple[str, Path, str]]:
+    """(name, last good copy, trust) of every remote registry that has a copy, in the order they were added."""
+    config = remotes()
+    names = sorted(config, key=lambda n: (_order(config[n]), n))
+    return [(name, _last_good(name), trust(config[name])) for name in names if _last_good(name).is_file()]
+
+
+_PUBLIC_ONLY: dict = {}
+
+
+def public_only_urls() -> frozenset[str]:
+    """Every artifact URL published by a remote registry added without --allow-local: zoo connects to these only
+    at public addresses, also after a redirect (zoo.net.session(public_only=True)); a host name that resolves to
+    a loopback or private address is refused when the connection is opened. Kept per process, by file stamps."""
+    config = remotes()
+    paths = [(name, _last_good(name)) for name in sorted(config) if not config[name].get("allow_local")]
+    stamp = []
+    for name, path in paths:
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        stamp.append((name, str(path), stat.st_size, stat.st_mtime_ns))
+    key = tuple(stamp)
+    if key not in _PUBLIC_ONLY:
+        urls = set()
+        for name, path, *_ in stamp:
+            try:
+                entries = read_index(Path(path), name)
+            except RegistryError:
+                continue
+            urls |= {url for e in entries for a in e.card.get("artifacts", []) for url in a.get("urls", [])}
+        _PUBLIC_ONLY.clear()
+        _PUBLIC_ONLY[key] = frozenset(urls)
+    return _PUBLIC_ONLY[key]
+

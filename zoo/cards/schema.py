@@ -68,6 +68,8 @@ def _hex(length: int | tuple[int, int]):
 def _file_name(value: str) -> str:
     if not value or value in {".", ".."} or "/" in value or "\\" in value or "\x00" in value:
         raise ValueError(f"must be a bare file name without path separators or '..', got {excerpt(value)}")
+    if not value.isprintable():  # it names a file in the cache and is printed: no newline, no escape sequence
+        raise ValueError(f"must be a file name without control characters, got {excerpt(value)}")
     return value
 
 

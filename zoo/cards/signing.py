@@ -12,7 +12,9 @@ import os
 from pathlib import Path
 
 from zoo.errors import SignatureError, UsageError
-from zoo.files import write_bytes_atomic
+from zoo.files import read_limited, write_bytes_atomic
+
+MAX_KEY_BYTES = 64 * 2**10  # an ed25519 key file is about 120 bytes
 
 
 def _create_exclusive(path: Path, data: bytes, mode: int) -> None:
@@ -36,7 +38,13 @@ def keygen(keyfile: Path) -> dict:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     keyfile = Path(keyfile)
-    if not keyfile.name or keyfile.name in (".", "..") or keyfile.is_dir():
+    try:
+        is_dir = keyfile.is_dir()
+    except OSError as exc:  # a name longer than the file system allows
+        from zoo.errors import excerpt
+
+        raise UsageError(f"KEYFILE {excerpt(str(keyfile))}: {exc.strerror}", "Give a shorter path") from None
+    if not keyfile.name or keyfile.name in (".", "..") or is_dir:
         raise UsageError(f"KEYFILE {str(keyfile)!r} is a directory, not a file name",
                          "Give the private key's file name, e.g. `zoo registry keygen keys/registry.key`")
     public_file = keyfile.with_name(keyfile.name + ".pub")
@@ -49,7 +57,11 @@ def keygen(keyfile: Path) -> dict:
                             serialization.NoEncryption())
     raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     public = base64.b64encode(raw).decode()
-    keyfile.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        keyfile.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot make the folder {keyfile.parent} ({exc.strerror})",
+                         "Choose another KEYFILE") from None
     _create_exclusive(keyfile, pem, 0o600)
     try:
         _create_exclusive(public_file, (public + "\n").encode(), 0o644)
@@ -83,8 +95,8 @@ def sign_bytes(data: bytes, keyfile: Path) -> bytes:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    try:
-        key = serialization.load_pem_private_key(keyfile.read_bytes(), password=None)
+    try:  # a key file is a few hundred bytes: /dev/zero or a huge file is refused before reading
+        key = serialization.load_pem_private_key(read_limited(keyfile, MAX_KEY_BYTES), password=None)
     except (OSError, ValueError, TypeError) as exc:
         raise UsageError(f"cannot read the private key {keyfile} ({exc})",
                          "Make one with `zoo registry keygen KEYFILE`") from None
@@ -98,7 +110,11 @@ def public_key(value: str) -> str:
     text = value.strip()
     path = Path(text).expanduser()
     if len(text) < 4096 and path.is_file():
-        text = path.read_text().strip()
+        try:
+            text = read_limited(path, MAX_KEY_BYTES).decode("utf-8").strip()
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--key: cannot read {path} ({exc})",
+                             "Pass the KEYFILE.pub that `zoo registry keygen` wrote, or its contents") from None
     if text.startswith("-----BEGIN"):
         from cryptography.hazmat.primitives import serialization
 

@@ -69,10 +69,11 @@ def summarize(entry: Entry) -> dict:
         "top5": headline(card, "top5"),
         "registry": entry.registry,
         "artifacts": [artifact_summary(a) for a in card.get("artifacts", [])],
+        "shadowed": [dict(s) for s in entry.shadowed],
     }
 
 
-BRIEF_KEYS = ("id", "width", "resolution", "top1", "top5", "params_m", "macs_m")
+BRIEF_KEYS = ("id", "width", "resolution", "top1", "top5", "params_m", "macs_m", "registry", "shadowed")
 BRIEF_ARTIFACT_KEYS = ("format", "sha256", "size")
 
 

@@ -7,14 +7,12 @@ from zoo.errors import excerpt
 
 
 def _is_loopback(host: str) -> bool:
-    import ipaddress  # here, not at the top: only a card with an http URL needs it, and `zoo list` imports this
+    from zoo.net import LOCAL_NAMES, literal_addresses  # here: only a card with an http URL needs it
 
-    if host == "localhost":
+    if host.rstrip(".").lower() in LOCAL_NAMES:
         return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    addresses = literal_addresses(host)  # 127.1, 2130706433, ... as the resolver reads them
+    return bool(addresses) and all(a.is_loopback for a in addresses)
 
 
 def check_url(value: str) -> str:

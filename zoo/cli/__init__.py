@@ -14,7 +14,8 @@ import sys
 import typer
 
 from zoo.cli import artifacts, cards, completion, measure, registry, results, targets  # noqa: F401  (they add their commands)
-from zoo.cli.app import app
+from zoo.cli.app import CheckedOutput, app, one_line
+from zoo.errors import ZooError
 
 __all__ = ["app", "main"]
 
@@ -25,7 +26,20 @@ atexit.register(gc.freeze)
 
 
 def main() -> None:
-    """Entry point: click's usage errors become one line too (`zoo: error: ... Try 'zoo X --help'.`)."""
+    """Entry point: click's usage errors become one line too (`zoo: error: ... Try 'zoo X --help'.`), and so does
+    output that cannot be written (stdout on a full disk)."""
+    from zoo.cli.render import escaped_output
+
+    sys.stdout = output = CheckedOutput(sys.stdout)
+    try:
+        with escaped_output():  # click's own usage errors too: card text never reaches the terminal raw
+            code = _run()
+        sys.exit(code)
+    finally:
+        output.discard_if_broken()
+
+
+def _run() -> int:
     from zoo import settings
 
     try:
@@ -34,17 +48,23 @@ def main() -> None:
 
             prepared_command()(prog_name="zoo", complete_var=settings.ENV_COMPLETE)
         code = app(prog_name="zoo", standalone_mode=False)
+        sys.stdout.flush()  # output still buffered fails here, not silently at exit
+    except ZooError as error:  # raised outside a command (--version's output, the final flush)
+        if settings.debug():
+            raise
+        typer.echo(one_line(error), err=True)
+        return error.exit_code
     except Exception as exc:  # click's exception classes live in typer's vendored click: match by shape
         if type(exc).__name__ == "NoArgsIsHelpError":
             exc.show()
-            sys.exit(0)
+            return 0
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
             ctx = getattr(exc, "ctx", None)
             hint = f" Try '{ctx.command_path} --help'." if ctx is not None else ""
             typer.echo(f"zoo: error: {exc.format_message()}{hint}", err=True)
-            sys.exit(exc.exit_code)
+            return exc.exit_code
         if type(exc).__name__ == "Abort":
             typer.echo("zoo: aborted", err=True)
-            sys.exit(130)
+            return 130
         raise
-    sys.exit(code if isinstance(code, int) else 0)
+    return code if isinstance(code, int) else 0

@@ -21,7 +21,8 @@ _VERIFIED_BY = {"sha256": "the card's sha256", "pin": "the sha256 pinned on firs
 
 @app.command()
 def fetch(
-    refs: List[str] = typer.Argument(..., metavar="ID...", help="Cards to fetch (id, alias or NAME@source)."),
+    refs: List[str] = typer.Argument(..., metavar="ID...",
+                                     help="Cards to fetch (id, alias, NAME@source or wildcard 'coral/*')."),
     all_: bool = typer.Option(False, "--all", help="Every artifact of each card, not only its first."),
     jobs: int = typer.Option(4, "-j", "--jobs", min=1, help="Downloads at a time."),
     mirror: Optional[List[str]] = typer.Option(None, "--mirror", metavar="URL_OR_DIR",
@@ -53,7 +54,8 @@ def fetch(
 
 @cache_app.command("ls")
 def cache_ls(as_json: bool = typer.Option(False, "--json", help="Print the records as JSON.")):
-    """List cached files with their sizes and the cards that use them."""
+    """List every file zoo keeps and can make again (downloads, conversions, int8 models, catalogs), sized, with
+    the cards that use them."""
     rows = zoo.cache_ls(registries=state["registries"])
     if as_json:
         print_json(rows)
@@ -61,10 +63,12 @@ def cache_ls(as_json: bool = typer.Option(False, "--json", help="Print the recor
     if not rows:
         note(f"the cache is empty ({settings.cache_dir()})")
         return
-    typer.echo(plain_table(["sha256", "size", "file", "cards"],
-                            [[r["sha256"][:16], str(r["size"]), r["file"] + (" (unpacked)" if r["unpacked"] else ""),
-                              ", ".join(r["cards"]) or "(no card)"] for r in rows], {0, 2, 3}))
-    note(f"{len(rows)} file(s), {sum(r['size'] for r in rows)} bytes in {settings.cache_dir()}")
+    typer.echo(plain_table(["kind", "sha256", "size", "file", "cards"],
+                            [[r["kind"], (r["sha256"] or "—")[:16], str(r["size"]),
+                              r["file"] + (" (unpacked)" if r["unpacked"] else ""),
+                              ", ".join(r["cards"]) or "(no card)"] for r in rows], {0, 1, 3, 4}))
+    note(f"{len(rows)} item(s), {sum(r['size'] for r in rows):,} bytes in {settings.zoo_home()} "
+         "(`zoo cache prune` removes what no card uses; the rest is made again when needed)")
 
 
 @cache_app.command("verify")
@@ -103,14 +107,15 @@ def cache_rm(
 
 @cache_app.command("prune")
 def cache_prune(as_json: bool = typer.Option(False, "--json", help="Print the removed paths as JSON.")):
-    """Remove partial downloads, orphaned unpacked trees and files that no card uses."""
+    """Remove what no card uses: partial downloads, orphaned unpacked trees, unused downloads, ONNX conversions
+    and int8 models (made again when needed), stale catalogs."""
     rows = zoo.cache_prune(registries=state["registries"])
     if as_json:
         print_json(rows)
     else:
         for r in rows:
-            typer.echo(f"removed {r['kind']}  {r['path']}")
-        note(f"{len(rows)} item(s) removed")
+            typer.echo(f"removed {r['kind']}  {r['path']}  ({r['size']:,} bytes)")
+        note(f"{len(rows)} item(s) removed, {sum(r['size'] for r in rows):,} bytes freed")
 
 
 @app.command()

@@ -41,6 +41,17 @@ def list_(
                       fmt(r["params_m"]), fmt(r["macs_m"], 1), formats])
     typer.echo(plain_table(headers, table, left={0, 7}))
     note(f"{len(rows)} cards (✓ = full sha256 on the card)")
+    shadowing_notes(rows)
+
+
+def shadowing_notes(rows: list[dict], limit: int = 5) -> None:
+    """Say which listed cards another source also publishes, and why its card is not the one used."""
+    clashes = [(r, s) for r in rows for s in r.get("shadowed") or []]
+    for r, s in clashes[:limit]:
+        note(f"{r['id']} is {r['registry']}'s card; {s['registry']} also publishes one: {s['reason']}")
+    if len(clashes) > limit:
+        note(f"... and {len(clashes) - limit} more cards published by more than one source (`zoo show ID`, "
+             "or `zoo list --json`: shadowed)")
 
 
 @app.command()
@@ -56,6 +67,8 @@ def show(
         return
     import yaml
 
+    shadowing_notes([{"id": shown["card"]["id"], "registry": shown["registry"], "shadowed": shown["shadowed"]}],
+                    limit=len(shown["shadowed"]))
     typer.echo(f"# {shown['card']['id']}  (alias {shown['alias']}, registry {shown['registry']})")
     typer.echo(yaml.safe_dump(shown["card"], sort_keys=False, allow_unicode=True, width=110).rstrip())
 

@@ -8,7 +8,11 @@ import typer
 
 import zoo
 from zoo.cli.app import app, state
-from zoo.cli.render import EvalProgress, SweepProgress, fmt, note, print_json, print_resolved, sweep_summary
+from zoo.cli.render import SweepProgress, fmt, note, print_json, print_resolved, sweep_summary
+
+
+def mib(value) -> str:
+    return "—" if value is None else f"{value / 2**20:.0f} MiB"
 
 
 def parse_cpus(text: str | None) -> list[int] | None:
@@ -35,10 +39,14 @@ def bench(
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Intra-op threads (default: the runtime's)."),
     batch: int = typer.Option(1, "--batch", min=1, help="Images per call."),
     warmup: int = typer.Option(10, "--warmup", min=0, help="Uncounted calls first."),
-    iters: Optional[int] = typer.Option(None, "--iters", min=1, help="Timed calls (default: >= 100 and >= 3 s)."),
-    seconds: Optional[float] = typer.Option(None, "--seconds", min=0, help="Timed duration instead of --iters."),
+    iters: Optional[int] = typer.Option(None, "--iters", min=1, help="Timed calls per card (default: >= 100 and >= 3 s)."),
+    seconds: Optional[float] = typer.Option(None, "--seconds", min=0, help="Timed duration per card instead of --iters."),
+    rounds: Optional[int] = typer.Option(None, "--rounds", min=1,
+                                         help="Interleaved rounds the timing is split into (default 10; 6 or more give each p50 a 95% interval)."),
     synthetic: bool = typer.Option(False, "--synthetic-weights", help="Time the cards' architectures, random weights."),
     target: Optional[str] = typer.Option(None, "--target", help="Run on this target board (`zoo target add`)."),
+    cooldown: float = typer.Option(0.0, "--cooldown", min=0, metavar="S",
+                                   help="Seconds idle before each card's round but the first (lets a board cool)."),
     cpus: Optional[str] = typer.Option(None, "--cpus", metavar="LIST", help="Pin the timed loop to these cores (0,2-3)."),
     mirror: Optional[List[str]] = typer.Option(None, "--mirror", help="Mirror for the artifact (also ZOO_MIRROR)."),
     ray: Optional[str] = typer.Option(None, "--ray", metavar="[ADDRESS]",
@@ -49,15 +57,18 @@ def bench(
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress display, notes or reused-card lines."),
     as_json: bool = typer.Option(False, "--json", help="One JSON line per card, then a summary line."),
 ):
-    """Measure latency of one or many cards on this host or a target board; each run is stored."""
+    """Measure latency of one or many cards on this host or a target board, timed together in interleaved rounds;
+    each run is stored."""
     if len(refs) == 1 and not any(c in refs[0] for c in "*?[") and not quiet and not as_json:
         where = f"target {target}" if target else "this host"
         note(f"timing {refs[0]}{' (synthetic weights)' if synthetic else ''} on {where} ...")
     with SweepProgress(as_json, quiet) as progress:
         summary = zoo.bench_sweep(refs, runtime=runtime_name, provider=provider, threads=threads, batch=batch,
-                                  warmup=warmup, iters=iters, seconds=seconds, synthetic=synthetic, target=target,
-                                  cpus=parse_cpus(cpus), mirrors=mirror, force=force, store=not no_store,
-                                  registries=state["registries"], progress=progress, ray=ray, profile=profile)
+                                  warmup=warmup, iters=iters, seconds=seconds, rounds=rounds, synthetic=synthetic,
+                                  target=target, cooldown=cooldown, cpus=parse_cpus(cpus), mirrors=mirror,
+                                  force=force,
+                                  store=not no_store, registries=state["registries"], progress=progress, ray=ray,
+                                  profile=profile)
     sweep_summary(summary, as_json)
     if profile and not as_json:
         from zoo.cli.render import profile_lines
@@ -69,13 +80,57 @@ def bench(
     if as_json or quiet or len(summary["records"]) != 1:
         return
     result = summary["records"][0].get("result")
-    if result:  # one card measured: its figures in full
+    if result:  # one card: its figures in full
         typer.echo("  " + "  ".join(f"{k.removesuffix('_ms')} {fmt(result[k], 3)} ms"
                                     for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "min_ms", "max_ms")
                                     if result.get(k) is not None))
-        for claim in result["claims"]:
+        for line in timing_lines(result):
+            typer.echo("  " + line)
+        for claim in result.get("claims") or []:
             unit = "ms" if claim["metric"] == "latency_ms" else "img/s"
             typer.echo(f"  claimed {claim['metric']} {claim['value']:g} {unit} on {claim['device']}")
+
+
+def timing_lines(result: dict) -> list[str]:
+    """How long and how many, the conservative percentiles, memory, and what the clocks and temperatures did."""
+    lines = []
+    samples = result.get("samples_ms")
+    if samples:
+        bounds = "  ".join(f"{k[:3]} <= {fmt(result[k], 3)} ms" for k in ("p90_conservative_ms", "p99_conservative_ms")
+                           if result.get(k) is not None)
+        lines.append(f"{len(samples)} calls in {sum(samples) / 1000:.1f} s timed, {result.get('rounds')} rounds"
+                     + (f"; with 99% confidence {bounds}" if bounds else "; too few calls to bound p90/p99"))
+    elif result.get("iterations"):
+        lines.append(f"{result['iterations']} frames (the tool reports its mean, no percentiles)")
+    where = "runner on the board" if result.get("target") else "process"
+    if result.get("peak_rss_bytes"):
+        lines.append(f"peak memory {mib(result['peak_rss_bytes'])} ({where}); the model's own "
+                     f"{mib(result.get('model_peak_bytes'))}")
+    lines += conditions_lines(result.get("conditions"))
+    return lines
+
+
+def conditions_lines(drift: dict | None) -> list[str]:
+    """The clocks, governor and temperatures before and after a run, or that they could not be read."""
+    if not drift:
+        return []
+    before, after = drift.get("before") or {}, drift.get("after") or {}
+    if before.get("cpu_mhz_source") == "cpufreq":
+        clocks = f"clocks {before['cpu_mhz']:g} -> {after.get('cpu_mhz') or 0:g} MHz (mean)"
+        per_cpu = after.get("cpufreq") or {}
+        governors = sorted({c["governor"] for c in per_cpu.values() if c.get("governor")})
+        if governors:
+            clocks += f", governor {'/'.join(governors)}"
+    else:
+        clocks = "clocks unreadable (no cpufreq)"
+    temperature = (f"temperature {before['temperature_c']:g} -> {after.get('temperature_c') or 0:g} C"
+                   if before.get("temperature_c") is not None else "temperature unreadable (no thermal zone)")
+    lines = [f"{clocks}; {temperature}"]
+    if drift.get("throttled"):
+        lines.append(f"throttled: {', '.join(drift['throttled'])}; rerun with a cool-down (--cooldown S)")
+    elif drift.get("moved"):
+        lines.append(f"moved during the run: {', '.join(drift['moved'])}")
+    return lines
 
 
 @app.command()
@@ -91,11 +146,16 @@ def inspect(
     if as_json:
         print_json(info)
         return
-    typer.echo(f"{info.get('card_id') or info['path']}  ({info['format']}, {info['size_bytes']:,} bytes)")
+    what = f"{info['card_id']}: {info['artifact']}" if info.get("artifact") else info.get("card_id") or info["path"]
+    typer.echo(f"{what}  ({info['format']}, {info['size_bytes']:,} bytes)")
     for kind in ("inputs", "outputs"):
         for tensor in info[kind]:
             typer.echo(f"  {kind[:-1]:6} {tensor['name']}  {tensor['shape']}  {tensor['dtype']}")
-    typer.echo(f"  MACs {info['macs'] / 1e6:.2f} M   params {info['params'] / 1e6:.3f} M")
+    where = f"  (counted on the {info['counted_on']})" if info.get("counted_on") not in (None, "card's file") else ""
+    typer.echo(f"  MACs {info['macs'] / 1e6:.2f} M   params {info['params'] / 1e6:.3f} M{where}")
+    if info.get("converted"):
+        c = info["converted"]
+        typer.echo(f"  converted ONNX zoo runs in its place: {c['size_bytes']:,} bytes, params {c['params'] / 1e6:.3f} M")
     claimed = info.get("claimed") or {}
     if claimed.get("macs") or claimed.get("params"):
         typer.echo(f"  card: MACs {fmt(claimed['macs'] and claimed['macs'] / 1e6)} M   "
@@ -113,13 +173,17 @@ def eval_(
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Evaluate N images (a fixed subset spread over classes)."),
     batch: Optional[int] = typer.Option(None, "--batch", min=1,
                                         help="Images per inference call, where the model allows (default: 8 on CPU, 32 on an accelerator)."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Threads that each decode a batch, then run it (default: one per core)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1,
+                                          help="Parallel workers, each decoding a batch and running it on its own lane (default: one per core)."),
     provider: Optional[str] = typer.Option(None, "--provider", help="ONNX Runtime execution provider (cpu, cuda, ...)."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Inference lanes: batches run at once, each single-threaded on CPU (default: one per core)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1,
+                                          help="Intra-op threads of each run (default: 1 per worker on CPU, the runtime's on an accelerator)."),
     model: Optional[Path] = typer.Option(None, "--model", metavar="FILE",
                                          help="Run this local .onnx/.tflite file under the (one) card's conventions."),
     runtime: Optional[str] = typer.Option(None, "--runtime",
-                                          help="Which host runtime's model, for one card (onnxruntime runs a .tflite card's QDQ conversion)."),
+                                          help="Which host runtime's model (onnxruntime runs a .tflite card's QDQ conversion)."),
+    target: Optional[str] = typer.Option(None, "--target", metavar="NAME",
+                                         help="Decode here, run the models on this target board (`zoo target add`)."),
     mirror: Optional[List[str]] = typer.Option(None, "--mirror", metavar="URL_OR_DIR",
                                                help="Try this base URL or directory first (also ZOO_MIRROR)."),
     ray: Optional[str] = typer.Option(None, "--ray", metavar="[ADDRESS]",
@@ -130,14 +194,12 @@ def eval_(
     as_json: bool = typer.Option(False, "--json", help="One JSON line per card, then a summary line (keys in the README)."),
 ):
     """Measure top-1/top-5 of one or many cards on your validation images, each preprocessed as its source does."""
-    if model is not None or runtime is not None:
-        return _eval_one(refs, data, model, runtime, labels=labels, limit=limit, batch=batch, workers=workers,
-                         provider=provider, threads=threads, mirror=mirror, no_store=no_store, as_json=as_json)
     with SweepProgress(as_json, quiet) as progress:
         summary = zoo.eval_sweep(refs, data, labels=labels, limit=limit, batch=batch, workers=workers,
-                                 provider=provider, threads=threads, mirrors=mirror, force=force, store=not no_store,
-                                 registries=state["registries"], progress=progress, ray=ray)
-    measured = [r["result"] for r in summary["records"] if r.get("result")]
+                                 provider=provider, threads=threads, runtime=runtime, model=model, mirrors=mirror,
+                                 target=target, force=force, store=not no_store, registries=state["registries"], progress=progress,
+                                 ray=ray)
+    measured = [r["result"] for r in summary["records"] if r.get("status") == "measured"]
     if measured and not quiet:
         for line in measured[0]["notes"]:
             note(f"note: {line}")
@@ -146,43 +208,27 @@ def eval_(
             note(f"zoo: note: {r['unreadable']} unreadable image(s), not counted: "
                  + ", ".join(r["unreadable_files"][:20]) + (" ..." if r["unreadable"] > 20 else ""))
     sweep_summary(summary, as_json)
-
-
-def _eval_one(refs, data, model, runtime, *, labels, limit, batch, workers, provider, threads, mirror, no_store,
-              as_json):
-    """One card: a local --model file under its conventions, or its model on the --runtime named."""
-    from zoo.errors import UsageError
-
-    if len(refs) != 1:
-        raise UsageError(f"{'--model' if model is not None else '--runtime'} applies to one card: give one card")
-    ref = refs[0]
-    with EvalProgress(ref) as progress:
-        r = zoo.evaluate(ref, data, labels=labels, limit=limit, batch=batch, workers=workers, provider=provider,
-                         threads=threads, model=model, runtime=runtime, mirrors=mirror, store=not no_store,
-                         registries=state["registries"], progress=progress)
-    print_resolved(r)
-    for line in r["notes"]:
-        note(f"note: {line}")
-    if r["unreadable"]:
-        note(f"zoo: note: {r['unreadable']} unreadable image(s), not counted: " + ", ".join(r["unreadable_files"][:20])
-              + (" ..." if r["unreadable"] > 20 else ""))
-    if as_json:
-        print_json(r)
+    if as_json or quiet or len(summary["records"]) != 1 or not summary["records"][0].get("result"):
         return
-    ds, rt = r["dataset"], r["runtime"]
-    typer.echo(f"{r['card_id']} on {ds['path']} ({ds['layout']}, {r['n']} images)")
+    r = summary["records"][0]["result"]  # one card: its figures in full
     for metric in ("top1", "top5"):
         low, high = r[f"{metric}_ci95"]
-        claim = next((c["value"] for c in r["claims"] if c["metric"] == metric), None)
+        claim = next((c["value"] for c in r.get("claims") or [] if c["metric"] == metric), None)
         typer.echo(f"  {metric[:3]}-{metric[3]}  {r[metric]:6.2f} %  (95% CI {low:.2f}–{high:.2f})"
-                   + (f"   claimed {claim:g} %" if claim is not None else ""))
-    threads_note = f", {rt['threads']} threads" if rt["threads"] else ""
-    typer.echo(f"  {r['images_per_s']:.1f} images/s; {rt['name']} {rt['version']} ({rt['provider']}{threads_note}), "
-               f"batch {r['batch']}, {r['workers']} workers")
-    if "run_id" in r:
-        typer.echo(f"  stored as run {r['run_id']} (zoo runs)")
-
-
+                   + (f"   claimed {claim:g} % (ImageNet val)" if claim is not None else ""))
+    rt = r["runtime"]
+    engine = r.get("engine") or {}
+    if engine.get("name") == "target":
+        typer.echo(f"  {fmt(r.get('images_per_s'), 1)} images/s; {rt['name']} {rt['version']} on target "
+                   f"{r['device']} ({rt['provider']}, {rt['threads'] or 'default'} thread(s)), batch {r['batch']}; "
+                   f"runner peak memory {mib(engine.get('peak_rss_bytes'))}"
+                   + (f"; {engine['resumed_images']} image(s) from an earlier, unfinished run"
+                      if engine.get("resumed_images") else "")
+                   + (f"; reconnected {engine['reconnects']} time(s)" if engine.get("reconnects") else ""))
+        return
+    typer.echo(f"  {fmt(r.get('images_per_s'), 1)} images/s; {rt['name']} {rt['version']} on {r['device']} "
+               f"({rt['provider']}, {rt['threads'] or 1} thread(s) per worker), batch {r['batch']}, "
+               f"{r.get('workers')} workers")
 
 
 @app.command("preprocess")
@@ -269,7 +315,7 @@ def quantize_(
                                      registries=state["registries"], progress=progress)
     except ZooError as error:
         # nothing quantized: every card's reason still printed (one card's own error already says it)
-        records = getattr(error, "records", None)
+        records = (getattr(error, "summary", None) or {}).get("records")
         if records and (as_json or len(records) > 1):
             _quantize_records(records, as_json)
         raise

@@ -49,16 +49,22 @@ def registry_add(
                                       help="ed25519 public key (base64 or a KEYFILE.pub): require a valid signature."),
     allow_local: bool = typer.Option(False, "--allow-local",
                                      help="Let its cards point at file:// paths and private or loopback addresses."),
+    override: bool = typer.Option(False, "--override",
+                                  help="Let its cards replace other sources' cards with the same id (embedded, "
+                                       "other registries)."),
     as_json: bool = typer.Option(False, "--json", help="Print the record as JSON."),
 ):
-    """Add (or replace) a remote registry; then run `zoo registry update`."""
+    """Add a remote registry, or change an added one's options; then run `zoo registry update`."""
     from zoo.cards import remote  # here, not at the top: `zoo list` starts faster
 
-    record = remote.add(name, url, key, allow_local=allow_local)
+    record = remote.add(name, url, key, allow_local=allow_local, override=override)
     if as_json:
         print_json(record)
     else:
-        typer.echo(f"added {name}: {record['index_url']} ({'signed, key ' + record['key'] if record['key'] else 'unsigned'})")
+        typer.echo(f"added {name}: {record['index_url']} ({'signed, key ' + record['key'] if record['key'] else 'unsigned'})"
+                   + (", its cards replace other sources' cards with the same id" if override else ""))
+        if record["kept"]:
+            note(f"same URL and key as before: {name}'s last good copy and accepted version are kept")
         note(f"run `zoo registry update {name}` to download its cards")
 
 
@@ -95,7 +101,8 @@ def registry_ls(as_json: bool = typer.Option(False, "--json", help="Print the re
         note("no remote registries; add one with `zoo registry add NAME URL`")
         return
     typer.echo(plain_table(["name", "cards", "signed", "version", "expires", "updated", "url"],
-                            [[r["name"], str(r["cards"]), "yes" if r["signed"] else "no",
+                            [[r["name"] + (" (override)" if r["override"] else ""), str(r["cards"]),
+                              "yes" if r["signed"] else "no",
                               "-" if r["version"] is None else str(r["version"]),
                               (r["expires"] or "-") + (" (EXPIRED)" if r["expired"] else ""),
                               r["updated_at"] or "never", r["url"]] for r in rows], {0, 2, 4, 5, 6}))

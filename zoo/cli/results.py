@@ -11,19 +11,12 @@ import typer
 
 import zoo
 from zoo.cli.app import app, state
-from zoo.cli.render import console, fmt, note, plain_table, print_json, wide_console
+from zoo.cli.render import console, fmt, note, plain_table, print_json, printable, wide_console
 
 
-class Metric(str, Enum):
-    accuracy = "accuracy"
-    top5 = "top5"
-    latency = "latency"
-    fps = "fps"
-    macs = "macs"
-    flops = "flops"
-    params = "params"
-    storage = "storage"
-    size = "size"
+from zoo.results.metrics import ACCURACY_METRICS, NAMES, SPEED_METRICS  # noqa: E402 -- no pandas, cheap
+
+Metric = Enum("Metric", {name: name for name in NAMES}, type=str)
 
 
 class OutputFormat(str, Enum):
@@ -33,34 +26,38 @@ class OutputFormat(str, Enum):
     markdown = "markdown"
 
 
-HEADERS = {"rank": "#", "id": "id", "source": "source", "width": "width", "resolution": "res",
+HEADERS = {"rank": "#", "rank_group": "#", "id": "id", "source": "source", "width": "width", "resolution": "res",
            "top1_pct": "top-1 %", "top5_pct": "top-5 %", "params_m": "params (M)", "macs_m": "MACs (M)",
            "flops_g": "FLOPs (G, 2×MACs)", "flops_g_reported": "source's FLOPs (G)",
-           "flops_convention": "source counts", "size_mb": "size on disk (MB)", "artifact_file": "file",
-           "latency_ms": "latency (ms)", "fps": "fps (img/s)", "device": "device", "batch": "batch",
-           "precision": "precision", "runtime": "runtime", "threads": "threads", "basis": "basis",
-           "pareto": "pareto", "top1_measured_pct": "yours %", "ci95": "95% CI",
+           "flops_convention": "source counts", "size_mb": "card's file (MB)", "converted_mb": "converted (MB)",
+           "artifact_file": "file", "latency_ms": "latency (ms)", "fps": "fps (img/s)", "device": "device",
+           "batch": "batch", "precision": "precision", "runtime": "runtime", "threads": "threads", "basis": "basis",
+           "pareto": "pareto", "top1_measured_pct": "yours %", "ci95": "yours 95% CI", "interval": "95% CI",
            "measured_images": "images", "measured_dataset": "measured on", "verdict": "verdict",
-           "latency_ms_claimed": "claimed (ms)", "fps_claimed": "claimed (img/s)", "claimed_device": "claimed on",
+           "claimed_beside": "claimed elsewhere", "drift": "drift",
            "float_top1_pct": "float %", "int8_top1_pct": "int8 %", "drop_points": "drop",
            "drop_p_value": "McNemar p", "speedup": "speed-up"}
-# The compact table's columns per metric (the rest with --wide); measured-beside-claimed ones only once measured.
-COMPACT = {"accuracy": ["rank", "id", "top1_pct", "top5_pct", "top1_measured_pct", "ci95", "verdict", "macs_m"],
-           "latency": ["rank", "id", "top1_pct", "latency_ms", "basis", "latency_ms_claimed", "pareto"],
-           "fps": ["rank", "id", "top1_pct", "fps", "basis", "fps_claimed", "pareto"],
+# The compact table's columns per metric (the rest with --wide); columns empty in a section are left out there
+# (the claimed accuracy section has "yours"; a measured one has its interval).
+COMPACT = {"accuracy": ["rank_group", "id", "top1_pct", "interval", "top5_pct", "top1_measured_pct", "ci95",
+                        "measured_images", "verdict", "runtime", "precision", "macs_m", "pareto"],
+           "top5": ["rank_group", "id", "top5_pct", "interval", "top1_pct", "top1_measured_pct", "ci95",
+                    "measured_images", "verdict", "runtime", "precision", "macs_m", "pareto"],
+           "latency": ["rank_group", "id", "top1_pct", "latency_ms", "interval", "basis", "claimed_beside", "pareto"],
+           "fps": ["rank_group", "id", "top1_pct", "fps", "interval", "basis", "claimed_beside", "pareto"],
            "macs": ["rank", "id", "top1_pct", "macs_m", "basis", "pareto"],
            "flops": ["rank", "id", "top1_pct", "flops_g", "flops_g_reported", "flops_convention", "pareto"],
            "params": ["rank", "id", "top1_pct", "params_m", "basis", "pareto"],
-           "storage": ["rank", "id", "top1_pct", "size_mb", "artifact_file", "basis", "pareto"]}
-COMPACT["top5"], COMPACT["size"] = COMPACT["accuracy"], COMPACT["storage"]
+           "storage": ["rank", "id", "top1_pct", "size_mb", "artifact_file", "converted_mb", "basis", "pareto"]}
+COMPACT["size"] = COMPACT["storage"]
 # A quantized card against its float parent (zoo eval/bench of an int8 card): columns with --wide and in
-# markdown; the compact table prints them in a table of their own below (beside a 44-character derived id
-# they would not fit 100 columns).
+# markdown; the compact table prints them below, as a table where it fits, else a line per card.
 INT8 = ["float_top1_pct", "int8_top1_pct", "drop_points", "drop_p_value", "speedup"]
-WIDE_DROP = ("footing", "missing", "run_id", "reference", "top1_ci95_low", "top1_ci95_high", "measured_card_id")
-SPEED_HINT = ("Ranked within each footing (device, batch, precision, runtime), never across them. "
-              "To rank on this host: zoo compare --metric {m} --measure; on one device: --device \"rdk x5\" "
-              "or --device TARGET.")
+WIDE_DROP = ("footing", "missing", "run_id", "reference", "top1_ci95_low", "top1_ci95_high", "measured_card_id",
+             "ci_low", "ci_high", "rank", "tie", "latency_ms_claimed", "fps_claimed", "claimed_device")
+SPEED_HINT = ("Ranked within each footing (device, provider, runtime, precision, batch, threads), never across "
+              "them; '2–4': the ranks noise leaves a row. To rank on this host: zoo compare --metric {m} --measure; "
+              "on one device: --device \"rdk x5\" or --device TARGET.")
 
 
 def piped() -> bool:
@@ -71,6 +68,16 @@ def piped() -> bool:
 def _cells(df, columns: list[str]):
     """The table's text: numbers to 2 places, '—' for nothing, the 95% interval as low–high."""
     shown = df.copy()
+    if "interval" in columns:  # a measured figure's 95% interval: the bench's p50 or the eval's Wilson
+        digits = 3 if "latency_ms" in df and df["latency_ms"].notna().any() else 2
+        shown["interval"] = [f"{lo:.{digits}f}–{hi:.{digits}f}" if lo == lo and hi == hi else "—"
+                             for lo, hi in zip(df["ci_low"], df["ci_high"])]
+    if "claimed_beside" in columns:  # a claim beside a measurement always names its device
+        claimed = "latency_ms_claimed" if "latency_ms_claimed" in df else "fps_claimed"
+        shown["claimed_beside"] = [f"{v:g} on {d}" if v == v and isinstance(d, str) else f"{v:g}" if v == v else "—"
+                                   for v, d in zip(df[claimed], df["claimed_device"])]
+    if "rank_group" in columns:
+        shown["rank_group"] = [g if isinstance(g, str) else "—" for g in df["rank_group"]]
     if "ci95" in columns:
         shown["ci95"] = [f"{lo:.1f}–{hi:.1f}" if lo == lo and hi == hi else "—"
                          for lo, hi in zip(df["top1_ci95_low"], df["top1_ci95_high"])]
@@ -88,13 +95,23 @@ def _cells(df, columns: list[str]):
         if shown[column].dtype == "float64":
             digits = 3 if column.startswith(("FLOPs", "source's FLOPs")) else 2
             shown[column] = shown[column].map(lambda v: "—" if v != v else f"{v:.{digits}f}")
-    return shown.astype(object).where(shown.notna(), "—")
+    return _one_line(shown).astype(object).where(shown.notna(), "—")
+
+
+def _one_line(df):
+    """Card text (a claimed device, a runtime...) kept on one line with nothing a terminal acts on: a newline in
+    a cell would forge a row (JSON keeps the exact text)."""
+    df = df.copy()
+    for column in df.columns:
+        if df[column].dtype == object:
+            df[column] = df[column].map(lambda v: printable(v, lines=False) if isinstance(v, str) else v)
+    return df
 
 
 # Left out, in this order, when a compact table would not fit the terminal (--wide shows them): rich would
 # otherwise cut figures and headers short ("top-1…", "1217.2").
-DROP_TO_FIT = ("MACs (M)", "top-5 %", "claimed on", "claimed (ms)", "claimed (img/s)", "pareto", "file",
-               "source counts", "source's FLOPs (G)")
+DROP_TO_FIT = ("MACs (M)", "precision", "runtime", "top-5 %", "claimed elsewhere", "pareto", "file", "converted (MB)",
+               "source counts", "source's FLOPs (G)", "images", "basis", "top-1 %")
 
 
 def _needed_width(pretty) -> int:
@@ -156,26 +173,44 @@ def _numeric(value) -> bool:
     return text.isdigit() or text in ("—", "", "★")
 
 
+SOURCES = {"ci95": "top1_measured_pct", "interval": "ci_low", "claimed_beside": ("latency_ms_claimed", "fps_claimed")}
+
+
+def _has(df, column: str) -> bool:
+    """Whether a (possibly derived) column has anything to show in these rows."""
+    source = SOURCES.get(column, column)
+    names = [source] if isinstance(source, str) else list(source)
+    return any(name in df and df[name].notna().any() for name in names)
+
+
 def _chosen_columns(df, metric: str, wide: bool) -> list[str]:
+    ranked = metric_column(metric)
     if wide:
         columns = [c for c in df.columns if c not in WIDE_DROP and c != "top1_ci95_low"]
         columns.insert(columns.index("top1_measured_pct") + 1, "ci95")
+        if "ci_low" in df:
+            columns.insert(columns.index(ranked) + 1, "interval")
+        if "claimed_device" in df:
+            columns.insert(columns.index("basis") + 1, "claimed_beside")
+        if "rank_group" in df:
+            columns = ["rank_group", *[c for c in columns if c != "rank_group"]]
+        else:
+            columns = ["rank", *columns]
     else:
-        columns = [c for c in COMPACT[metric] if c == "ci95" or c in df.columns]
-    columns = [c for c in columns if c not in INT8 or df[c].notna().any()]
-    measured_cols = ("top1_measured_pct", "ci95", "verdict", "measured_images", "measured_dataset")
-    if df["top1_measured_pct"].isna().all():
-        columns = [c for c in columns if c not in measured_cols]
-    elif not wide:
-        columns = [c for c in columns if c != "top5_pct"]  # room for yours, its interval and the verdict
-    if not df["basis"].str.startswith(("measured", "synthetic")).any():
-        columns = [c for c in columns if c not in ("latency_ms_claimed", "fps_claimed", "claimed_device")]
-    return [c for c in columns if c in df.columns or c == "ci95"]
+        columns = [c for c in COMPACT[metric] if c in SOURCES or c in df.columns]
+    keep = {"rank", "rank_group", "id", ranked}
+    return [c for c in columns if c in keep or (_has(df, c) and (c not in INT8 or wide))]
+
+
+def metric_column(metric: str) -> str:
+    from zoo.results.metrics import metric as metric_of
+
+    return metric_of(metric).column
 
 
 def _print_int8(out, df, plain: bool) -> None:
-    """The quantized cards against their float parents, measured in the same runs (the compact table's int8
-    columns, one row per card)."""
+    """The quantized cards against their float parents, measured in the same runs: a table where it fits the
+    terminal, else one line per card (nothing is ever cut short)."""
     part = df[df[INT8].notna().any(axis=1)]
     if part.empty:
         return
@@ -186,68 +221,90 @@ def _print_int8(out, df, plain: bool) -> None:
     else:
         out.print()
         out.print(f"[bold]{heading}[/bold]", highlight=False)
-    _print_table(out, _cells(part, ["id"] + INT8), [False] * len(part), plain)
+    pretty = _cells(part, ["id"] + INT8)
+    if plain or _needed_width(pretty) <= out.width:
+        _print_table(out, pretty, [False] * len(part), plain)
+        return
+    for row in pretty.to_dict("records"):
+        out.print("  ".join([row["id"] + ":"] + [f"{h} {str(v).strip()}" for h, v in row.items()
+                                                   if h != "id" and v != "—"]),
+                  highlight=False, markup=False)
+
+
+def _heading(footing: str, part) -> str:
+    """A section's heading: its footing (a claimed device is card text: kept on one line) and the kinds of rows."""
+    if footing == "no figure":
+        return footing
+    kinds = ", ".join(dict.fromkeys(part["basis"]))
+    return printable(f"{footing}  ({kinds})", lines=False)
 
 
 @app.command("compare")
 def compare_(
     patterns: Optional[List[str]] = typer.Argument(None, metavar="[PATTERN]...", help="Cards to compare (default: all)."),
-    metric: Metric = typer.Option(Metric.accuracy, "--metric", help="What to rank on."),
+    metric: Metric = typer.Option("accuracy", "--metric", help="What to rank on."),
     device: Optional[str] = typer.Option(None, "--device", help="host, a target name, or TEXT in a claimed device."),
-    top: Optional[int] = typer.Option(None, "--top", min=1, help="Show the best N (per footing for latency/fps)."),
-    pareto: bool = typer.Option(False, "--pareto", help="Mark the accuracy/metric Pareto frontier."),
+    top: Optional[int] = typer.Option(None, "--top", min=1, help="Show the best N (per footing)."),
+    pareto: bool = typer.Option(False, "--pareto", help="Mark the accuracy/metric Pareto frontier (within the noise)."),
     output: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table, csv, json or markdown."),
     as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
     wide: bool = typer.Option(False, "--wide", help="Every column, and the cards without a figure."),
     plot: Optional[Path] = typer.Option(None, "--plot", metavar="FILE.png", help="Also draw top-1 against the metric."),
     measure: bool = typer.Option(False, "--measure", help="First measure what the comparison lacks (then rank)."),
-    data: Optional[Path] = typer.Option(None, "--data", metavar="DIR", help="With --measure: images for accuracy."),
+    data: Optional[Path] = typer.Option(None, "--data", metavar="DIR",
+                                        help="Your images: what --measure evaluates on, and whose runs 'yours %' shows."),
     target: Optional[str] = typer.Option(None, "--target", help="With --measure: time latency on this board."),
 ):
-    """Rank cards on one metric, best first; latency and fps only within one footing (device, batch, precision,
-    runtime). --measure first measures what the comparison lacks on this host (or --target)."""
+    """Rank cards on one metric, best first, within one footing at a time (latency: device, provider, runtime,
+    precision, batch, threads; accuracy: the images). --measure first measures what the comparison lacks on
+    this host (or --target)."""
     from zoo.cli.render import SweepProgress
 
+    metric_name = metric.value if isinstance(metric, Enum) else str(metric)
     if plot:
-        from zoo.results.plots import check_output
+        from zoo.files import output_file
 
-        check_output(plot, "--plot")  # before any work: a bad path fails at once
+        output_file(plot, "--plot")  # before any work: a bad path fails at once
     with SweepProgress(False, quiet=False, lines_to_stderr=True) as progress:
-        df = zoo.compare(patterns, metric.value, device=device, top=top, pareto=pareto, measure=measure, data=data,
+        df = zoo.compare(patterns, metric_name, device=device, top=top, pareto=pareto, measure=measure, data=data,
                          target=target, registries=state["registries"], progress=progress)
+    if measure:
+        from zoo.cli.render import measure_summary
+
+        measure_summary(df.attrs.get("measured"))
     if plot:
-        note(f"drew {zoo.plot(df, metric.value, plot)}")
+        note(f"drew {zoo.plot(df, metric_name, plot)}")
     if as_json or output is OutputFormat.json:
         print_json(json.loads(df.to_json(orient="records")))
         return
     if output is OutputFormat.csv:
-        sys.stdout.write(df.drop(columns=["missing"]).to_csv(index=False))
+        sys.stdout.write(_one_line(df.drop(columns=["missing"])).to_csv(index=False))
         return
-    speed = metric.value in ("latency", "fps")
+    footed = metric_name in SPEED_METRICS or metric_name in ACCURACY_METRICS
     # --wide never squeezes columns into the terminal: it prints every column at full width, like a pipe.
     out = console() if not wide else wide_console()
     missing = int(df["missing"].sum())
-    shown_df = df if (wide or not speed) else df[~df["missing"]]
+    shown_df = df if (wide or not footed) else df[~df["missing"]]
     plain = piped()  # a pipe keeps every column at full width: no rich needed (nor its 0.2 s)
-    columns = _chosen_columns(shown_df, metric.value, wide)
+    columns = _chosen_columns(shown_df, metric_name, wide)
     dropped: list[str] = []
     if output is OutputFormat.markdown:
-        typer.echo(_cells(shown_df, (["footing"] if speed else []) + columns).to_markdown(index=False))
-    elif speed:
+        typer.echo(_cells(shown_df, (["footing"] if footed else []) + columns).to_markdown(index=False))
+    elif footed:
         pretty = _cells(shown_df, columns)  # every footing's text at once: 10,000 rows in one pass
         for footing, part in shown_df.groupby(shown_df["footing"].fillna("no figure"), sort=False):
-            kinds = ", ".join(dict.fromkeys(part["basis"]))
-            device_, batch, precision, runtime = (footing.split(" · ") + [""] * 4)[:4]
-            heading = (f"{device_}  batch {batch.removeprefix('batch ')} · {precision} · {runtime}  ({kinds})"
-                       if footing != "no figure" else "no figure")
+            heading = _heading(footing, part)
             if plain:
                 typer.echo(heading)
             else:
                 from rich.markup import escape
 
                 out.print(f"[bold]{escape(heading)}[/bold]", highlight=False)
-            section_columns = [c for c in columns if not ((c.endswith("_claimed") or c in INT8) and part[c].isna().all())]
-            dropped += _print_table(out, pretty.loc[part.index, [HEADERS.get(c, c) for c in section_columns]],
+            section = [c for c in columns if c in ("rank", "rank_group", "id", metric_column(metric_name))
+                       or _has(part, c)]
+            if part["basis"].nunique() == 1:  # the heading says it
+                section = [c for c in section if c != "basis"]
+            dropped += _print_table(out, pretty.loc[part.index, [HEADERS.get(c, c) for c in section]],
                                     part["missing"], plain)
             typer.echo("") if plain else out.print()
     else:
@@ -256,21 +313,50 @@ def compare_(
         note(f"left out to fit {out.width} columns: {', '.join(dict.fromkeys(dropped))} (--wide shows every column)")
     if output is not OutputFormat.markdown and not wide:
         _print_int8(out, shown_df, plain)
-    if speed and device is None:
-        note(SPEED_HINT.format(m=metric.value))
-    if (df["measured_card_id"].notna() & (df["measured_card_id"] != df["id"])).any():
+    _notes(df, metric_name, device, missing, wide, footed)
+    if metric_name in ACCURACY_METRICS and (df["basis"] == "measured on target").any():
+        shown_ids = set(df["id"])
+        for agreement in zoo.board_vs_host():  # where a board's figure differs from the host's beyond noise
+            if agreement["card_id"] in shown_ids:
+                note(f"{agreement['card_id']} on {agreement['target']}: {agreement['verdict']}")
+
+
+def _notes(df, metric: str, device, missing: int, wide: bool, footed: bool) -> None:
+    """What a reader must know to read the table: ties, noise, drift, where "yours" came from."""
+    from zoo.results.ranking import noise
+
+    if metric in SPEED_METRICS and device is None:
+        note(SPEED_HINT.format(m=metric))
+    for section in noise(df):
+        if section["indistinguishable"] and section["indistinguishable"] * 2 >= section["pairs"]:
+            fix = ("evaluate on more images to separate them" if metric in ACCURACY_METRICS else
+                   "re-run on a quiet machine, or with more --iters/--seconds, to separate them")
+            note(f"noisy: {section['indistinguishable']} of {section['pairs']} pairs in '{section['footing']}' cannot "
+                 f"be told apart (their 95% intervals overlap; their ranks read as ranges such as 1–2): {fix}.")
+    if "drift" in df:
+        for row in df[df["drift"].notna()].itertuples(index=False):
+            note(f"drift during run {row.run_id} ({row.id}): {row.drift}: re-run it with the machine idle")
+    if "same_file_as" in df:
+        groups = {tuple(sorted([row.id, *row.same_file_as.split(", ")]))
+                  for row in df[df["same_file_as"].notna() & ~df["missing"]].itertuples(index=False)}
+        for group in sorted(groups):
+            note(f"{' and '.join(group)}: the same file, timed once: one measurement shown for each")
+    if metric in ACCURACY_METRICS and (df["measured_card_id"].notna() & (df["measured_card_id"] != df["id"])).any():
         for card_id, other in df.loc[df["measured_card_id"].notna() & (df["measured_card_id"] != df["id"]),
                                      ["id", "measured_card_id"]].drop_duplicates().itertuples(index=False):
             note(f"† {card_id}: your top-1 was measured on the same file as {other}, not on this card")
-    for dataset in df["measured_dataset"].dropna().unique():
-        note(f"yours %: top-1 measured on {dataset}; the verdict is about that set, and a set other than "
-             "ImageNet val (50,000 images) says so: the bundled ImageNet sample is easier than val.")
+    for dataset in df["measured_dataset"].dropna().unique() if metric in ACCURACY_METRICS else ():
+        note(f"yours %: your largest run on {dataset}, beside the claims but never ranked with them; the verdict "
+             "is about that set, and a set other than ImageNet val (50,000 images) says so: the bundled ImageNet "
+             "sample is easier than val. --data DIR picks the images.")
     if missing:
-        where = "listed last, rank '—'" if (wide or not speed) else "shown with --wide"
-        note(f"{missing} card(s) have no {metric.value} figure{' on these footings' if speed else ''}: {where}.")
-    if metric.value == "flops":
+        where = "listed last, rank '—'" if (wide or not footed) else "shown with --wide"
+        note(f"{missing} card(s) have no {metric} figure{' on these footings' if footed else ''}: {where}.")
+    if metric == "flops":
         note("FLOPs (G, 2×MACs) counts a multiply-accumulate as two FLOPs for every card; the source's own figure "
              "and what it counts (macs or 2x_macs) are beside it.")
+    if metric in ("storage", "size") and "converted_mb" in df and df["converted_mb"].notna().any():
+        note("card's file (MB): the file the source ships; converted (MB): the ONNX zoo ran in its place")
 
 
 @app.command("report")

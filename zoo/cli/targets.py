@@ -8,7 +8,7 @@ import typer
 from zoo.cli.app import sub_app
 from zoo.cli.render import note, plain_table, print_json
 
-target_app = sub_app("target", "Target boards reached over SSH, for `zoo bench --target`.")
+target_app = sub_app("target", "Target boards reached over SSH, for `zoo bench --target` and `zoo eval --target`.")
 
 
 @target_app.command("add")
@@ -63,6 +63,7 @@ def target_check(name: str = typer.Argument(...), as_json: bool = typer.Option(F
     if as_json:
         print_json(info)
     else:
-        typer.echo(f"{name}: reachable, {info['os']}; {info['runtime']} {info.get('runtime_version') or 'found'}")
+        typer.echo(f"{name}: reachable, {info['os']}; {info['runtime']} {info.get('runtime_version') or 'found'}"
+                   + (f"; litert {info['litert_version']}" if info.get("litert_version") else ""))
 
 

@@ -1,4 +1,4 @@
-"""Sweeps on a Ray cluster (the optional `zoo[ray]` extra): eval shards and whole-node benches as Ray tasks.
+"""Sweeps on a Ray cluster (the optional `ray` extra): eval shards and whole-node benches as Ray tasks.
 
 Eval: each group of cards sharing preprocessing is split into shards of images; a task evaluates one shard for
 every card of its group (each image decoded once) and returns per-image top-5 predictions, which the driver
@@ -18,7 +18,7 @@ import os
 import socket
 from pathlib import Path
 
-from zoo.errors import DatasetError, UsageError, ZooError
+from zoo.errors import DatasetError, UsageError, ZooError, reason
 
 RETRIES = 3  # a task whose node died runs again elsewhere, up to this many times
 
@@ -28,15 +28,11 @@ def connect(address: str | None = None) -> dict:
     try:
         import ray
     except ImportError:
-        raise UsageError("--ray needs Ray, which is not installed", "pip install 'zoo[ray]'") from None
+        raise UsageError("--ray needs Ray, which is not installed",
+                         'Install it with: pip install ".[ray]" (in zoo\'s clone)') from None
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address and address not in ("auto", "local") and not address.startswith("ray://"):
-        host, _, port = address.rpartition(":")
-        try:
-            socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
-        except (OSError, ValueError):
-            raise UsageError(f"no Ray cluster answers at {address}",
-                             "Start one with `ray start --head`, or check --ray / RAY_ADDRESS") from None
+        _probe(address)
     if not ray.is_initialized():
         try:
             ray.init(address=address, ignore_reinit_error=True, log_to_driver=False, include_dashboard=False,
@@ -46,6 +42,45 @@ def connect(address: str | None = None) -> dict:
                              f"{str(error).splitlines()[0] if str(error) else type(error).__name__}",
                              "Check --ray / RAY_ADDRESS") from None
     return {"address": address or "local", "nodes": len([n for n in ray.nodes() if n["Alive"]])}
+
+
+# HTTP/2's connection preface and an empty SETTINGS frame: a gRPC server (Ray's GCS) answers with a SETTINGS frame.
+HTTP2_HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+PROBE_S = 3.0  # each step of the probe: connect, a greeting, the answer to HTTP/2's preface
+
+
+def _probe(address: str) -> None:
+    """Refuse, in seconds and naming what answered, an address where no Ray cluster listens: ray.init would
+    retry a service that is not Ray (a web server, sshd) for minutes. Ray's GCS speaks gRPC: it says nothing
+    first and answers HTTP/2's preface with a SETTINGS frame."""
+    host, _, port = address.rpartition(":")
+    hint = "Start one with `ray start --head`, or check --ray / RAY_ADDRESS (the head's GCS port, 6379 by default)"
+    try:
+        conn = socket.create_connection((host or "127.0.0.1", int(port)), timeout=PROBE_S)
+    except (OSError, ValueError):
+        raise UsageError(f"no Ray cluster answers at {address}", hint) from None
+    with conn:
+        try:
+            conn.settimeout(0.5)
+            greeting = conn.recv(200)  # a service that speaks first (SSH, SMTP, ...) is not Ray
+        except socket.timeout:
+            greeting = None
+        except OSError:
+            greeting = b""
+        answer = greeting
+        if greeting is None:
+            try:
+                conn.settimeout(PROBE_S)
+                conn.sendall(HTTP2_HELLO)
+                answer = conn.recv(200)
+            except (socket.timeout, OSError):
+                answer = b""
+    if answer is not None and len(answer) >= 9 and answer[3] == 0x04:
+        return  # an HTTP/2 (gRPC) server: let Ray join it
+    said = answer.decode("ascii", "replace").strip().splitlines()[0][:60] if answer and answer.strip() else ""
+    what = f"a service that is not Ray answers there (it said {said!r})" if said else \
+        "a service that is not Ray answers there (it closed the connection, or said nothing Ray would say)"
+    raise UsageError(f"--ray {address}: {what}", hint)
 
 
 def _node() -> str:
@@ -61,10 +96,10 @@ def _cause(error: BaseException) -> BaseException:
 
 def _eval_shard(cards: list, data: tuple, fingerprint: str, start: int, stop: int, batch: int | None,
                 provider: str | None, mirrors) -> dict:
-    """On a node: evaluate images [start, stop) of the set for every (card, artifact) of one preprocessing."""
-    from zoo.artifacts.choose import local_model
+    """On a node: evaluate images [start, stop) of the set for every (card, artifact) of one preprocessing, in
+    the same accuracy pass as a local eval (zoo.measure.accuracy.evaluate_group)."""
+    from zoo.artifacts.local import local_model
     from zoo.measure import accuracy
-    from zoo.measure.preprocess import Preprocessor
 
     root, labels, limit, *excluded = data
     node = _node()
@@ -74,22 +109,13 @@ def _eval_shard(cards: list, data: tuple, fingerprint: str, start: int, stop: in
     if dataset.fingerprint() != fingerprint:
         raise DatasetError(f"node {node} sees different images at {root} than the driver (dataset fingerprint "
                            "differs)", "Give every node the same data at the same path (a shared filesystem)")
-    jobs, runtimes = [], []
-    for card, artifact in cards:
-        path = local_model(card, artifact, mirrors=mirrors)  # fetched and verified into this node's cache
-        runtime, models, default = accuracy.open_lanes(card, path, provider=provider, threads=1)
-        jobs.append(accuracy.Job(models, Preprocessor(card["preprocess"], card["resolution"]), card["id"]))
-        runtimes.append(runtime.describe())
-        batch = batch or default
-    done = accuracy.predict(jobs, dataset, batch=batch, workers=1, items=dataset.items[start:stop])
+    members = [(card, local_model(card, artifact, mirrors=mirrors)) for card, artifact in cards]  # verified here
+    done, outcomes = accuracy.evaluate_group(members, dataset, batch=batch, workers=1, provider=provider,
+                                             threads=1, items=dataset.items[start:stop])
     return {"start": start, "labels": done["labels"], "unreadable": done["unreadable"], "node": node,
-            "batch": done["batch"], "runtimes": runtimes, "wall_s": done["wall_s"],
-            "top5": [None if job.error else job.predictions() for job in jobs],
-            "errors": [None if job.error is None else _one_line(job.error) for job in jobs]}
-
-
-def _one_line(error: BaseException) -> str:
-    return error.one_line() if isinstance(error, ZooError) else f"{type(error).__name__}: {error}"
+            "batch": done["batch"], "wall_s": done["wall_s"],
+            "runtimes": [o.get("runtime") for o in outcomes], "top5": [o.get("top5") for o in outcomes],
+            "errors": [reason(o["error"]) if "error" in o else None for o in outcomes]}
 
 
 def eval_group(cards: list, dataset, data: tuple, fingerprint: str, *, batch: int | None, provider: str | None,
@@ -122,7 +148,7 @@ def eval_group(cards: list, dataset, data: tuple, fingerprint: str, *, batch: in
         for ref in pending:
             ray.cancel(ref)
         cause = _cause(error)
-        return [{"error": cause if isinstance(cause, ZooError) else RuntimeError(_one_line(cause))} for _ in cards]
+        return [{"error": cause if isinstance(cause, ZooError) else RuntimeError(reason(cause))} for _ in cards]
     parts = [results[s] for s in sorted(results)]
     labels = [label for p in parts for label in p["labels"]]
     unreadable = [name for p in parts for name in p["unreadable"]]
@@ -135,21 +161,21 @@ def eval_group(cards: list, dataset, data: tuple, fingerprint: str, *, batch: in
             out.append({"error": RuntimeError(errors[0])})
             continue
         top5 = np.concatenate([p["top5"][i] for p in parts])
-        figures = accuracy.metrics(labels, top5, unreadable, n, wall) | {
-            "batch": parts[0]["batch"], "workers": len(parts), "lanes": cpus,
-            "engine": {"name": "ray", "nodes": nodes, "shards": len(parts), "shared_decode": len(cards)}}
-        out.append({"figures": figures, "runtime": {**parts[0]["runtimes"][i], "threads": 1},
-                    "hits": top5[:, 0] == np.asarray(labels, dtype=np.int64)})
+        figures, hits = accuracy.figures(labels, top5, unreadable, n, wall, batch=parts[0]["batch"],
+                                         workers=len(parts), lanes=cpus, items=dataset.items)
+        figures["engine"] = {"name": "ray", "nodes": nodes, "shards": len(parts), "shared_decode": len(cards)}
+        out.append({"figures": figures, "runtime": {**parts[0]["runtimes"][i], "threads": 1}, "hits": hits})
     return out
 
 
 def _bench_card(card: dict, options: dict) -> dict:
     """On a node: time one card (its weights, or synthetic ones) and return the bench result."""
-    from zoo.engine.plan import bench_model
     from zoo.measure import latency
+    from zoo.measure.choose import model_to_time
 
-    artifact, path, synthetic, note = bench_model(card, synthetic=options.pop("synthetic"), runtime=options.pop("runtime"),
-                                                  target=None, mirrors=options.pop("mirrors"))
+    options.pop("target", None)
+    artifact, path, synthetic, note = model_to_time(card, synthetic=options.pop("synthetic"),
+                                                    runtime=options.pop("runtime"), mirrors=options.pop("mirrors"))
     result = latency.bench_file(card, path, artifact=artifact, synthetic=synthetic, **options)
     result["note"], result["node"] = note, _node()
     return result

@@ -1,20 +1,9 @@
-"""What a sweep measures: patterns (ids, aliases, wildcards) to cards, duplicates collapsed; and which model
-file a bench times (the card's weights, or its architecture with synthetic weights)."""
+"""What a sweep measures: patterns (ids, aliases, wildcards) to cards, duplicates collapsed, and each quantized
+card's float parent."""
 from __future__ import annotations
 
-from pathlib import Path
-
-from zoo.artifacts.choose import choose, local_model, runs_here, synthetic_model
-from zoo.errors import (
-    CardNotFoundError,
-    DownloadError,
-    IntegrityError,
-    OfflineError,
-    UnsupportedArtifactError,
-    UsageError,
-)
-
-UNAVAILABLE = (DownloadError, OfflineError, IntegrityError)  # the weights cannot be had here
+from zoo.errors import CardNotFoundError, UsageError
+from zoo.measure.choose import runs_here
 
 
 def expand(registry, patterns: list[str]) -> tuple[list, list[str]]:
@@ -40,28 +29,6 @@ def expand(registry, patterns: list[str]) -> tuple[list, list[str]]:
         seen.update(e.id for e in fresh)
         entries += fresh
     return entries, notes
-
-
-def bench_model(card: dict, *, synthetic: bool, runtime: str | None, target: dict | None,
-                mirrors) -> tuple[dict | None, Path, bool, str | None]:
-    """(artifact, model file, synthetic, note) to time: the card's weights, or its architecture with random
-    weights (synthetic) when it has none or they cannot be had. Raises UnsupportedArtifactError for a card
-    that cannot run here at all (an RDK .bin without an RDK target)."""
-    if synthetic:
-        return None, synthetic_model(card), True, None
-    try:
-        artifact = choose(card, runtime=runtime, target=target)
-        return artifact, local_model(card, artifact, mirrors=mirrors), False, None
-    except UnsupportedArtifactError as error:
-        artifacts = card.get("artifacts", [])
-        if artifacts and all(a["runtime"] == "rdk-bpu" for a in artifacts) or runtime or target:
-            raise
-        why = error.one_line()
-    except UNAVAILABLE as error:
-        if target and target["runtime"] != "onnxruntime":
-            raise
-        why = f"weights unavailable: {error.one_line()}"
-    return None, synthetic_model(card), True, f"synthetic weights ({why})"
 
 
 def float_parents(registry, entries: list) -> dict[str, dict]:

@@ -11,15 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from zoo.artifacts.choose import choose, local_model, run_sha256, runtime_for_path
-from zoo.artifacts.convert import derived_card_path
-from zoo.engine.plan import UNAVAILABLE
-from zoo.engine.sweep import NothingMeasured
-from zoo.errors import DatasetError, UnsupportedArtifactError, UsageError, ZooError
+from zoo.artifacts.local import local_model, run_sha256
+from zoo.cards import derived as derived_cards
+from zoo.errors import DatasetError, NothingMeasured, UnsupportedArtifactError, UsageError, ZooError, brief, reason
 from zoo.measure.accuracy import pixels_key
+from zoo.measure.choose import UNAVAILABLE, choose
 from zoo.measure.datasets import Dataset
 from zoo.measure.int8_format import resolve_format
 from zoo.measure.preprocess import Preprocessor
+from zoo.measure.runtimes import runtime_for_path
 from zoo.measure.quantize import METHODS, calibration_of, calibration_values, derive_int8_card, quantize_file
 
 
@@ -53,7 +53,7 @@ def quantize_card(card: dict, calibration: Dataset, *, method: str = "minmax", p
                            keep_float=keep_float, force=force, values=values)
     derived = derive_int8_card(card, record, run_sha256(path), root=calibration.root)
     return {**record, "id": derived["id"], "derived_from": derived["derived_from"],
-            "card_path": str(derived_card_path(derived["id"]))}
+            "card_path": str(derived_cards.path_of(derived["id"]))}
 
 
 def quantize_sweep(entries: list, calibration: Dataset, *, method: str = "minmax", per_channel: bool = True,
@@ -64,7 +64,8 @@ def quantize_sweep(entries: list, calibration: Dataset, *, method: str = "minmax
     be read fail the whole sweep at once (every card would fail alike).
 
     When nothing is quantized the error raised (the one card's own, or NothingMeasured naming every card's
-    reason) carries the records as `error.records`, so that a caller can still show each card's reason."""
+    reason) carries the records as `error.summary["records"]`, so that a caller can still show each card's
+    reason."""
     if method not in METHODS:
         raise UsageError(f"--method {method!r} is not one ONNX Runtime calibrates with", f"Use one of: {', '.join(METHODS)}")
     resolve_format(format)  # a bad --format fails the command, not each card
@@ -98,8 +99,7 @@ def quantize_sweep(entries: list, calibration: Dataset, *, method: str = "minmax
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as error:  # this card's own failure: reported, the others go on
-            reason = error.one_line() if isinstance(error, ZooError) else f"{type(error).__name__}: {error}"
-            record |= {"status": "failed", "reason": reason}
+            record |= {"status": "failed", "reason": reason(error)}
             errors[card["id"]] = error
         records.append(record)
         emit({"event": "card", "number": number, "cards": len(entries), **record})
@@ -107,11 +107,11 @@ def quantize_sweep(entries: list, calibration: Dataset, *, method: str = "minmax
         if len(records) == 1 and isinstance(errors.get(records[0]["parent"]), ZooError):
             error = errors[records[0]["parent"]]  # one card: its own error, its own exit code
         else:
-            reasons = "; ".join(f"{r['parent']} {r['status']}: {r['reason']}" for r in records)
-            error = NothingMeasured(f"nothing quantized ({sum(r['status'] == 'skipped' for r in records)} card(s) "
-                                    f"skipped, {sum(r['status'] == 'failed' for r in records)} failed): "
-                                    f"{reasons if len(records) <= 3 else 'see the lines above'}")
-        error.records = records
+            error = NothingMeasured(f"nothing quantized: {sum(r['status'] == 'skipped' for r in records)} card(s) "
+                                    f"skipped, {sum(r['status'] == 'failed' for r in records)} failed",
+                                    "; ".join(f"{r['parent']}: {brief(r['reason'])}" for r in records[:5])
+                                    + (f"; and {len(records) - 5} more" if len(records) > 5 else ""))
+        error.summary = {"records": records}  # every card's reason, for --json and the lines on stdout
         raise error
     return records
 
@@ -120,7 +120,7 @@ def quantize_sweep(entries: list, calibration: Dataset, *, method: str = "minmax
 
 EXPLAIN_IMAGES = 32   # calibration images the layers are compared on: ~5 million values per layer at 224
 MAX_TRIES = 8         # kept layers double each try: 0, 1, 2, 4, ... 64
-DOCTOR_ITERS = 200    # timed calls per model and try (4 interleaved rounds, batch 1)
+DOCTOR_ITERS = 200    # timed calls per model and try (latency.DEFAULT_ROUNDS interleaved rounds, batch 1)
 
 
 def doctor(card: dict, calibration: Dataset, held: Dataset | None = None, *, method: str = "minmax",
@@ -143,7 +143,7 @@ def doctor(card: dict, calibration: Dataset, held: Dataset | None = None, *, met
     from zoo.files import write_json_atomic
     from zoo.measure import latency
     from zoo.measure.doctor import keepable, layer_errors, top1_hits, worst_first
-    from zoo.measure.quantize import input_name, versus_float
+    from zoo.measure.quantize import accuracy_against_float, input_name
     from zoo.measure.runtimes import encode
 
     emit = progress or (lambda event: None)
@@ -172,10 +172,14 @@ def doctor(card: dict, calibration: Dataset, held: Dataset | None = None, *, met
     if max_drop is not None:
         float_hits = top1_hits(card, path, held)
         while True:
-            v = versus_float(card["id"], float_hits, top1_hits(card, record["path"], held))
-            timed = latency.bench_pair(({"id": f"{card['id']}+int8"}, Path(record["path"]), None), (card, path, None),
-                                       threads=threads, iters=iters, warmup=10)
-            speed = latency.versus_float(card["id"], *timed)
+            v = accuracy_against_float(card["id"], float_hits, top1_hits(card, record["path"], held))
+            timed = latency.bench_models([latency.Timed({"id": f"{card['id']}+int8"}, Path(record["path"]),
+                                                        precision=record["options"]["activations"]),
+                                          latency.Timed(card, path)], threads=threads, iters=iters, warmup=10)
+            for result in timed:
+                if isinstance(result, BaseException):
+                    raise result
+            speed = latency.speed_against_float(card["id"], *timed)
             remaining = keepable(layers, keep)
             tries.append({"try": len(tries), "keep_float": list(keep), **{k: v[k] for k in (
                 "n", "parent_top1", "top1", "drop_points", "drop_ci95", "float_only", "int8_only", "p_value")},
@@ -192,7 +196,7 @@ def doctor(card: dict, calibration: Dataset, held: Dataset | None = None, *, met
         best = fits[0] if fits else min(tries, key=lambda t: (t["drop_points"], -t["speedup"]))
         record = best["record"]
     derived = derive_int8_card(card, record, run_sha256(path), root=calibration.root)
-    report = {"parent": card["id"], "id": derived["id"], "card_path": str(derived_card_path(derived["id"])),
+    report = {"parent": card["id"], "id": derived["id"], "card_path": str(derived_cards.path_of(derived["id"])),
               "sha256": record["sha256"], "options": record["options"], "images": min(images, len(decoded)),
               "layers": worst_first(first["layers"]), "max_drop": max_drop,
               "held_out": {"root": str(held.root), "n": len(held)} if max_drop is not None else None,

@@ -14,13 +14,13 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from zoo.artifacts.choose import run_sha256
-from zoo.errors import DatasetError, UsageError
+from zoo.artifacts.local import run_sha256
+from zoo.errors import DatasetError, UsageError, ZooError
 from zoo.measure.datasets import load_dataset, synsets
 from zoo.measure.latency import input_bytes
 from zoo.measure.machine import check_batch_memory, check_threads, host
 from zoo.measure.preprocess import Preprocessor
-from zoo.measure.runtimes import Model, open_runtime
+from zoo.measure.runtimes import Model, is_cpu, open_runtime
 
 # Images per inference call when --batch is not given. On CPU a MobileNetV2 batch of 8 keeps its
 # activations in cache (32 ran 8-10% slower per image here); accelerators want big batches.
@@ -96,14 +96,17 @@ class Job:
 
 
 def predict(jobs: list[Job], dataset, *, batch: int = CPU_BATCH, workers: int | None = None,
-            items: list | None = None, progress: Callable[[int, int], None] | None = None) -> dict:
+            items: list | None = None, progress: Callable[[int, int], None] | None = None,
+            on_batch: Callable[[int, list, list], None] | None = None) -> dict:
     """Decode each image once and run it through every job's model (all jobs share one pixels_key).
 
     `workers` threads each take the next batch, decode it with the first job's preprocessor, then normalise,
     encode and run it for each job on a free lane of that job's model. Only the batches in flight are held
     in memory. A job whose model fails is dropped from the pass with its error kept; when every job has
     failed, the first error is raised at once. Returns {labels, unreadable, wall_s} (in `items` order; each
-    job's top-5 is in job.predictions()). `progress(done, total)` counts images times jobs."""
+    job's top-5 is in job.predictions()). `progress(done, total)` counts images times jobs. `on_batch(start, read,
+    unreadable)`, called in the worker once every job has run a batch, names the batch's images read (in order:
+    job.top5[start] rows) and those that were not (a board eval keeps each finished batch)."""
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
     if batch < 1:
@@ -121,15 +124,18 @@ def predict(jobs: list[Job], dataset, *, batch: int = CPU_BATCH, workers: int | 
     def run_batch(start: int):
         from PIL import Image
 
-        pixels, labels, unreadable = [], [], []
+        pixels, labels, read, unreadable = [], [], [], []
         for relative, label in items[start:start + batch]:
             try:
                 pixels.append(decoder.values(dataset.path(relative)))
                 labels.append(label)
+                read.append(relative)
             except (*DECODE_ERRORS, Image.DecompressionBombError):
                 unreadable.append(relative)  # unreadable or corrupt image: counted, never fatal
         for job in jobs:
             job.run(start, pixels)
+        if on_batch:
+            on_batch(start, read, unreadable)
         return labels, unreadable
 
     started = time.perf_counter()
@@ -151,21 +157,6 @@ def predict(jobs: list[Job], dataset, *, batch: int = CPU_BATCH, workers: int | 
     return {"labels": [label for labels, _ in results for label in labels],
             "unreadable": [name for _, names in results for name in names], "wall_s": wall, "batch": batch,
             "workers": workers}
-
-
-def run_accuracy(models, preprocessor, dataset, *, batch: int = CPU_BATCH, workers: int | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> dict:
-    """Top-1/top-5 (percent, with 95% intervals), per-class accuracy and throughput on `dataset`.
-
-    `models`: one Model per inference lane (the same object repeated when its runtime is thread-safe).
-    `workers` threads (default one per core) each decode a batch and run it on a free lane. On a CPU,
-    one single-threaded lane per core keeps every core working, where one run split over all cores
-    waits for its slowest thread; and with as many workers as cores, no thread waits for a core.
-    """
-    job = Job(models, preprocessor)
-    done = predict([job], dataset, batch=batch, workers=workers, progress=progress)
-    return metrics(done["labels"], job.predictions(), done["unreadable"], len(dataset.items), done["wall_s"]) | {
-        "batch": done["batch"], "workers": done["workers"], "lanes": len(job.models)}
 
 
 def metrics(labels: list[int], predicted, unreadable: list[str], total: int, wall: float) -> dict:
@@ -194,62 +185,159 @@ def metrics(labels: list[int], predicted, unreadable: list[str], total: int, wal
     }
 
 
-def open_lanes(card: dict, model_path: Path, *, provider: str | None = None, threads: int | None = None):
-    """(runtime, one Model per inference lane, default batch) for a model file under `card`'s conventions."""
+def open_lanes(card: dict, model_path: Path, *, provider: str | None = None, threads: int | None = None,
+               workers: int | None = None):
+    """(runtime, one Model per inference lane, default batch) for a model file under `card`'s conventions.
+
+    On a CPU, one lane per worker (default: one per core), each running `threads` intra-op threads (default 1):
+    one single-threaded run per core keeps every core working, where one run split over all cores waits for its
+    slowest thread. An accelerator gets one lane and the runtime's own threads."""
     model_path = Path(model_path)
     check_threads(threads, "--threads")  # before any runtime opens: 100000 threads crashed ONNX Runtime
+    check_threads(workers, "--workers")
     if not model_path.is_file():
         raise UsageError(f"model file {model_path} does not exist", "Give --model an existing .onnx or .tflite file")
-    if provider not in (None, "cpu", "CPUExecutionProvider"):
-        # An accelerator: one lane; `threads` are the runtime's own.
+    if not is_cpu(provider):
         runtime = open_runtime(model_path, provider=provider, threads=threads, spinning=False)
         return runtime, [Model.from_card(runtime, card)], ACCELERATOR_BATCH
-    # CPU: `threads` lanes of single-threaded runs (default: one per core), see run_accuracy.
-    runtime = open_runtime(model_path, provider=provider, threads=1, spinning=False)
-    lanes = threads or os.cpu_count() or 1
+    runtime = open_runtime(model_path, provider=provider, threads=threads or 1, spinning=False)
+    lanes = workers or os.cpu_count() or 1
     models = [Model.from_card(runtime, card)]
     models += [models[0] if runtime.thread_safe else
-               Model.from_card(open_runtime(model_path, threads=1), card) for _ in range(lanes - 1)]
+               Model.from_card(open_runtime(model_path, threads=threads or 1), card) for _ in range(lanes - 1)]
     return runtime, models, CPU_BATCH
 
 
-def eval_result(card: dict, model_path: Path, runtime, preprocessor, dataset, figures: dict, *,
-                artifact: dict | None = None, sha256: str | None = None, described: dict | None = None) -> dict:
-    """The eval result of `figures` (the keys of run_accuracy) with what produced them. `runtime`: the Runtime,
-    or its describe() (from a remote node); `described`: the dataset's describe(), when the caller has it
-    (fingerprinting a large set stats every file)."""
-    if figures["n"] == 0:
+def evaluate_group(members: list[tuple[dict, Path]], dataset, *, batch: int | None = None,
+                   workers: int | None = None, provider: str | None = None, threads: int | None = None,
+                   items: list | None = None, progress: Callable[[int, int], None] | None = None) -> tuple[dict, list]:
+    """The one accuracy pass: every (card, model file) of `members` scored on `dataset` (or its `items`), each
+    image decoded once with the first card's preprocessing (members must share accuracy.pixels_key).
+
+    Returns (the pass: {labels, unreadable, wall_s, batch, workers}, one outcome per member: {runtime (its
+    describe()), top5 (N, 5) class indices in `items` order} or {error}). A member that cannot open or fails
+    mid-pass keeps its error; the others go on. Single-card eval, sweeps and Ray shards all run through here."""
+    jobs, outcomes, defaults = [], [None] * len(members), []
+    for i, (card, path) in enumerate(members):
+        try:
+            runtime, models, default_batch = open_lanes(card, path, provider=provider, threads=threads,
+                                                        workers=workers)
+        except ZooError as error:
+            outcomes[i] = {"error": error}
+            continue
+        jobs.append((i, runtime, Job(models, Preprocessor(card["preprocess"], card["resolution"]), card["id"])))
+        defaults.append(default_batch)
+    if not jobs:
+        return {"labels": [], "unreadable": [], "wall_s": 0.0, "batch": batch, "workers": workers}, outcomes
+    try:
+        done = predict([job for _, _, job in jobs], dataset, batch=batch or min(defaults), workers=workers,
+                       items=items, progress=progress)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as error:  # every model of the group failed (each job keeps its own error)
+        for i, _, job in jobs:
+            outcomes[i] = {"error": job.error or error}
+        return {"labels": [], "unreadable": [], "wall_s": 0.0, "batch": batch, "workers": workers}, outcomes
+    for i, runtime, job in jobs:
+        outcomes[i] = {"error": job.error} if job.error is not None else \
+            {"runtime": {**runtime.describe(), "threads": runtime.threads or 1}, "top5": job.predictions(),
+             "lanes": len(job.models)}
+    return done, outcomes
+
+
+def figures(labels: list[int], top5, unreadable: list[str], total: int, wall: float, *, batch: int,
+            workers: int, lanes: int, items: list | None = None) -> tuple[dict, object]:
+    """(the accuracy figures of one model's pass, each image's top-1 outcome as a boolean array). With the pass's
+    `items` (dataset order), the figures carry each image's top-1 too (`per_image`, see pack_per_image)."""
+    import numpy as np
+
+    result = metrics(labels, top5, unreadable, total, wall) | {"batch": batch, "workers": workers, "lanes": lanes}
+    top1 = np.asarray(top5, dtype=np.int64).reshape(-1, 5)[:, 0]
+    hits = top1 == np.asarray(labels, dtype=np.int64)
+    if items is not None:
+        result["per_image"] = pack_per_image(items, unreadable, top1, hits)
+    return result, hits
+
+
+UNREAD = 0xFFFF  # per_image's top-1 of an image that could not be read
+
+
+def pack_per_image(items: list, unreadable: list[str], top1, hits) -> dict:
+    """Each image's top-1 class and whether it was right, in dataset order (the order its fingerprint hashes),
+    compactly: {n, top1: base64 of little-endian uint16 (UNREAD for an unreadable image), hit: base64 of the
+    hits as bits (numpy.packbits, big-endian bit order)}. 50,000 images take 140 KB. Two runs on the same dataset
+    fingerprint compare image by image (zoo.results.agreement)."""
+    import base64
+
+    import numpy as np
+
+    skipped = set(unreadable)
+    read = np.array([name not in skipped for name, _ in items], dtype=bool)
+    classes = np.full(len(items), UNREAD, dtype="<u2")
+    right = np.zeros(len(items), dtype=bool)
+    classes[read], right[read] = np.asarray(top1, dtype=np.int64), np.asarray(hits, dtype=bool)
+    return {"n": len(items), "top1": base64.b64encode(classes.tobytes()).decode(),
+            "hit": base64.b64encode(np.packbits(right).tobytes()).decode()}
+
+
+def unpack_per_image(packed: dict) -> tuple[object, object, object]:
+    """(top-1 class per image, hit per image, read per image) as numpy arrays, from pack_per_image's dict."""
+    import base64
+
+    import numpy as np
+
+    n = packed["n"]
+    classes = np.frombuffer(base64.b64decode(packed["top1"]), dtype="<u2")[:n].astype(np.int64)
+    right = np.unpackbits(np.frombuffer(base64.b64decode(packed["hit"]), dtype=np.uint8))[:n].astype(bool)
+    return classes, right, classes != UNREAD
+
+
+def eval_result(card: dict, model_path: Path, runtime: dict, preprocessor, dataset, figures_: dict, *,
+                artifact: dict | None = None, sha256: str | None = None, described: dict | None = None,
+                precision: str | None = None) -> dict:
+    """The eval result of `figures_` (metrics plus batch, workers, lanes) with what produced them. `runtime`: a
+    Runtime's describe(); `described`: the dataset's describe(), when the caller has it (fingerprinting a large
+    set stats every file)."""
+    if figures_["n"] == 0:
         raise DatasetError(f"none of the {len(dataset)} images in {dataset.root} could be read "
-                           f"(e.g. {figures['unreadable_files'][0]})", "Check that the files are JPEG/PNG images")
+                           f"(e.g. {figures_['unreadable_files'][0]})", "Check that the files are JPEG/PNG images")
     model_path = Path(model_path)
-    described_runtime = runtime.describe() if hasattr(runtime, "describe") else dict(runtime)
+    accelerator = runtime.get("accelerator")
+    machine_facts = host()
     return {
         "kind": "eval", "card_id": card["id"],
         "artifact": {"file": (artifact or {}).get("file", model_path.name), "path": str(model_path),
                      "sha256": sha256 or run_sha256(model_path)},
-        "runtime": {**described_runtime, "threads": (described_runtime["threads"] or 1) * figures["lanes"]},
+        "precision": precision or (artifact or {}).get("precision") or "fp32",
+        "runtime": runtime, "device": accelerator["device"] if accelerator else machine_facts["device"],
         "preprocess": preprocessor.describe(), "input": card["input"],
         "dataset": described or dataset.describe(), "notes": list(dataset.notes),
         "claims": [c for c in card.get("claims", []) if c["metric"] in ("top1", "top5")],
-        "machine": host(),
-        **figures,
+        "machine": machine_facts,
+        **figures_,
     }
 
 
 def evaluate_file(card: dict, model_path: Path, dataset, *, artifact: dict | None = None, batch: int | None = None,
                   workers: int | None = None, provider: str | None = None, threads: int | None = None,
                   progress: Callable[[int, int], None] | None = None) -> dict:
-    """Evaluate one model file under `card`'s conventions on a loaded Dataset.
+    """Evaluate one model file under `card`'s conventions on a loaded Dataset (evaluate_group of one; nothing
+    stored: zoo.engine.evaluate records runs).
 
-    Result keys: kind, card_id, artifact {file, path, sha256}, runtime {name, version, provider, threads},
-    preprocess, input, dataset {path, layout, n_images, labels_file, unlabelled_entries, fingerprint},
-    notes, claims (the card's published top1/top5 figures), machine, and the keys of run_accuracy.
+    Result keys: kind, card_id, artifact {file, path, sha256}, precision, runtime {name, version, provider,
+    threads[, accelerator]}, device, preprocess, input, dataset {path, layout, n_images, labels_file,
+    unlabelled_entries, fingerprint}, notes, claims (the card's published top1/top5 figures), machine, and the
+    figures: top1, top5 (percent), their 95% intervals, n, unreadable, per_class, images_per_s, wall_s, batch,
+    workers, lanes.
     """
-    runtime, models, default_batch = open_lanes(card, model_path, provider=provider, threads=threads)
-    preprocessor = Preprocessor(card["preprocess"], card["resolution"])
-    figures = run_accuracy(models, preprocessor, dataset, batch=batch or default_batch, workers=workers,
-                           progress=progress)
-    return eval_result(card, model_path, runtime, preprocessor, dataset, figures, artifact=artifact)
+    done, (outcome,) = evaluate_group([(card, Path(model_path))], dataset, batch=batch, workers=workers,
+                                      provider=provider, threads=threads, progress=progress)
+    if "error" in outcome:
+        raise outcome["error"]
+    found, _ = figures(done["labels"], outcome["top5"], done["unreadable"], len(dataset), done["wall_s"],
+                       batch=done["batch"], workers=done["workers"], lanes=outcome["lanes"], items=dataset.items)
+    return eval_result(card, model_path, outcome["runtime"], Preprocessor(card["preprocess"], card["resolution"]),
+                       dataset, found, artifact=artifact)
 
 
 def load_data(data: Path, labels: Path | None = None, limit: int | None = None):

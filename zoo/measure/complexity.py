@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 
 from zoo.errors import UsageError
+from zoo.files import check_model_file
 
 # op type -> index of its weight input (the operand whose trailing dims are multiplied per output element)
 CONV_WEIGHT = {"Conv": 1, "ConvInteger": 1, "QLinearConv": 3}
@@ -21,7 +22,12 @@ MATMUL_B = {"MatMul": 1, "MatMulInteger": 1, "QLinearMatMul": 3, "Gemm": 1}
 
 def _dims(value_info) -> list[int | None]:
     dims = value_info.type.tensor_type.shape.dim
-    return [d.dim_value if d.HasField("dim_value") else None for d in dims]
+    return [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in dims]
+
+
+def _at(names, index: int) -> str | None:
+    """A node's input or output name at `index`; None when the node has fewer (a malformed graph)."""
+    return names[index] if len(names) > index and names[index] else None
 
 
 def _io(values) -> list[dict]:
@@ -52,21 +58,26 @@ def count_onnx(path: Path) -> dict:
         for dim in value.type.tensor_type.shape.dim:
             if not dim.HasField("dim_value"):
                 dim.dim_value = 1
-    inferred = shape_inference.infer_shapes(model, strict_mode=False).graph
+    try:
+        inferred = shape_inference.infer_shapes(model, strict_mode=False).graph
+    except Exception as exc:  # onnx's InferenceError and friends: a graph whose shapes contradict each other
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UsageError(f"{path}: not a valid ONNX graph: shape inference fails ({text[:200]})",
+                         "Check the file, or export it again") from None
     shapes = {v.name: _dims(v) for v in list(inferred.value_info) + list(inferred.input) + list(inferred.output)}
     shapes.update({name: list(t.dims) for name, t in initializers.items()})
 
     macs, unknown = 0, []
     for node in inferred.node:
-        out = shapes.get(node.output[0])
+        out = shapes.get(_at(node.output, 0))
         if node.op_type in CONV_WEIGHT:
-            weight = shapes.get(node.input[CONV_WEIGHT[node.op_type]])
-            if not out or not weight or None in out:
+            weight = shapes.get(_at(node.input, CONV_WEIGHT[node.op_type]))
+            if not out or not weight or None in out or None in weight:
                 unknown.append(node.name or node.op_type)
                 continue
             macs += math.prod(out) * math.prod(weight[1:])  # each output element: Cin/groups * kh * kw
         elif node.op_type in MATMUL_B:
-            a = shapes.get(node.input[0])
+            a = shapes.get(_at(node.input, 0))
             if not out or not a or None in out or a[-1] is None:
                 unknown.append(node.name or node.op_type)
                 continue
@@ -82,14 +93,23 @@ def count_onnx(path: Path) -> dict:
 
 def count_tflite(path: Path) -> dict:
     """The same for a TFLite model, from LiteRT's op and tensor details."""
+    from zoo.measure.runtimes import RUNTIMES
+
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
-        raise UsageError(f"{path}: counting a .tflite model needs LiteRT", "pip install 'zoo[litert]'") from None
+        raise UsageError(f"{path}: counting a .tflite model needs LiteRT, which is not installed",
+                         f"Install it with: {RUNTIMES['litert'].install_hint}") from None
     try:
         interpreter = Interpreter(model_path=str(path))
-    except (ValueError, RuntimeError) as exc:
-        raise UsageError(f"{path}: not a readable TFLite model ({exc})", "Give a .tflite file or a card id") from None
+        return _count_tflite(interpreter)
+    except (ValueError, RuntimeError, KeyError, IndexError) as exc:  # UnicodeDecodeError: a name that is not UTF-8
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UsageError(f"{path}: not a readable TFLite model ({text[:200]})",
+                         "Give a .tflite file or a card id") from None
+
+
+def _count_tflite(interpreter) -> dict:
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
     macs, params, weights = 0, 0, set()
     for op in interpreter._get_ops_details():  # no public API lists ops; this one is stable since TF 2.4
@@ -118,8 +138,9 @@ def count_tflite(path: Path) -> dict:
 def inspect_file(path: Path) -> dict:
     """`zoo inspect PATH`: inputs, outputs, MACs, params and size in bytes of a model file."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise UsageError(f"{path}: no such file", "Give a model file (.onnx, .tflite) or a card id")
+    check_model_file(path)  # a FIFO, a device or a huge file is refused before onnx or LiteRT reads it
     suffix = path.suffix.lower()
     if suffix == ".onnx":
         info = count_onnx(path)

@@ -21,6 +21,9 @@ from functools import lru_cache
 from pathlib import Path
 
 from zoo.errors import DatasetError
+from zoo.files import read_limited
+
+MAX_LABELS_BYTES = 64 * 2**20  # ImageNet val's labels are 1.4 MB as `FILE IDX`, 2.5 MB as Kaggle's CSV
 
 IMAGE_SUFFIXES = frozenset({".jpeg", ".jpg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"})
 SYNSET = re.compile(r"n\d{8}")
@@ -163,11 +166,11 @@ def _label_value(token: str, where: str) -> int:
 
 def read_labels(path: Path) -> dict[str, int]:
     """{file as written: class index} from a `FILE IDX` list or a Kaggle LOC_val_solution.csv."""
-    if not path.is_file():
+    if not path.exists():
         raise DatasetError(f"labels file {path} does not exist", "Give --labels an existing file")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
+    try:  # checked before reading: /dev/zero or a FIFO as --labels is refused, not read forever
+        text = read_limited(path, MAX_LABELS_BYTES, f"labels file {path}").decode("utf-8-sig")
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
         raise DatasetError(f"labels file {path} is not readable text ({exc})", "Give a plain-text labels file") from None
     lines = text.splitlines()
     labels: dict[str, int] = {}

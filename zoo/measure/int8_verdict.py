@@ -2,50 +2,21 @@
 "int8 is 1.8x faster than float on this host (Intel Xeon; AVX512-VNNI), 95% CI 1.7-1.9x; top-1 -0.71 points
 (95% CI -1.5 to +0.1; McNemar p = 0.12, not significant)".
 
-Speed: the float/int8 ratio of p50 latencies from interleaved rounds (latency.bench_pair), with a paired
-two-level bootstrap interval: resample the rounds (each round's int8 and float runs ran side by side, so a
-round is drawn for both), then the calls within each drawn round; the spread between rounds (another job
-starting on a shared machine) widens the interval as it should. Accuracy: the drop in top-1 points on the same
-images, with an interval conditional on the discordant images (those only one model got right): of those d
-images, the share b/d that only float got right has an exact (Clopper-Pearson) interval (lo, hi), and
-drop = d/n * (2 b/d - 1), so the drop's interval is d/n * (2 lo - 1, 2 hi - 1). It is the dual of McNemar's
-exact test, which conditions on d the same way: the interval leaves out 0 exactly when p < 0.05.
+Speed: the float/int8 ratio of p50 latencies from interleaved rounds (latency.bench_models), with the
+distribution-free interval of the median of the per-round ratios (each round times both models, so a round
+is a pair; latency.median_interval: order statistics, 95% or more from 6 rounds on, robust to a round that
+another job disturbed). Accuracy: the drop in top-1 points on the same images, with an interval conditional
+on the discordant images (those only one model got right): of those d images, the share b/d that only float
+got right has an exact (Clopper-Pearson) interval (lo, hi), and drop = d/n * (2 b/d - 1), so the drop's
+interval is d/n * (2 lo - 1, 2 hi - 1). It is the dual of McNemar's exact test, which conditions on d the same
+way: the interval leaves out 0 exactly when p < 0.05.
 """
 from __future__ import annotations
 
-RESAMPLES = 2000
 
-
-def speedup_interval(int8_rounds: list, float_rounds: list, *, resamples: int = RESAMPLES, seed: int = 0,
-                     confidence: float = 0.95) -> list[float] | None:
-    """[low, high] of float p50 / int8 p50 (above 1: int8 is faster) from per-round latency samples (ms),
-    rounds paired by position; None without samples."""
-    import numpy as np
-
-    pairs = [(np.asarray(a, float), np.asarray(b, float)) for a, b in zip(int8_rounds, float_rounds) if len(a) and len(b)]
-    if not pairs:
-        return None
-    rng = np.random.default_rng(seed)
-    ratios = np.empty(resamples)
-    for k in range(resamples):
-        drawn = rng.integers(len(pairs), size=len(pairs))
-        int8 = np.concatenate([rng.choice(pairs[r][0], len(pairs[r][0])) for r in drawn])
-        float_ = np.concatenate([rng.choice(pairs[r][1], len(pairs[r][1])) for r in drawn])
-        ratios[k] = np.median(float_) / np.median(int8)
-    tail = 100 * (1 - confidence) / 2
-    low, high = np.percentile(ratios, [tail, 100 - tail])
-    return [round(float(low), 4), round(float(high), 4)]
-
-
-def rounds_of(result: dict) -> list[list[float]]:
-    """A bench result's latency samples split into its interleaved rounds (`round_sizes`), else one round."""
-    samples = result.get("samples_ms") or []
-    sizes = result.get("round_sizes") or [len(samples)]
-    out, start = [], 0
-    for size in sizes:
-        out.append(samples[start:start + size])
-        start += size
-    return out
+def round_ratios(int8_round_p50s, float_round_p50s) -> list[float]:
+    """Each round's float p50 / int8 p50 (rounds paired by position: both models were timed in each round)."""
+    return [f / i for i, f in zip(int8_round_p50s or [], float_round_p50s or []) if i and f]
 
 
 def drop_interval(float_only: int, int8_only: int, n: int, confidence: float = 0.95) -> list[float] | None:
@@ -108,7 +79,7 @@ def speed_sentence(speedup: float, interval: list | None = None, *, where: str =
 
 
 def accuracy_sentence(v: dict) -> str:
-    """'top-1 -0.71 points (95% CI -1.54 to +0.11; McNemar p = 0.12, not significant)' from quantize.versus_float."""
+    """'top-1 -0.71 points (95% CI -1.54 to +0.11; McNemar p = 0.12, not significant)' from quantize.accuracy_against_float."""
     change = 0.0 - v["drop_points"]  # int8 - float; 0.0 - x, so that no drop prints +0.00, not -0.00
     interval = v.get("drop_ci95")
     ci = f"95% CI {0.0 - interval[1]:+.2f} to {0.0 - interval[0]:+.2f}; " if interval else ""
@@ -117,7 +88,7 @@ def accuracy_sentence(v: dict) -> str:
 
 
 def verdict(speed: dict | None, accuracy: dict | None, host: dict | None = None) -> str | None:
-    """The whole verdict from a bench's and an eval's `versus_float` (either may be missing)."""
+    """The whole verdict from a bench's `speed_vs_float` and an eval's `accuracy_vs_float` (either may be missing)."""
     parts = []
     if speed:
         parts.append(speed_sentence(speed["speedup"], speed.get("speedup_ci95"), host=host))

@@ -41,6 +41,8 @@ TF_PROTOCOLS = ("tf1-slim", "tf2-resize")
 # Decoded and resized images above this many pixels are refused: 40 MP is 120 MB as uint8 RGB, about
 # 4x the largest ImageNet image, and it keeps a 100000 x 1 image from a 25-gigapixel resize.
 MAX_PIXELS = 40_000_000
+# An image file is read whole: at most the bytes of MAX_PIXELS as 16-bit RGB stored uncompressed (240 MB).
+MAX_IMAGE_BYTES = 256 * 2**20
 
 INTERPOLATION = {"bilinear": "BILINEAR", "bicubic": "BICUBIC", "nearest": "NEAREST", "area": "BOX"}
 
@@ -71,10 +73,16 @@ def central_fraction_box(width: int, height: int, crop_pct: float) -> tuple[int,
 # ---------------------------------------------------------------------------------------------- input
 
 def _read(source) -> bytes:
+    """An image file's bytes: a regular file of at most MAX_IMAGE_BYTES, checked before reading (/dev/zero, a FIFO
+    or a 3 GiB file named .JPEG is refused, not read into memory)."""
+    from zoo.files import read_limited
+
     if isinstance(source, (bytes, bytearray, memoryview)):
         return bytes(source)
     try:
-        return Path(source).read_bytes()
+        return read_limited(source, MAX_IMAGE_BYTES, "the file")
+    except ValueError as e:
+        raise UnreadableImage(str(e)) from e
     except OSError as e:
         raise UnreadableImage(e.strerror or str(e)) from e
 

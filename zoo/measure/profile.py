@@ -130,9 +130,9 @@ def versus(int8: dict, float_: dict) -> list[dict]:
 
 def profile_run(model_path: Path, parent_path: Path | None = None, **options) -> dict:
     """What `zoo bench --profile` stores with a run: the model's profile_file() and, for an int8 card timed
-    beside its float parent, the parent's as `float` and the two side by side as `versus_float` (versus())."""
+    beside its float parent, the parent's as `float` and the two side by side as `vs_float` (versus())."""
     own = profile_file(model_path, **options)
     if parent_path is None:
         return own
     parent = profile_file(parent_path, **options)
-    return {**own, "float": parent, "versus_float": versus(own, parent)}
+    return {**own, "float": parent, "vs_float": versus(own, parent)}

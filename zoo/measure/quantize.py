@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from zoo import settings
-from zoo.artifacts.convert import save_derived_card
+from zoo.cards import derived as derived_cards
 from zoo.artifacts.hashes import file_sha256
 from zoo.errors import DatasetError, UnsupportedArtifactError, UsageError
 from zoo.files import read_json, write_json_atomic
@@ -94,7 +94,7 @@ def held_out(card: dict, dataset: Dataset) -> tuple[Dataset, int]:
     return held, excluded
 
 
-def versus_float(parent_id: str, float_hits, int8_hits) -> dict:
+def accuracy_against_float(parent_id: str, float_hits, int8_hits) -> dict:
     """The int8 model against its float parent on the same images, from per-image top-1 outcomes (aligned
     boolean arrays): both top-1s, the drop in points with its 95% interval, the discordant pairs, McNemar's
     exact p-value, and the verdict in words (zoo.measure.int8_verdict)."""
@@ -306,4 +306,4 @@ def derive_int8_card(card: dict, record: dict, parent_sha256: str, root: Path | 
             "notes": f"Derived from {card['id']}: {how}, calibrated on {calibration['n']} images of "
                      f"{calibration['root']}. Format chosen: {options['reason']}. Published figures belong to the "
                      "source's models, not to this one."}
-    return save_derived_card(data)
+    return derived_cards.save(data)

@@ -63,10 +63,10 @@ def profile_section(card_id: str, profile: dict, run_id: int | None = None, node
              f"<p class=note>ONNX Runtime's profile, {profile['runs']} runs, batch {profile['batch']}, "
              f"{profile.get('threads') or 'default'} thread(s): run {profile['run_ms']:.3f} ms, kernels "
              f"{profile['kernel_ms']:.3f} ms.</p>"]
-    if profile.get("versus_float"):
+    if profile.get("vs_float"):
         parts.append(_table(["family", "int8 ms", "float ms", "int8/float"],
                             [[r["family"], _num(r["int8_ms"], 3), _num(r["float_ms"], 3), _num(r["ratio"])]
-                             for r in profile["versus_float"]]))
+                             for r in profile["vs_float"]]))
     parts.append(_table(["op", "family", "ms", "share", "calls"],
                         [[r["op"], r["family"], _num(r["ms"], 3), f"{100 * r['share']:.1f}%", r["calls"]]
                          for r in profile["by_op"]]))

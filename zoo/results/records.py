@@ -9,23 +9,30 @@ from zoo._version import __version__
 
 KINDS = ("eval", "bench")
 EVAL_METRICS = ("top1", "top5", "top1_ci95", "top5_ci95", "n", "unreadable", "unreadable_files", "images_per_s",
-                "wall_s", "workers", "lanes", "per_class", "engine", "calibration_excluded", "versus_float")
-OPTIONAL_EVAL_METRICS = ("engine", "calibration_excluded", "versus_float")
+                "wall_s", "workers", "lanes", "per_class", "engine", "calibration_excluded", "accuracy_vs_float",
+                "per_image")
+OPTIONAL_EVAL_METRICS = ("engine", "calibration_excluded", "accuracy_vs_float", "per_image")
 BENCH_METRICS = ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms", "max_ms", "fps", "iterations",
                  "peak_rss_bytes", "synthetic_weights", "warmup", "macs", "params", "size_bytes",
                  "load_ms", "first_inference_ms", "model_peak_bytes", "p90_conservative_ms", "p99_conservative_ms",
-                 "samples_ms", "cpus", "rounds", "versus_float", "profile")
+                 "samples_ms", "cpus", "rounds", "round_p50_ms", "p50_ci95", "p50_ci_coverage", "conditions",
+                 "same_file_as", "speed_vs_float", "profile")
 JSON_FIELDS = ("preprocess", "dataset", "machine", "metrics", "settings")
 
 
-def cls_json(value) -> str:
+def canonical_json(value) -> str:
+    """A value's JSON text with sorted keys: equal settings compare equal as text (in SQL too)."""
     return json.dumps(value, sort_keys=True)
 
 
 @dataclass
 class Run:
     """One stored measurement and everything that produced it. `metrics` holds the figures (EVAL_METRICS or
-    BENCH_METRICS); the properties below are how readers get at them, never by raw key."""
+    BENCH_METRICS); the properties below name the ones rankings read.
+
+    `device` is where the model ran: an accelerator's own name for a run on one (`machine` keeps the host), the
+    host CPU, or a target board's name; `precision` is that of the file that ran (None: recorded before zoo
+    stored it)."""
 
     kind: str
     card_id: str
@@ -43,7 +50,8 @@ class Run:
     preprocess: dict | None = None
     dataset_fingerprint: str | None = None
     dataset: dict | None = None
-    settings: dict | None = None  # what the sweep engine matches to reuse a run (zoo.engine.sweep)
+    settings: dict | None = None  # what the engine matches to reuse a run (zoo.engine.eval, zoo.engine.bench)
+    precision: str | None = None
     zoo_version: str = __version__
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     id: int | None = None
@@ -56,12 +64,13 @@ class Run:
 
     @classmethod
     def from_eval(cls, result: dict) -> Run:
-        """The record of a zoo.measure.accuracy.evaluate_file result."""
+        """The record of an eval result (zoo.measure.accuracy.eval_result)."""
         machine = result["machine"]
         return cls(kind="eval", card_id=result["card_id"], artifact_file=result["artifact"]["file"],
                    artifact_sha256=result["artifact"]["sha256"], runtime=result["runtime"]["name"],
                    runtime_version=result["runtime"]["version"], provider=result["runtime"]["provider"],
-                   threads=result["runtime"]["threads"], batch=result["batch"], device=machine["device"],
+                   threads=result["runtime"]["threads"], batch=result["batch"],
+                   device=result.get("device") or machine["device"], precision=result.get("precision"),
                    machine_fingerprint=machine["fingerprint"], machine=machine,
                    metrics={k: result.get(k) if k in OPTIONAL_EVAL_METRICS else result[k] for k in EVAL_METRICS},
                    preprocess=result["preprocess"],
@@ -70,26 +79,22 @@ class Run:
 
     @classmethod
     def from_bench(cls, result: dict) -> Run:
-        """The record of a zoo.measure.latency.bench_file result."""
+        """The record of a bench result (zoo.measure.latency.bench_models)."""
         machine, runtime = result["environment"], result["runtime"]
         return cls(kind="bench", card_id=result["card_id"], artifact_file=result["artifact"]["file"],
                    artifact_sha256=result["artifact"]["sha256"], runtime=runtime["name"],
                    runtime_version=runtime["version"] or "unknown", provider=runtime["provider"],
                    threads=runtime["threads"], batch=result["batch"], device=result["device"],
                    machine_fingerprint=machine["fingerprint"], machine=machine,
-                   metrics={k: result.get(k) for k in BENCH_METRICS}, settings=result.get("settings"))
+                   metrics={k: result.get(k) for k in BENCH_METRICS}, settings=result.get("settings"),
+                   precision=result.get("precision"))
 
     # ------------------------------------------------------------ store rows
 
     def to_row(self) -> dict:
         """Column -> SQLite value (JSON text for the dict columns); `id` left out."""
         row = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "id"}
-        return {k: cls_json(v) if k in JSON_FIELDS and v is not None else v for k, v in row.items()}
-
-    @staticmethod
-    def to_json(value) -> str:
-        """A dict column's text, canonical (sorted keys) so equal settings compare equal in SQL."""
-        return cls_json(value)
+        return {k: canonical_json(v) if k in JSON_FIELDS and v is not None else v for k, v in row.items()}
 
     @classmethod
     def from_row(cls, row) -> Run:

@@ -20,6 +20,7 @@ from pathlib import Path
 from zoo import settings
 from zoo.artifacts.fetch import artifact_member, fetch_record
 from zoo.artifacts.hashes import file_sha256
+from zoo.cards import derived as derived_cards
 from zoo.cards.formats import CONVERTIBLE_FORMATS
 from zoo.errors import ConversionError, UnsupportedArtifactError, UsageError
 from zoo.files import read_json, write_bytes_atomic, write_json_atomic
@@ -60,8 +61,16 @@ def _native_model(card: dict, source: Path | None, fmt: str | None, arch: dict):
     if source is None:
         weights = builder.random_weights(plan)
     else:
-        weights = mapping.map_weights(readers.read(source, fmt), plan, fmt=fmt, file=Path(source).name)
+        pairs = readers.read(source, fmt, limits=readers.Limits.for_plan(plan))  # bounded by what the plan needs
+        weights = mapping.map_weights(pairs, plan, fmt=fmt, file=Path(source).name)
     return builder.build(plan, weights, arch["resolution"])
+
+
+def _quiet(ort):
+    """Session options that keep ONNX Runtime's own log off stderr: a failure comes back as one error line."""
+    options = ort.SessionOptions()
+    options.log_severity_level = 4
+    return options
 
 
 def _check_native(path: Path, arch: dict) -> dict:
@@ -69,7 +78,7 @@ def _check_native(path: Path, arch: dict) -> dict:
     import numpy as np
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(path), _quiet(ort), providers=["CPUExecutionProvider"])
     r = arch["resolution"]
     x = np.random.default_rng(0).standard_normal((2, 3, r, r), dtype=np.float32)
     logits = session.run(["logits"], {"input": x})[0]
@@ -84,7 +93,7 @@ def _check_tflite(path: Path) -> dict:
     import numpy as np
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(path), _quiet(ort), providers=["CPUExecutionProvider"])
     inp = session.get_inputs()[0]
     dtype = {"tensor(uint8)": np.uint8, "tensor(int8)": np.int8}.get(inp.type, np.float32)
     shape = [1 if not isinstance(d, int) else d for d in inp.shape]
@@ -122,18 +131,25 @@ def convert_file(card: dict, source: Path | None, fmt: str | None, *, source_sha
                          "Native weights are float already: leave it out")
     key = _key(card, fmt, dequantize)
     onnx_path, record_path = where / f"{key}.onnx", where / f"{key}.json"
-    record = None
-    if not force and onnx_path.is_file():
-        record = read_json(record_path)  # None when missing or unreadable
-        if not isinstance(record, dict) or file_sha256(onnx_path) != record.get("sha256"):
-            record = None  # a corrupt or foreign cached file: convert again
-    if record is None:
-        record = _convert(card, source, fmt, onnx_path, synthetic=synthetic, dequantize=dequantize,
-                          source_sha256=source_sha256)
-        write_json_atomic(record_path, record, indent=2)
-        record["cached"] = False
-    else:
-        record["cached"] = True
+    from filelock import FileLock
+
+    from zoo.artifacts.cache import artifact_key, lock_path
+
+    # One conversion of a file at a time across processes (parallel sweeps, `convert --force`), as for fetch:
+    # a second one waits and finds the first one's result, or (--force) converts after it.
+    with FileLock(str(lock_path("convert-" + artifact_key(str(where), key)))):
+        record = None
+        if not force and onnx_path.is_file():
+            record = read_json(record_path)  # None when missing or unreadable
+            if not isinstance(record, dict) or file_sha256(onnx_path) != record.get("sha256"):
+                record = None  # a corrupt or foreign cached file: convert again
+        if record is None:
+            record = _convert(card, source, fmt, onnx_path, synthetic=synthetic, dequantize=dequantize,
+                              source_sha256=source_sha256)
+            write_json_atomic(record_path, record, indent=2)
+            record["cached"] = False
+        else:
+            record["cached"] = True
     record["path"] = str(onnx_path)
     if output is not None:
         output = Path(output)
@@ -149,8 +165,13 @@ def _convert(card, source, fmt, onnx_path: Path, *, synthetic, dequantize, sourc
     if fmt == TFLITE_FORMAT:
         from zoo.artifacts.convert import tflite_onnx
 
-        model, details = tflite_onnx.convert(Path(source).read_bytes(), "float" if dequantize else "qdq",
-                                             name=Path(source).name)
+        from zoo.files import read_limited
+
+        try:  # a flatbuffer is at most 2 GiB; a MobileNetV2 is a few MB
+            data = read_limited(source, tflite_onnx.MAX_TFLITE_BYTES, Path(source).name)
+        except ValueError as exc:
+            raise ConversionError(str(exc)) from None
+        model, details = tflite_onnx.convert(data, "float" if dequantize else "qdq", name=Path(source).name)
         details.pop("seconds", None)
         what = {"tflite": details}
     else:
@@ -159,11 +180,18 @@ def _convert(card, source, fmt, onnx_path: Path, *, synthetic, dequantize, sourc
         what = {"architecture": arch}
     data = model.SerializeToString()
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
-    # Checked under a temporary name; only a model that runs becomes the cached file.
-    tmp = onnx_path.with_name(f".{onnx_path.name}.check")
-    write_bytes_atomic(tmp, data)
+    # Checked under a temporary name of its own (parallel conversions never share one); only a model that runs
+    # becomes the cached file.
+    tmp = _written_aside(onnx_path, data)
     try:
-        check = _check_tflite(tmp) if fmt == TFLITE_FORMAT else _check_native(tmp, what["architecture"])
+        try:
+            check = _check_tflite(tmp) if fmt == TFLITE_FORMAT else _check_native(tmp, what["architecture"])
+        except ConversionError:
+            raise
+        except Exception as exc:  # onnxruntime raises its own unrelated classes (a graph that cannot run)
+            text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ConversionError(f"{card['id']}: the converted model does not run in ONNX Runtime "
+                                  f"({text[:200]})") from None
         tmp.replace(onnx_path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -174,6 +202,28 @@ def _convert(card, source, fmt, onnx_path: Path, *, synthetic, dequantize, sourc
             **what, "path": str(onnx_path), "sha256": hashlib.sha256(data).hexdigest(), "size_bytes": len(data),
             "converter_version": CONVERTER_VERSION, "opset": opset, "check": check,
             "seconds": round(time.perf_counter() - start, 3)}
+
+
+def _written_aside(path: Path, data: bytes) -> Path:
+    """`data` in a new, uniquely named file beside `path`; a write that fails (a full disk, a file-size limit)
+    leaves nothing and is one StorageError naming `path`."""
+    import os
+    import tempfile
+
+    from zoo.files import storage_error, umask
+
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".check", dir=path.parent)
+        os.fchmod(fd, 0o666 & ~umask())
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+    except OSError as exc:
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
+        raise storage_error(exc, path) from None
+    return Path(tmp)
 
 
 def source_sha256(onnx_path: Path) -> str | None:
@@ -235,14 +285,10 @@ def convert_card(card: dict, *, artifact: dict | str | None = None, output: Path
         return record
     derived = derive_float_card(card, record)
     return {**record, "id": derived["id"], "derived_from": derived["derived_from"],
-            "card_path": str(derived_card_path(derived["id"]))}
+            "card_path": str(derived_cards.path_of(derived["id"]))}
 
 
 # ---------------------------------------------------------------- derived cards
-
-def derived_card_path(card_id: str) -> Path:
-    return settings.derived_dir() / f"{card_id.replace('/', '_')}.json"
-
 
 def derive_float_card(card: dict, record: dict) -> dict:
     """The float model of a .tflite card (`record` of its dequantized conversion) as a card of its own:
@@ -263,16 +309,4 @@ def derive_float_card(card: dict, record: dict) -> dict:
             "input": {"layout": card["input"]["layout"], "color": card["input"]["color"], "dtype": "float32"},
             "derived_from": {"id": card["id"], "artifact_sha256": record["source"]["sha256"], "how": how},
             "notes": f"Derived from {card['id']}: {how}. Published figures belong to {card['id']}, not to this model."}
-    return save_derived_card(data)
-
-
-def save_derived_card(data: dict) -> dict:
-    """Validate a derived card and write it to ZOO_HOME/derived, where load_registry finds it (registry
-    "derived"): an index of one card, so its sha256 is checked when it is read. Returns the normalised card."""
-    from zoo.cards.index import make_index, write_index
-    from zoo.cards.schema import validate_card
-
-    path = derived_card_path(data["id"])
-    derived = validate_card(data, str(path)).model_dump(mode="json", exclude_none=True)
-    write_index(make_index([derived]), path)
-    return derived
+    return derived_cards.save(data)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 
+import flatbuffers
 import numpy as np
 import onnx
 import tflite
@@ -37,9 +38,11 @@ from onnx import TensorProto, helper, numpy_helper
 
 from zoo.errors import ConversionError, UsageError
 
+MAX_TFLITE_BYTES = 512 * 2**20  # the largest MobileNetV2 .tflite is under 15 MB
 OPSET = 13  # per-channel Q/DQ (axis) and int32 DequantizeLinear need >= 13; ORT's QDQ fusions all handle 13
 
 _OP_NAMES = {v: k for k, v in vars(tflite.BuiltinOperator).items() if not k.startswith("_")}
+_OPTION_NAMES = {v: k for k, v in vars(tflite.BuiltinOptions).items() if not k.startswith("_")}
 _NP_TYPES = {tflite.TensorType.FLOAT32: np.float32, tflite.TensorType.INT32: np.int32,
              tflite.TensorType.UINT8: np.uint8, tflite.TensorType.INT8: np.int8,
              tflite.TensorType.INT64: np.int64}
@@ -49,6 +52,32 @@ NHWC_TO_NCHW, NCHW_TO_NHWC = [0, 3, 1, 2], [0, 2, 3, 1]
 
 class UnsupportedOperatorError(ConversionError):
     """The .tflite file uses something this converter does not translate."""
+
+
+def builtin_code(oc) -> int:
+    """An OperatorCode's operator, read as LiteRT reads it: the larger of builtin_code (int32, schema v3a and
+    later) and deprecated_builtin_code (int8; older files fill only this one). The `tflite` package's own
+    BuiltinCode() returns deprecated_builtin_code whenever builtin_code is below 127, so a file saying
+    LOGISTIC in builtin_code and CONV_2D in the deprecated field would read as CONV_2D there, while LiteRT runs
+    LOGISTIC: the raw field is read here instead (vtable slot 10 of the schema's OperatorCode table)."""
+    slot = oc._tab.Offset(10)
+    builtin = oc._tab.Get(flatbuffers.number_types.Int32Flags, slot + oc._tab.Pos) if slot else 0
+    return max(builtin, oc.DeprecatedBuiltinCode())
+
+
+def operator_code_name(oc) -> str:
+    code = builtin_code(oc)
+    if code == tflite.BuiltinOperator.CUSTOM:
+        return f"CUSTOM:{(oc.CustomCode() or b'?').decode('utf-8', 'backslashreplace')}"
+    return _OP_NAMES.get(code, f"builtin code {code}")
+
+
+def operator_names(data: bytes) -> list[str]:
+    """The operators of a .tflite file's first subgraph in order, named as LiteRT reads them."""
+    model = tflite.Model.GetRootAsModel(data, 0)
+    graph = model.Subgraphs(0)
+    codes = [operator_code_name(model.OperatorCodes(k)) for k in range(model.OperatorCodesLength())]
+    return [codes[graph.Operators(k).OpcodeIndex()] for k in range(graph.OperatorsLength())]
 
 
 class _Converter:
@@ -67,12 +96,10 @@ class _Converter:
 
     # ---- reading the flatbuffer -------------------------------------------------------------
     def op_name(self, op) -> str:
-        oc = self.model.OperatorCodes(op.OpcodeIndex())
-        # Files from before schema v3a only fill deprecated_builtin_code; newer ones fill both.
-        code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
-        if code == tflite.BuiltinOperator.CUSTOM:
-            return f"CUSTOM:{(oc.CustomCode() or b'?').decode()}"
-        return _OP_NAMES.get(code, f"builtin code {code}")
+        index = op.OpcodeIndex()
+        if not 0 <= index < self.model.OperatorCodesLength():
+            raise ConversionError(f"an operator names operator code {index} of {self.model.OperatorCodesLength()}")
+        return operator_code_name(self.model.OperatorCodes(index))
 
     def tensor(self, i):
         return self.g.Tensors(i)
@@ -107,11 +134,16 @@ class _Converter:
             return None
         return np.frombuffer(raw, self.np_type(i)).reshape(self.shape(i)).copy()
 
-    def options(self, op, cls):
-        opt = cls()
-        table = op.BuiltinOptions()
-        if table is not None:
+    def options(self, op, cls, required: bool = False):
+        """The operator's builtin options as `cls`. Options the file declares of another type are refused, never
+        read as `cls` (LiteRT would take them as absent); options a stride depends on must be there."""
+        opt, table, kind = cls(), op.BuiltinOptions(), op.BuiltinOptionsType()
+        wanted = getattr(tflite.BuiltinOptions, cls.__name__)
+        if table is not None and kind == wanted:
             opt.Init(table.Bytes, table.Pos)
+        elif kind != tflite.BuiltinOptions.NONE or table is not None or required:
+            found = _OPTION_NAMES.get(kind, f"type {kind}") if kind != tflite.BuiltinOptions.NONE else "none"
+            raise UnsupportedOperatorError(f"{self.op_name(op)} with builtin options {found} (expected {cls.__name__})")
         return opt
 
     # ---- emitting ONNX ----------------------------------------------------------------------
@@ -239,7 +271,7 @@ class _Converter:
     def conv(self, op, depthwise: bool):
         x, w, b = (list(op.InputsAsNumpy()) + [-1])[:3]
         y = op.OutputsAsNumpy()[0]
-        opt = self.options(op, tflite.DepthwiseConv2DOptions if depthwise else tflite.Conv2DOptions)
+        opt = self.options(op, tflite.DepthwiseConv2DOptions if depthwise else tflite.Conv2DOptions, required=True)
         wshape = self.shape(w)
         if depthwise:  # [1, kh, kw, C*mult] -> [C*mult, 1, kh, kw], one group per input channel
             perm, group = [3, 0, 1, 2], self.shape(x)[3]
@@ -267,7 +299,7 @@ class _Converter:
 
     def average_pool(self, op):
         x, y = op.InputsAsNumpy()[0], op.OutputsAsNumpy()[0]
-        opt = self.options(op, tflite.Pool2DOptions)
+        opt = self.options(op, tflite.Pool2DOptions, required=True)
         k, stride = [opt.FilterHeight(), opt.FilterWidth()], [opt.StrideH(), opt.StrideW()]
         pads = self.same_pads(self.shape(x)[1:3], k, stride, [1, 1], opt.Padding())
         fused = opt.FusedActivationFunction()

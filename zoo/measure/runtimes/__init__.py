@@ -1,62 +1,86 @@
-"""One small interface over the runtimes that run a model file on this host.
+"""The runtimes that run a model file on this host, in one table, and one small interface over them.
 
-A `Runtime` runs raw tensors (onnxruntime.py, litert.py). A `Model` puts a card's conventions
-around it: it encodes a preprocessed image into the tensor the model takes (layout, float or
-quantized integers with the card's scale and zero point), and turns raw outputs into 1000 class
-scores (dequantized, background column dropped when the card says `label_offset: 1`).
+A `Runtime` (base.py) runs raw tensors (onnxruntime.py, litert.py). `RUNTIMES` says, for each runtime zoo drives
+on a host, its class, the model-file suffixes it loads, the package whose presence means it is installed, and
+how it is named in messages; the installed version comes from the class (one lookup). A `Model` puts a card's
+conventions around a Runtime: it encodes a preprocessed image into the tensor the model takes (layout, float or
+quantized integers with the card's scale and zero point), and turns raw outputs into 1000 class scores
+(dequantized, background column dropped when the card says `label_offset: 1`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib.util import find_spec
 from pathlib import Path
 
-from zoo.artifacts.choose import runtime_for_path
 from zoo.errors import InvalidCardError, UnsupportedArtifactError, UsageError
+from zoo.measure.runtimes.base import Runtime
+from zoo.measure.runtimes.litert import LiteRtRuntime
+from zoo.measure.runtimes.onnxruntime import OnnxRuntime
 
 INTEGER_RANGE = {"uint8": (0, 255), "int8": (-128, 127)}
 
 
-class Runtime:
-    """Runs batches of raw input tensors; subclasses fill in the attributes below."""
+def is_cpu(provider: str | None) -> bool:
+    """Whether an execution provider (as asked, or as a runtime reports it) runs on the host CPU."""
+    return provider is None or str(provider).lower().removesuffix("executionprovider") == "cpu"
 
-    name: str = ""
-    version: str = ""
-    provider: str | None = None
-    threads: int | None = None
-    input_shape: tuple = ()              # None for a dynamic dimension
-    input_dtype: str = ""
-    input_quant: tuple[float, int] | None = None   # (scale, zero point) the model file declares
-    output_quant: tuple[float, int] | None = None
-    max_batch: int | None = None         # None: any batch size
-    thread_safe: bool = False            # whether several threads may call run() at once
 
-    def run(self, batch):
-        """The model's first output for a batch of input tensors."""
-        raise NotImplementedError
+@dataclass(frozen=True)
+class RuntimeSpec:
+    name: str
+    cls: type                   # the Runtime subclass that opens a file
+    suffixes: tuple[str, ...]   # model files it loads
+    package: str                # importable when the runtime is installed
+    install_hint: str
+    label: str                  # its name in messages
 
-    def describe(self) -> dict:
-        return {"name": self.name, "version": self.version, "provider": self.provider, "threads": self.threads}
+    def installed(self) -> bool:
+        try:
+            return find_spec(self.package) is not None
+        except (ImportError, ValueError):  # a module set to None in sys.modules (blocked)
+            return False
+
+    def version(self) -> str:
+        """The installed version, as a run records it."""
+        return self.cls.installed_version()
+
+
+RUNTIMES = {
+    "onnxruntime": RuntimeSpec("onnxruntime", OnnxRuntime, (".onnx",), "onnxruntime", "pip install onnxruntime",
+                               "ONNX Runtime"),
+    "litert": RuntimeSpec("litert", LiteRtRuntime, (".tflite",), "ai_edge_litert", "pip install ai-edge-litert",
+                          "LiteRT"),
+}
+
+
+def runtime_for_path(path: Path) -> RuntimeSpec:
+    """The runtime that loads this model file, from its suffix; UnsupportedArtifactError when none does."""
+    suffix = Path(path).suffix.lower()
+    for spec in RUNTIMES.values():
+        if suffix in spec.suffixes:
+            return spec
+    raise UnsupportedArtifactError(f"{Path(path).name}: no runtime on this host runs {suffix or 'this'} files",
+                                   "zoo runs .onnx (ONNX Runtime) and .tflite (LiteRT) models")
 
 
 def open_runtime(path: Path, *, provider: str | None = None, threads: int | None = None,
                  spinning: bool = True) -> Runtime:
-    """A Runtime for the model file, by the runtime table's rule (zoo.artifacts.choose): ONNX Runtime for
-    .onnx, LiteRT for .tflite.
+    """A Runtime for the model file, by the table's rule: ONNX Runtime for .onnx, LiteRT for .tflite.
 
     `spinning=False` stops ONNX Runtime's idle threads from busy-waiting, which leaves the
     cores to decoder threads running beside it.
     """
-    import importlib
+    from zoo.files import check_model_file
 
+    check_model_file(Path(path))  # a FIFO, a device or a huge file is refused before a runtime reads it
     spec = runtime_for_path(path)
-    module, name = spec.loader.split(":")
-    loader = getattr(importlib.import_module(module), name)
     if spec.name == "onnxruntime":
-        return loader(Path(path), provider=provider, threads=threads, spinning=spinning)
-    if provider not in (None, "cpu", "CPUExecutionProvider"):
+        return spec.cls(Path(path), provider=provider, threads=threads, spinning=spinning)
+    if not is_cpu(provider):
         raise UsageError(f"--provider {provider} is for ONNX Runtime; {Path(path).name} runs on {spec.label}",
                          "Leave out --provider for .tflite models")
-    return loader(Path(path), threads=threads)
+    return spec.cls(Path(path), threads=threads)
 
 
 @dataclass

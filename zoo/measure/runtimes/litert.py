@@ -9,30 +9,34 @@ import os
 from pathlib import Path
 
 from zoo.errors import UnsupportedArtifactError
-from zoo.measure.runtimes import Runtime
+from zoo.measure.runtimes.base import Runtime
 
 
 class LiteRtRuntime(Runtime):
     name = "litert"
     provider = "cpu"
 
+    @staticmethod
+    def installed_version() -> str:
+        from importlib.metadata import version
+
+        return version("ai-edge-litert")
+
     def __init__(self, path: Path, *, threads: int | None = None):
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError:
             raise UnsupportedArtifactError(f"{path.name} needs LiteRT, which is not installed",
-                                           "Install it with: pip install 'zoo[litert]'") from None
-        from importlib.metadata import version
-
+                                           "Install it with: pip install ai-edge-litert") from None
         self.threads = threads or os.cpu_count() or 1
         try:
             self.interpreter = Interpreter(model_path=str(path), num_threads=self.threads)
             self.interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
+            inp, out = self.interpreter.get_input_details()[0], self.interpreter.get_output_details()[0]
+        except (ValueError, RuntimeError, IndexError) as exc:  # UnicodeDecodeError: a tensor name not in UTF-8
             raise UnsupportedArtifactError(f"{path.name}: LiteRT cannot load it ({str(exc).splitlines()[0][:200]})",
                                            "Check the file (zoo fetch --force re-downloads it) or report the card") from None
-        self.version = version("ai-edge-litert")
-        inp, out = self.interpreter.get_input_details()[0], self.interpreter.get_output_details()[0]
+        self.version = self.installed_version()
         self.input_index, self.output_index = inp["index"], out["index"]
         self.input_shape = tuple(int(d) if d > 0 else None for d in inp["shape_signature"])
         self.input_dtype = inp["dtype"].__name__

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from zoo.errors import UnsupportedArtifactError, UsageError
-from zoo.measure.runtimes import Runtime
+from zoo.measure.runtimes.base import Runtime
 
 DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uint8)": "uint8", "tensor(int8)": "int8"}
 
@@ -28,12 +28,19 @@ class OnnxRuntime(Runtime):
     name = "onnxruntime"
     thread_safe = True  # InferenceSession.run may be called from several threads at once
 
+    @staticmethod
+    def installed_version() -> str:
+        import onnxruntime  # the module's own version: onnxruntime-gpu installs under another distribution name
+
+        return onnxruntime.__version__
+
     def __init__(self, path: Path, *, provider: str | None = None, threads: int | None = None, spinning: bool = True):
         import onnxruntime as ort
 
         self.provider = resolve_provider(provider)
         options = ort.SessionOptions()
-        options.log_severity_level = 3  # errors only: ORT's warnings print C++ source locations to stderr
+        options.log_severity_level = 4  # fatal only: its warnings print C++ source locations, its errors come back as
+        # exceptions (one line per card); logged too, they were a second, raw line
         if threads:
             options.intra_op_num_threads = threads
         if not spinning:
@@ -44,8 +51,9 @@ class OnnxRuntime(Runtime):
         except Exception as exc:  # onnxruntime raises its own unrelated exception classes
             raise UnsupportedArtifactError(f"{path.name}: ONNX Runtime cannot load it ({str(exc).splitlines()[0][:200]})",
                                            "Check the file (zoo fetch --force re-downloads it) or report the card") from None
+        # The provider that took the graph: an accelerator that failed to load falls back to the CPU, silently.
         self.provider = self.session.get_providers()[0]
-        self.version = ort.__version__
+        self.version = self.installed_version()
         self.threads = threads
         meta = self.session.get_inputs()[0]
         self.input_name = meta.name
@@ -55,3 +63,14 @@ class OnnxRuntime(Runtime):
 
     def run(self, batch):
         return self.session.run(None, {self.input_name: batch})[0]
+
+    def describe(self) -> dict:
+        described = super().describe()
+        if self.provider != "CPUExecutionProvider":  # the accelerator itself, read once from its driver
+            if not hasattr(self, "_accelerator"):
+                from zoo.measure.machine import accelerator
+
+                options = self.session.get_provider_options().get(self.provider, {})
+                self._accelerator = accelerator(self.provider, int(options.get("device_id", 0) or 0))
+            described["accelerator"] = self._accelerator
+        return described

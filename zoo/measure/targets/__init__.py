@@ -1,7 +1,9 @@
-"""Target boards: configuration (`zoo target add|ls|rm|check`) and running a latency runner on one.
+"""Target boards: configuration (`zoo target add|ls|rm|check`), copying files to one, and running there.
 
 Targets live in ZOO_HOME/targets.json. A model is copied to the board once, under
-~/.cache/zoo/<sha256>/<file>, and reused while its sha256 matches.
+~/.cache/zoo/<sha256>/<file>, and reused while its sha256 matches; so is the runner (board_runner.py, with
+machine.py beside it), which holds a model open on the board (zoo.measure.targets.session). An RDK BPU board is
+timed with its own `hrt_model_exec` (hrt.py).
 """
 from __future__ import annotations
 
@@ -26,9 +28,15 @@ def _load() -> dict:
     if not path.is_file():
         return {}
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
+        targets = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
         raise TargetError(f"{path} is not valid JSON ({exc})", f"Fix or remove {path}") from None
+    if not isinstance(targets, dict) or not all(
+            isinstance(t, dict) and isinstance(t.get("ssh"), str) and t.get("runtime") in TARGET_RUNTIMES
+            and isinstance(t.get("port"), int) for t in targets.values()):
+        raise TargetError(f"{path} is not a targets file ({{NAME: {{ssh, port, runtime, ...}}}})",
+                          f"Fix or remove {path}, then add the boards again with `zoo target add`")
+    return targets
 
 
 def _save(targets: dict) -> None:
@@ -95,6 +103,10 @@ def check(name: str) -> dict:
             raise TargetError(f"{name}: {target['python']} on the board cannot import onnxruntime and numpy",
                               "Install them on the board (pip install onnxruntime numpy), or give --python")
         info["runtime_version"] = probe.stdout.strip()
+        # LiteRT beside it runs a .tflite as it is (`zoo eval --target NAME --runtime litert`)
+        litert = ssh.run(f"{quote(target['python'])} -c 'from importlib.metadata import version; "
+                         "print(version(\"ai-edge-litert\"))'", check=False)
+        info["litert_version"] = litert.stdout.strip() if litert.returncode == 0 else None
     else:
         probe = ssh.run("command -v hrt_model_exec", check=False)
         if probe.returncode != 0:
@@ -119,36 +131,36 @@ def upload_once(ssh: Ssh, local: Path, sha256: str, remote_dir: str | None = Non
     return remote
 
 
-def run_onnxruntime(target: dict, model: Path, sha256: str, *, threads: int, batch: int, warmup: int,
-                    iters: int, seconds: float) -> dict:
-    """Run the ONNX Runtime runner on the board; returns its JSON (latencies_ms, machine, ...)."""
+RUNNER_FILES = ("board_runner.py", "../machine.py")  # the runner and the stdlib-only module it imports
+
+
+def upload_runner(ssh: Ssh) -> str:
+    """Copy the runner and machine.py into one directory keyed by both files' bytes (one check when they are
+    there already); returns the runner's remote path."""
+    files = [(Path(__file__).parent / name).resolve() for name in RUNNER_FILES]
+    blobs = [f.read_bytes() for f in files]
+    remote_dir = f"{REMOTE_DIR}/runner-{hashlib.sha256(b''.join(blobs)).hexdigest()}"
+    remotes = [f"{remote_dir}/{f.name}" for f in files]
+    present = ssh.run(f"sha256sum {' '.join(map(quote, remotes))} 2>/dev/null", check=False).stdout.split()
+    if present[0::2] != [hashlib.sha256(b).hexdigest() for b in blobs]:
+        for f, blob in zip(files, blobs):
+            upload_once(ssh, f, hashlib.sha256(blob).hexdigest(), remote_dir)
+    return remotes[0]
+
+
+def runner_command(target: dict, remote_runner: str, *args: str) -> str:
+    return " ".join([quote(target["python"]), quote(remote_runner), *map(quote, args)])
+
+
+def board_conditions(target: dict) -> dict | None:
+    """The board's load, clocks (each CPU's, with its governor) and temperatures now, read there by the runner
+    (zoo.measure.machine.conditions); None when the board cannot run it (no Python there)."""
     ssh = transport(target)
-    remote_model = upload_once(ssh, model, sha256)
-    remote_runner = _upload_runner(ssh)
-    command = (f"{quote(target['python'])} {quote(remote_runner)} {quote(remote_model)} --threads {threads} "
-               f"--batch {batch} --warmup {warmup} --iters {iters} --seconds {seconds}")
-    proc = ssh.run(command, check=False)
+    proc = ssh.run(runner_command(target, upload_runner(ssh), "--conditions"), check=False)
     try:
-        result = json.loads(proc.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        detail = (proc.stderr or proc.stdout).strip().splitlines()
-        raise TargetError(f"{target['name']}: the runner printed no result (exit {proc.returncode}: "
-                          f"{detail[-1] if detail else 'no output'})",
-                          f"Check that {target['python']} exists on the board, or give --python") from None
-    if "error" in result:
-        hint = ("Install onnxruntime and numpy on the board" if result["error"] == "missing-runtime"
-                else "This model does not run on the board's onnxruntime")
-        raise TargetError(f"{target['name']}: {result['error']}: {result['detail']}", hint)
-    return result
-
-
-def _upload_runner(ssh: Ssh) -> str:
-    """Copy the runner and the machine-facts module it imports into one directory keyed by both files' bytes."""
-    files = [Path(__file__).with_name("ort_runner.py"), Path(__file__).parents[1] / "machine.py"]
-    key = hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()
-    remote_dir = f"{REMOTE_DIR}/runner-{key}"
-    paths = [upload_once(ssh, f, hashlib.sha256(f.read_bytes()).hexdigest(), remote_dir) for f in files]
-    return paths[0]
+        return json.loads(proc.stdout.strip().splitlines()[-1])["conditions"]
+    except (ValueError, IndexError, KeyError, TypeError):
+        return None
 
 
 def run_hrt(target: dict, model: Path, sha256: str, *, threads: int, frames: int) -> dict:

@@ -27,7 +27,9 @@ class Ssh:
         known_hosts.parent.mkdir(parents=True, exist_ok=True)
         options = ["-p", str(self.port), "-o", "BatchMode=yes", "-o", f"ConnectTimeout={self.connect_timeout_s}",
                    "-o", "StrictHostKeyChecking=accept-new", "-o", f"UserKnownHostsFile={known_hosts}",
-                   "-o", "LogLevel=ERROR"]
+                   "-o", "LogLevel=ERROR",
+                   # a board that vanishes without closing the connection (power, Wi-Fi) ends it within ~15 s
+                   "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"]
         if self.identity:
             options += ["-i", str(Path(self.identity).expanduser()), "-o", "IdentitiesOnly=yes"]
         return options
@@ -37,12 +39,22 @@ class Ssh:
         argv = ["ssh", *self._options(), self.destination, command]
         proc = self._call(argv, timeout_s)
         if proc.returncode == 255:
-            raise self._ssh_error(proc.stderr)
+            raise self.ssh_error(proc.stderr)
         if check and proc.returncode != 0:
             detail = (proc.stderr or proc.stdout).strip().splitlines()
             raise TargetError(f"{self.destination}: `{command.split()[0]}` failed with exit {proc.returncode}: "
                               f"{detail[-1] if detail else 'no output'}")
         return proc
+
+    def open(self, command: str, stderr) -> subprocess.Popen:
+        """Start a long-lived command on the board with binary pipes to its stdin and stdout (a runner);
+        `stderr`: a file that collects ssh's and the command's messages."""
+        argv = ["ssh", *self._options(), self.destination, command]
+        try:
+            return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr)
+        except FileNotFoundError:
+            raise TargetError("the OpenSSH client (ssh) is not installed",
+                              "Install it (Debian: apt-get install openssh-client)") from None
 
     def put(self, local: Path, remote: str, *, timeout_s: float = 600) -> None:
         """Copy a file by streaming it into `cat` on the board: needs neither scp nor an SFTP server there."""
@@ -50,7 +62,7 @@ class Ssh:
         with open(local, "rb") as source:
             proc = self._call(argv, timeout_s, stdin=source)
         if proc.returncode == 255:
-            raise self._ssh_error(proc.stderr)
+            raise self.ssh_error(proc.stderr)
         if proc.returncode != 0:
             raise TargetError(f"{self.destination}: cannot write {remote} ({proc.stderr.strip() or 'no detail'})",
                               "Check the board's disk space and permissions")
@@ -65,7 +77,8 @@ class Ssh:
             raise TargetError(f"{self.destination}: no answer within {timeout_s:.0f} s",
                               "Check the board is up, or raise the timeout") from None
 
-    def _ssh_error(self, stderr: str) -> TargetError:
+    def ssh_error(self, stderr: str) -> TargetError:
+        """ssh's own failure (exit 255) as one line saying what to do."""
         text = stderr.strip()
         where = f"{self.destination} port {self.port}"
         if "Permission denied" in text or "Too many authentication failures" in text:
