@@ -87,7 +87,7 @@ def test_the_speedup_interval_covers_the_true_ratio():
         drift = rng.lognormal(0, 0.1, 10)  # a round's load, shared by both models
         int8 = 2.5 * drift * rng.lognormal(0, 0.03, 10)
         float_ = 4.5 * drift * rng.lognormal(0, 0.03, 10)
-        low, high, coverage = median_interval(round_ratios(int8, float_))
+        low, high, coverage = median_interval(round_ratios(list(int8), list(float_)))
         covered += low <= 1.8 <= high
         assert coverage >= 0.95
     assert covered >= 190
