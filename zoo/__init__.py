@@ -17,7 +17,7 @@ from zoo.errors import UsageError, ZooError
 
 __all__ = ["ZooError", "__version__", "list_cards", "get", "resolve", "show", "compare", "plot", "report", "lint_cards",
            "build_registry", "card_schema", "fetch", "convert", "evaluate", "preprocess", "runs", "bench", "inspect",
-           "eval_sweep", "bench_sweep", "quantize", "quantize_sweep", "board_vs_host",
+           "eval_sweep", "bench_sweep", "quantize", "quantize_sweep", "quantize_doctor", "board_vs_host",
            "cache_ls", "cache_verify", "cache_rm", "cache_prune"]
 
 
@@ -424,17 +424,19 @@ def bench_sweep(patterns: list[str] | str, *, runtime: str | None = None, provid
                 target: str | None = None, cooldown: float = 0.0, cpus: list[int] | None = None,
                 mirrors: list[str] | None = None,
                 force: bool = False, store: bool = True, registries: list[Path] | None = None, progress=None,
-                ray: str | bool | None = None) -> dict:
+                ray: str | bool | None = None, profile: bool = False) -> dict:
     """Time every card the patterns match on this host, a target board, or (ray) whole nodes of a Ray cluster,
     in interleaved rounds (see zoo.engine.bench); cards without weights are timed with synthetic weights
     (marked; never an int8 card), stored runs measured the same way are reused unless `force`. A quantized card
-    is timed with its float parent, and its result carries `speed_vs_float`."""
+    is timed with its float parent, and its result carries `speed_vs_float`. profile=True: each measured
+    card's result carries `profile`, ONNX Runtime's per-operator profile (zoo.measure.profile; an int8 card's
+    with its float parent's beside it)."""
     from zoo.engine.bench import bench_sweep as sweep
 
     entries, parents = _sweep_entries(patterns, registries, progress, parents=True)
     options = _bench_options(runtime=runtime, provider=provider, threads=threads, batch=batch, warmup=warmup,
                              iters=iters, seconds=seconds, rounds=rounds, synthetic=synthetic, target=target,
-                             cooldown=cooldown, cpus=cpus, mirrors=mirrors)
+                             cooldown=cooldown, cpus=cpus, mirrors=mirrors, profile=profile)
     _join(ray, progress)
     return sweep([e.card for e in entries], options, force=force, store_runs=store, progress=progress,
                  ray=ray not in (None, False), parents=parents)
@@ -481,11 +483,12 @@ def inspect(ref: str, *, synthetic: bool = False, mirrors: list[str] | None = No
 
 
 def quantize(ref: str, calib: Path, *, calib_n: int = 300, method: str = "minmax", per_channel: bool = True,
-             labels: Path | None = None, force: bool = False, mirrors: list[str] | None = None,
-             registries: list[Path] | None = None) -> dict:
+             format: str | None = None, labels: Path | None = None, force: bool = False,
+             mirrors: list[str] | None = None, registries: list[Path] | None = None) -> dict:
     """int8 of a float card, calibrated on `calib_n` images of `calib` (chosen deterministically, spread over the
-    classes) preprocessed as the card's source does: ONNX Runtime's static QDQ quantization, cached by what
-    decides its bytes, and a derived card ID+int8 that eval, bench and compare take like any card.
+    classes) preprocessed as the card's source does: ONNX Runtime's static QDQ quantization in `format` (None:
+    the one this host's int8 instructions run fast, zoo.measure.int8_format), cached by what decides its bytes,
+    and a derived card ID+int8 that eval, bench and compare take like any card.
 
     Result keys: id (the derived card), derived_from, card_path, path, sha256, size_bytes, source, calibration,
     options, quantizer_version, onnxruntime, cached, resolved (see zoo.measure.quantize)."""
@@ -495,12 +498,13 @@ def quantize(ref: str, calib: Path, *, calib_n: int = 300, method: str = "minmax
 
     card, how = _resolved(ref, registries)
     calibration = calibration_set(load_data(calib, labels), calib_n)  # bad images fail before any download
-    record = quantize_card(card, calibration, method=method, per_channel=per_channel, force=force, mirrors=mirrors)
+    record = quantize_card(card, calibration, method=method, per_channel=per_channel, format=format, force=force,
+                           mirrors=mirrors)
     return {**record, "resolved": how}
 
 
 def quantize_sweep(patterns: list[str] | str, calib: Path, *, calib_n: int = 300, method: str = "minmax",
-                   per_channel: bool = True, labels: Path | None = None, force: bool = False,
+                   per_channel: bool = True, format: str | None = None, labels: Path | None = None, force: bool = False,
                    mirrors: list[str] | None = None, registries: list[Path] | None = None,
                    progress=None) -> list[dict]:
     """Quantize every card the patterns match (see `quantize`) on one calibration set, decoding the calibration
@@ -513,8 +517,31 @@ def quantize_sweep(patterns: list[str] | str, calib: Path, *, calib_n: int = 300
 
     entries = _sweep_entries(patterns, registries, progress)
     calibration = calibration_set(load_data(calib, labels), calib_n)  # bad images fail before any download
-    return sweep(entries, calibration, method=method, per_channel=per_channel, force=force, mirrors=mirrors,
-                 progress=progress)
+    return sweep(entries, calibration, method=method, per_channel=per_channel, format=format, force=force,
+                 mirrors=mirrors, progress=progress)
+
+
+def quantize_doctor(ref: str, calib: Path, *, data: Path | None = None, max_drop: float | None = None,
+                    calib_n: int = 300, method: str = "minmax", per_channel: bool = True, format: str | None = None,
+                    labels: Path | None = None, force: bool = False, mirrors: list[str] | None = None,
+                    registries: list[Path] | None = None, progress=None) -> dict:
+    """`zoo quantize ID --explain [--max-drop P]`: quantize one card, compare its int8 activations with the float
+    model's layer by layer on calibration images (SQNR, cosine, the dB each layer loses; worst first), and with
+    `max_drop` keep the worst layers in float until the top-1 drop on held-out images (`data`, default the
+    calibration folder less its calibration images) fits. See zoo.engine.quantize.doctor for the report's keys."""
+    from zoo.engine.quantize import doctor
+    from zoo.measure.accuracy import load_data
+    from zoo.measure.quantize import calibration_set, same_folder
+
+    card, how = _resolved(ref, registries)
+    calibration = calibration_set(load_data(calib, labels), calib_n)
+    held = None
+    if max_drop is not None:
+        held = load_data(data or calib, labels if data is None else None)
+        if same_folder(held.root, calibration.root):
+            held = held.without(relative for relative, _ in calibration.items)
+    return {**doctor(card, calibration, held, method=method, per_channel=per_channel, format=format,
+                     max_drop=max_drop, force=force, mirrors=mirrors, progress=progress), "resolved": how}
 
 
 # ---------------------------------------------------------------- results

@@ -264,6 +264,30 @@ class Calibration(_Strict):
     per_channel: bool
 
 
+class Int8Host(_Strict):
+    """The CPU a quantization format was chosen for (zoo.measure.int8_format.host_int8)."""
+
+    arch: str
+    isa: str | None = Field(None, description="its best int8 instruction set, e.g. AVX512-VNNI")
+    flags: list[str] = Field(default_factory=list)
+    cpu: str
+
+
+class Quantization(_Strict):
+    """The int8 format of a quantized derived card, and why it was chosen (`zoo quantize --format`)."""
+
+    format: str = Field(min_length=1, description="e.g. u8s8 (uint8 activations, int8 weights)")
+    activations: Literal["uint8", "int8"]
+    weights: Literal["uint8", "int8"]
+    reduce_range: bool
+    per_channel: bool
+    layout: Literal["QDQ"]
+    keep_float: list[str] = Field(default_factory=list, description="nodes kept in float (--max-drop)")
+    chosen_by: Literal["auto", "--format"]
+    reason: str = Field(min_length=1)
+    host: Int8Host
+
+
 class DerivedFrom(_Strict):
     """Where a derived card's model comes from: another card's artifact, and what was done to it."""
 
@@ -271,6 +295,7 @@ class DerivedFrom(_Strict):
     artifact_sha256: Sha256 = Field(description="the sha256 of that card's file it was made from")
     how: str = Field(min_length=1, description="e.g. 'zoo convert --dequantize (converter version 2)'")
     calibration: Calibration | None = Field(None, description="the images a quantized model was calibrated on")
+    quantization: Quantization | None = Field(None, description="a quantized model's int8 format and its reason")
 
 
 class Card(_Strict):

@@ -53,6 +53,7 @@ def bench(
                                       help="Run on Ray: alone, RAY_ADDRESS or a new local instance; or this cluster's address."),
     force: bool = typer.Option(False, "--force", help="Measure again even where a stored run matches."),
     no_store: bool = typer.Option(False, "--no-store", help="Do not record the runs in the results store."),
+    profile: bool = typer.Option(False, "--profile", help="ONNX Runtime's per-operator profile too (int8 beside float)."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress display, notes or reused-card lines."),
     as_json: bool = typer.Option(False, "--json", help="One JSON line per card, then a summary line."),
 ):
@@ -66,8 +67,16 @@ def bench(
                                   warmup=warmup, iters=iters, seconds=seconds, rounds=rounds, synthetic=synthetic,
                                   target=target, cooldown=cooldown, cpus=parse_cpus(cpus), mirrors=mirror,
                                   force=force,
-                                  store=not no_store, registries=state["registries"], progress=progress, ray=ray)
+                                  store=not no_store, registries=state["registries"], progress=progress, ray=ray,
+                                  profile=profile)
     sweep_summary(summary, as_json)
+    if profile and not as_json:
+        from zoo.cli.render import profile_lines
+
+        for record in summary["records"]:
+            profiled = record.get("profile") or (record.get("result") or {}).get("profile")
+            if profiled:
+                typer.echo("\n".join(profile_lines(record["card_id"], profiled)))
     if as_json or quiet or len(summary["records"]) != 1:
         return
     result = summary["records"][0].get("result")
@@ -255,6 +264,14 @@ def quantize_(
     calib_n: int = typer.Option(300, "--calib-n", min=1, help="How many images calibrate (spread over the classes)."),
     method: str = typer.Option("minmax", "--method", help="minmax, entropy or percentile."),
     per_channel: bool = typer.Option(True, "--per-channel/--per-tensor", help="Weight scales per output channel."),
+    format: str = typer.Option("auto", "--format", metavar="NAME",
+                               help="int8 format: auto (the one this CPU runs fast), u8s8, u8s8-reduced, s8s8, u8u8."),
+    explain: bool = typer.Option(False, "--explain", help="Compare int8 and float activations layer by layer (one card)."),
+    max_drop: Optional[float] = typer.Option(None, "--max-drop", metavar="POINTS", min=0,
+                                             help="Keep the worst layers in float until the top-1 drop on held-out "
+                                                  "images is at most this (implies --explain)."),
+    data: Optional[Path] = typer.Option(None, "--data", metavar="DIR",
+                                        help="Held-out images for --max-drop (default: --calib less its calibration images)."),
     labels: Optional[Path] = typer.Option(None, "--labels", metavar="FILE", help="Labels for --calib, as for eval."),
     mirror: Optional[List[str]] = typer.Option(None, "--mirror", metavar="URL_OR_DIR", help="Mirror for the artifact."),
     force: bool = typer.Option(False, "--force", help="Quantize again even when a cached model matches."),
@@ -262,7 +279,23 @@ def quantize_(
     as_json: bool = typer.Option(False, "--json", help="A list of {parent, id, status, ...} records (`id`: the int8 card)."),
 ):
     """int8 of float cards, calibrated on your images as each source preprocesses: derived cards ID+int8
-    (the calibration images decoded once per preprocessing)."""
+    (the calibration images decoded once per preprocessing), in the int8 format this CPU runs fast."""
+    from zoo.cli.render import doctor_lines
+    from zoo.errors import UsageError, ZooError
+
+    if explain or max_drop is not None:
+        if len(refs) != 1 or any(c in refs[0] for c in "*?["):
+            raise UsageError("--explain and --max-drop examine one card", "Give one card id, not a pattern")
+        report = zoo.quantize_doctor(refs[0], calib, data=data, max_drop=max_drop, calib_n=calib_n, method=method,
+                                     per_channel=per_channel, format=format, labels=labels, force=force,
+                                     mirrors=mirror, registries=state["registries"],
+                                     progress=None if quiet or as_json else lambda e: note(e["message"]))
+        if as_json:
+            print_json(report)
+            return
+        print_resolved(report)
+        typer.echo("\n".join(doctor_lines(report)))
+        return
     many = []
 
     def progress(event):  # notes, and in a sweep of several cards each card's progress, on stderr
@@ -276,16 +309,23 @@ def quantize_(
             outcome = f"-> {event['id']}" if event["status"] == "quantized" else event["reason"]
             note(f"[{event['number']}/{event['cards']}] {event['parent']}: {event['status']} {outcome}")
 
-    from zoo.errors import NothingMeasured
-
     try:
         records = zoo.quantize_sweep(refs, calib, calib_n=calib_n, method=method, per_channel=per_channel,
-                                     labels=labels, force=force, mirrors=mirror, registries=state["registries"],
-                                     progress=progress)
-    except NothingMeasured as nothing:  # every card's reason in the JSON too, then the one error line
-        if as_json and nothing.summary:
-            print_json(nothing.summary["records"])
+                                     format=format, labels=labels, force=force, mirrors=mirror,
+                                     registries=state["registries"], progress=progress)
+    except ZooError as error:
+        # nothing quantized: every card's reason still printed (one card's own error already says it)
+        records = (getattr(error, "summary", None) or {}).get("records")
+        if records and (as_json or len(records) > 1):
+            _quantize_records(records, as_json)
         raise
+    _quantize_records(records, as_json)
+    if any(r["status"] == "quantized" for r in records) and not quiet and not as_json:
+        note("evaluate with `zoo eval ID+int8 --data DIR`: on the calibration folder its calibration images are "
+             "left out, and its float parent is evaluated beside it")
+
+
+def _quantize_records(records: list[dict], as_json: bool) -> None:
     if as_json:
         print_json(records)
         return
@@ -294,13 +334,12 @@ def quantize_(
             typer.echo(f"{r['status']:9} {r['parent']}: {r['reason']}")
             continue
         o = r["options"]
-        typer.echo(f"quantized {r['id']}: {o['method']}, {'per-channel' if o['per_channel'] else 'per-tensor'} "
-                   f"{o['weights']} weights, {o['activations']} activations, {r['calibration']['n']} calibration "
-                   "images" + ("  (cached)" if r["cached"] else ""))
+        typer.echo(f"quantized {r['id']}: {o['format']} ({o['activations']} activations, "
+                   f"{'per-channel' if o['per_channel'] else 'per-tensor'} {o['weights']} weights"
+                   f"{', reduce_range' if o['reduce_range'] else ''}), {o['method']}, {r['calibration']['n']} "
+                   "calibration images" + ("  (cached)" if r["cached"] else ""))
+        typer.echo(f"  format {'chosen for this host' if o['chosen_by'] == 'auto' else 'given'}: {o['reason']}")
         typer.echo(f"  {r['path']}  sha256 {r['sha256']}  {r['size_bytes']:,} bytes")
     if len(records) > 1:
         counts = {s: sum(r["status"] == s for r in records) for s in ("quantized", "skipped", "failed")}
         typer.echo(", ".join(f"{n} {s}" for s, n in counts.items()))
-    if any(r["status"] == "quantized" for r in records) and not quiet:
-        note("evaluate with `zoo eval ID+int8 --data DIR`: on the calibration folder its calibration images are "
-             "left out, and its float parent is evaluated beside it")

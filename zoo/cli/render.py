@@ -272,8 +272,7 @@ def _parent(v: dict) -> str:
 
 def accuracy_line(v: dict) -> str:
     """An int8 card's top-1 against its float parent's on the same images (McNemar's exact test)."""
-    return (f"{_parent(v)}: top-1 float {fmt(v['parent_top1'])} %, int8 {fmt(v['top1'])} %, drop "
-            f"{v['drop_points']:+.2f} points; McNemar exact p = {v['p_value']:.3g} ({v['float_only']} "
+    return (f"{_parent(v)}: top-1 float {fmt(v['parent_top1'])} %, int8 {fmt(v['top1'])} % ({v['float_only']} "
             f"image{'' if v['float_only'] == 1 else 's'} right only in float, {v['int8_only']} only in int8): "
             f"{v['verdict']}")
 
@@ -314,3 +313,62 @@ def measure_summary(summary: dict | None) -> None:
         return
     note(f"--measure: {summary['cards']} card(s): {counts(summary)}")
     hints(summary)
+
+
+# ---------------------------------------------------------------- int8: the quantization doctor, profiles
+
+def _ms(value) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def _pct(value) -> str:
+    return "—" if value is None else f"{100 * value:.1f}%"
+
+
+def profile_lines(card_id: str, p: dict, nodes: int = 8) -> list[str]:
+    """A bench run's ONNX Runtime profile (zoo.measure.profile): per operator family (an int8 card's beside its
+    float parent's), per operator type, the slowest nodes."""
+    lines = [f"profile of {card_id} (ONNX Runtime, {p['runs']} runs, {p.get('threads') or 'default'} thread(s), "
+             f"batch {p['batch']}): run {_ms(p['run_ms'])} ms, kernels {_ms(p['kernel_ms'])} ms"]
+    if p.get("vs_float"):
+        f = p["float"]
+        lines.append(f"  int8 against float (run {_ms(f['run_ms'])} ms, kernels {_ms(f['kernel_ms'])} ms), per operator family:")
+        rows = [[r["family"], _ms(r["int8_ms"]), _ms(r["float_ms"]),
+                 "—" if r["ratio"] is None else f"{r['ratio']:.2f}"] for r in p["vs_float"]]
+        lines += ["    " + line for line in plain_table(["family", "int8 ms", "float ms", "int8/float"], rows, {0}).splitlines()]
+    rows = [[r["op"], r["family"], _ms(r["ms"]), _pct(r["share"]), f"{r['calls']:g}"] for r in p["by_op"]]
+    lines.append("  per operator type:")
+    lines += ["    " + line for line in plain_table(["op", "family", "ms", "share", "calls"], rows, {0, 1}).splitlines()]
+    rows = [[r["node"], r["op"], _ms(r["ms"]), _pct(r["share"]),
+             "x".join(map(str, r["output_shape"])) if r.get("output_shape") else "—"] for r in p["by_node"][:nodes]]
+    lines.append(f"  slowest {len(rows)} of {p['nodes']} nodes:")
+    lines += ["    " + line for line in plain_table(["node", "op", "ms", "share", "output"], rows, {0, 1, 4}).splitlines()]
+    return lines
+
+
+def doctor_lines(report: dict, layers: int = 10) -> list[str]:
+    """`zoo quantize --explain`: the worst layers, then each --max-drop try, then what became the card."""
+    o = report["options"]
+    lines = [f"{report['id']}: {o['format']} ({o['activations']} activations, "
+             f"{'per-channel' if o['per_channel'] else 'per-tensor'} {o['weights']} weights), {o['method']}",
+             f"layers against {report['parent']} on {report['images']} calibration images (this host's int8 kernels),"
+             f" worst first (dB lost: the layer's input SQNR less its output's):"]
+    rows = [[str(r["index"]), r["node"], r["what"], fmt(r["lost_db"], 1), fmt(r["sqnr_db"], 1),
+             fmt(r["cosine"], 4)] for r in report["layers"][:layers]]
+    lines += ["  " + line for line in plain_table(["#", "node", "layer", "dB lost", "SQNR dB", "cosine"], rows,
+                                                  {1, 2}).splitlines()]
+    if len(report["layers"]) > layers:
+        lines.append(f"  ... {len(report['layers']) - layers} more layers (--json has them all)")
+    if report["tries"]:
+        lines.append(f"--max-drop {report['max_drop']:g}: top-1 on {report['held_out']['n']} held-out images of "
+                     f"{report['held_out']['root']}; speed at batch 1, 1 thread, interleaved with float:")
+        rows = [[str(t["try"]), str(len(t["keep_float"])), ", ".join(t["keep_float"][-4:]) +
+                 (" ..." if len(t["keep_float"]) > 4 else "") or "—", fmt(t["top1"]), f"{t['drop_points']:+.2f}",
+                 f"{t['speedup']:.2f}x"] for t in report["tries"]]
+        lines += ["  " + line for line in plain_table(["try", "float", "kept in float (latest)", "top-1 %", "drop",
+                                                       "speed-up"], rows, {2}).splitlines()]
+        best = report["tries"][report["chosen"]]
+        said = "fits" if report["met"] else f"is the least drop: no try reached {report['max_drop']:g} points"
+        lines.append(f"{report['id']} is try {best['try']} ({len(best['keep_float'])} layer(s) in float): drop "
+                     f"{best['drop_points']:+.2f} points, {best['speedup']:.2f}x float's speed; it {said}")
+    return lines

@@ -41,6 +41,7 @@ class BenchOptions:
     rounds: int = latency.DEFAULT_ROUNDS
     engine: str = "local"   # "ray": each card on a whole node of a Ray cluster
     cooldown: float = 0.0   # seconds idle before each card's round but the first
+    profile: bool = False   # ONNX Runtime's per-operator profile too, after the timed rounds (zoo.measure.profile)
 
     def settings(self, synthetic: bool) -> dict:
         """What decides a bench's figures besides the artifact, runtime and machine: a stored run is reused when
@@ -50,7 +51,8 @@ class BenchOptions:
                 "cpus": sorted(self.cpus) if self.cpus else None,
                 "target": self.target["name"] if self.target else None, "rounds": self.rounds} | (
                    {"engine": self.engine} if self.engine != "local" else {}) | (
-                   {"cooldown": self.cooldown} if self.cooldown else {})
+                   {"cooldown": self.cooldown} if self.cooldown else {}) | (
+                   {"profile": True} if self.profile else {})  # a run without a profile is not reused for one
 
     def check(self) -> None:
         """Option combinations no card could satisfy: refused before any card is looked at."""
@@ -170,9 +172,28 @@ def bench_sweep(cards: list[dict], options: BenchOptions = BenchOptions(), *, fo
             item.result = result
             for other in item.shares:
                 other.result = result if isinstance(result, BaseException) else _for_card(result, other)
+    if options.profile:
+        _profile(sweep, timed, options)
     for item in sorted(items, key=lambda i: i.parent is not None):  # parents first: the int8 run links theirs
         finish(sweep, item, store_runs, cards=len(cards))
     return sweep.summary()
+
+
+def _profile(sweep: Sweep, timed: list[BenchItem], options: BenchOptions) -> None:
+    """`--profile`: each timed card's ONNX Runtime profile in its result (an int8 card's with its float
+    parent's beside it), run after every timed round so that profiling never slows a timed call."""
+    from zoo.measure.profile import profile_run
+
+    for item in timed:
+        if not item.reported or isinstance(item.result, BaseException):
+            continue
+        if options.target or item.runtime != "onnxruntime":
+            sweep.note(f"{item.card['id']}: --profile profiles ONNX Runtime on this host only; timed without one")
+            continue
+        parent = item.parent.path if item.parent is not None and not isinstance(item.parent.result, BaseException) \
+            else None
+        item.result["profile"] = profile_run(item.path, parent, threads=options.threads, batch=options.batch,
+                                             provider=options.provider)
 
 
 def _timed_once(items: list[BenchItem]) -> list[BenchItem]:

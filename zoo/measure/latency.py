@@ -330,14 +330,22 @@ def _peak_rss() -> int:
 
 def speed_against_float(parent_id: str, int8: dict, float_: dict) -> dict:
     """An int8 model's latency against its float parent's, timed in the same rounds: both p50s, the int8/float
-    ratio and the speed-up (float / int8), said plainly."""
+    ratio and the speed-up (float / int8) with its 95% interval, said plainly with the CPU's int8 instructions
+    (zoo.measure.int8_verdict). The interval: each round's float p50 / int8 p50 (the two ran in that round), the
+    distribution-free interval of their median (median_interval), widened to hold the overall speed-up."""
+    from zoo.measure import int8_verdict
+    from zoo.measure.int8_format import host_int8
+
     p50, parent_p50 = int8["p50_ms"] or int8["mean_ms"], float_["p50_ms"] or float_["mean_ms"]
     ratio = p50 / parent_p50
     where = "on this host" if not int8.get("target") else f"on {int8['device']}"
-    verdict = (f"int8 is {ratio:.1f}x SLOWER than float {where}" if ratio > 1 else
-               f"int8 is {1 / ratio:.1f}x faster than float {where}")
+    interval = median_interval(int8_verdict.round_ratios(int8.get("round_p50_ms"), float_.get("round_p50_ms")))
+    speedup = 1 / ratio
+    ci = [round(min(interval[0], speedup), 4), round(max(interval[1], speedup), 4)] if interval else None
+    verdict = int8_verdict.speed_sentence(speedup, ci, where=where, host=None if int8.get("target") else host_int8())
     return {"parent": parent_id, "p50_ms": p50, "parent_p50_ms": parent_p50, "ratio": round(ratio, 4),
-            "speedup": round(1 / ratio, 4), "slower": ratio > 1, "rounds": int8.get("rounds"), "verdict": verdict}
+            "speedup": round(speedup, 4), "speedup_ci95": ci, "slower": ratio > 1, "rounds": int8.get("rounds"),
+            "verdict": verdict}
 
 
 def check_cpus(cpus: list[int] | None) -> set[int] | None:

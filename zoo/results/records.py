@@ -16,7 +16,7 @@ BENCH_METRICS = ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms", "m
                  "peak_rss_bytes", "synthetic_weights", "warmup", "macs", "params", "size_bytes",
                  "load_ms", "first_inference_ms", "model_peak_bytes", "p90_conservative_ms", "p99_conservative_ms",
                  "samples_ms", "cpus", "rounds", "round_p50_ms", "p50_ci95", "p50_ci_coverage", "conditions",
-                 "same_file_as", "speed_vs_float")
+                 "same_file_as", "speed_vs_float", "profile")
 JSON_FIELDS = ("preprocess", "dataset", "machine", "metrics", "settings")
 
 
