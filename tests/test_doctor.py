@@ -3,6 +3,7 @@ badly on purpose: per-tensor int8 weights (minmax), which breaks MobileNetV2's d
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -110,6 +111,10 @@ def test_explain_on_the_command_line(bad, monkeypatch):
     assert explained["tries"] == [] and explained["max_drop"] is None and explained["chosen"] is None
     assert explained["layers"][0]["node"] == report["layers"][0]["node"] and explained["images"] == 32
     assert [line.split()[1] for line in lines[3:13]] == [r["node"] for r in explained["layers"][:10]]
+    # ... and `zoo report` shows it in a section of its own
+    out = zoo.report(home / "report.html", [INT8])
+    text = Path(out["path"]).read_text()
+    assert "Quantization doctor" in text and report["layers"][0]["node"] in text
     # one card only; a bad --format is one line
     for bad_args, message in ((["quantize", "coral/*", "--calib", str(calib), "--explain"], "examine one card"),
                               (["quantize", FLOAT, "--calib", str(calib), "--calib-n", "10", "--format", "int4"],

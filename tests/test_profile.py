@@ -3,6 +3,7 @@ stored with the run, and an int8 card's beside its float parent's."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -79,6 +80,10 @@ def test_bench_profile_of_an_int8_card_shows_it_beside_its_float_parent(int8_car
     start = next(i for i, line in enumerate(lines) if line.startswith(f"profile of {INT8}"))
     assert lines[start + 1].strip().startswith("int8 against float")
     assert lines[start + 2].split() == ["family", "int8", "ms", "float", "ms", "int8/float"]
+    # `zoo report` shows the stored profile in a section of its own
+    report = CliRunner().invoke(zoo_cli.app, ["report", "-o", str(Path(zoo.settings.zoo_home()) / "r.html"), INT8])
+    assert report.exit_code == 0, report.output
+    assert "Where the time goes" in (Path(zoo.settings.zoo_home()) / "r.html").read_text()
     # a bench without --profile does not reuse the profiled run's settings for nothing: it is a run of its own
     plain = CliRunner().invoke(zoo_cli.app, [a for a in args if a != "--profile"] + ["--json"])
     assert plain.exit_code == 0 and "profile" not in json.loads(plain.stdout.splitlines()[0])

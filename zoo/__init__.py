@@ -635,6 +635,10 @@ def report(path: Path, patterns: list[str] | None = None, *, registries: list[Pa
     ids = set(accuracy["id"])
     runs = [r for r in list_runs() if r.card_id in ids]
     cards = {e.id: e.card for e in _registry(registries).entries() if e.id in ids}
+    from zoo.measure.doctor import saved
+
+    doctors = [d for d in (saved(c) for c in cards.values() if (c.get("derived_from") or {}).get("quantization"))
+               if d]  # the quantization doctor's last report on each int8 card (zoo quantize --explain)
     text = html_report.build(accuracy=accuracy, latency=latency, runs=runs, cards=cards, host=machine.host(),
-                             title="MobileNetV2 variants compared on one footing")
+                             title="MobileNetV2 variants compared on one footing", doctors=doctors)
     return {"path": str(html_report.write(path, text)), "cards": len(ids), "runs": len(runs)}

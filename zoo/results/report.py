@@ -99,8 +99,12 @@ def marks(run: Run, ties: set[int]) -> str:
     return "".join(f'<span class="mark">{html.escape(m)}</span>' for m in found)
 
 
-def build(*, accuracy, latency, runs: list[Run], cards: dict[str, dict], host: dict, title: str) -> str:
-    """The report as HTML text. accuracy/latency: compare tables; runs: every stored run; cards: id -> card."""
+def build(*, accuracy, latency, runs: list[Run], cards: dict[str, dict], host: dict, title: str,
+          doctors: list[dict] = ()) -> str:
+    """The report as HTML text. accuracy/latency: compare tables; runs: every stored run; cards: id -> card;
+    doctors: the quantization doctor's reports (zoo.measure.doctor.saved)."""
+    from zoo.results.int8_report import doctor_section, profile_section
+
     e = html.escape
     parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{e(title)}</title>"
              f"<style>{STYLE}</style></head><body><h1>{e(title)}</h1>"
@@ -138,6 +142,12 @@ def build(*, accuracy, latency, runs: list[Run], cards: dict[str, dict], host: d
         if run is not None and not borrowed:
             worst = _worst_classes(run)
             parts.append(f"<p class=note>Worst classes in this run:</p>{worst}" if worst else "")
+    if doctors:
+        parts += ["<h2>Quantization doctor: where int8 loses accuracy</h2>", *map(doctor_section, doctors)]
+    profiled = [r for r in runs if r.kind == "bench" and r.metrics.get("profile")]
+    if profiled:
+        parts += ["<h2>Where the time goes (ONNX Runtime's per-operator profile)</h2>",
+                  *(profile_section(r.card_id, r.metrics["profile"], r.id) for r in profiled)]
     ties = {int(run_id) for table in (latency, accuracy) if "tie" in table
             for run_id in table.loc[table["tie"].fillna(False).astype(bool), "run_id"].dropna()}
     parts.append("<h2>Provenance</h2><table class=runs><colgroup><col style='width:3em'><col style='width:18%'>"
