@@ -265,3 +265,28 @@ def test_models_timed_together_share_every_round_in_a_new_order(synthetic_onnx):
     assert order == list(range(1, 13))  # 3 models x 4 rounds
     assert all(r["rounds"] == 4 and len(r["round_p50_ms"]) == 4 and r["iterations"] == 12 for r in results)
     assert all(r["conditions"]["before"]["loadavg_1m"] is not None for r in results)
+
+
+def test_one_file_on_each_runtime_side_by_side(coral_mirror):
+    """An int8 .tflite on LiteRT and on ONNX Runtime (its QDQ conversion): each ranked in its own footing, and
+    shown side by side so a user sees which runtime makes it fast here."""
+    import subprocess
+    import sys
+
+    from typer.testing import CliRunner
+
+    from zoo_cli import app
+
+    for runtime in ("litert", "onnxruntime"):
+        proc = subprocess.run([sys.executable, "-c", "import zoo_cli; zoo_cli.main()", "bench", CORAL, "--runtime",
+                               runtime, "--threads", "1", "--iters", "20", "--seconds", "0", "-q"],
+                              capture_output=True, text=True, env=os.environ)
+        assert proc.returncode == 0, proc.stderr
+        assert "XNNPACK" not in proc.stderr  # LiteRT's own log line stays out of zoo's output
+    result = CliRunner().invoke(app, ["compare", "coral/*", "--metric", "latency", "--device", "host"])
+    assert result.exit_code == 0, result.output
+    text = result.stdout[result.stdout.index("one file on each runtime here"):].splitlines()
+    assert "1 thread" in text[0] and text[1].split()[1:] == ["litert", "·", "uint8", "onnxruntime", "·", "uint8"]
+    assert text[2].split()[0] == CORAL and len(text[2].split()) == 5  # a p50 and its interval per runtime
+    df = zoo.compare(["coral/*"], metric="latency", device="host")
+    assert df.loc[~df["missing"], "footing"].nunique() == 2  # still ranked apart: the runtime is a footing

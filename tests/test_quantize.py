@@ -286,7 +286,9 @@ def test_compare_shows_the_int8_columns_on_quantized_cards_only(int8, width, mon
         assert table[1].split() == ["id", "float", "%", "int8", "%", "drop", "McNemar", "p", "speed-up"]
         assert table[2].split() == [INT8, f"{evaluated['parent_top1']:.2f}", f"{evaluated['top1']:.2f}",
                                     f"{evaluated['drop_points']:.2f}", f"{evaluated['p_value']:.3g}",
-                                    f"{timed['speedup']:.2f}"] and len(table) == 3
+                                    f"{timed['speedup']:.2f}"]
+        verdict = " ".join(" ".join(table[3:]).split())  # the intervals in words, under the table
+        assert verdict.startswith(f"{INT8}: int8 is") and "95% CI" in verdict and "McNemar p" in verdict
     wide = zoo_cli("compare", "coral/*", "--wide").stdout
     header = next(line for line in wide.splitlines() if line.startswith("#"))
     assert "speed-up" in header and "int8 against" not in wide

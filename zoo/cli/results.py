@@ -215,6 +215,7 @@ def _print_int8(out, df, plain: bool) -> None:
     if part.empty:
         return
     part = part.groupby("id", sort=False)[INT8].first().reset_index()
+    df = df[df["id"].isin(set(part["id"]))]
     heading = "int8 against its float parent: top-1 on the same images, speed-up = float p50 / int8 p50 here"
     if plain:
         typer.echo(heading)
@@ -224,11 +225,55 @@ def _print_int8(out, df, plain: bool) -> None:
     pretty = _cells(part, ["id"] + INT8)
     if plain or _needed_width(pretty) <= out.width:
         _print_table(out, pretty, [False] * len(part), plain)
+    else:
+        for row in pretty.to_dict("records"):
+            out.print("  ".join([row["id"] + ":"] + [f"{h} {str(v).strip()}" for h, v in row.items()
+                                                       if h != "id" and v != "—"]),
+                      highlight=False, markup=False)
+    verdicts = df.loc[df["int8_verdict"].notna(), ["id", "int8_verdict"]].drop_duplicates("id")
+    for card_id, words in verdicts.itertuples(index=False):  # the intervals, in words
+        (typer.echo if plain else lambda t: out.print(t, highlight=False, markup=False))(f"  {card_id}: {words}")
+
+
+def _print_runtimes(out, df, plain: bool, metric: str) -> None:
+    """The same file on each runtime of this host (the same device, batch and threads), side by side: which
+    runtime makes a model fast here (LiteRT's XNNPACK against ONNX Runtime's QDQ kernels for an int8 .tflite).
+    Only for cards timed on two runtimes or more; each figure stays ranked in its own footing above."""
+    column = metric_column(metric)
+    here = df[(df["basis"] == "measured here") & df[column].notna()]
+    if here.empty:
         return
-    for row in pretty.to_dict("records"):
-        out.print("  ".join([row["id"] + ":"] + [f"{h} {str(v).strip()}" for h, v in row.items()
-                                                   if h != "id" and v != "—"]),
-                  highlight=False, markup=False)
+    here = here.assign(runtime_label=here["runtime"].astype(str) + " · " + here["precision"].astype(str),
+                       threads_label=[f"{int(t)} thread{'s' * (int(t) != 1)}" if t == t and t is not None
+                                      else "default threads" for t in here["threads"]])
+    digits = 3 if column == "latency_ms" else 1
+    for (device, batch, threads), part in here.groupby(["device", "batch", "threads_label"], sort=False):
+        several = part.groupby("id")["runtime_label"].nunique()
+        part = part[part["id"].isin(several[several > 1].index)]
+        if part.empty:
+            continue
+        cells = {}
+        for row in part.itertuples(index=False):
+            ci = f" ({row.ci_low:.{digits}f}–{row.ci_high:.{digits}f})" if row.ci_low == row.ci_low else ""
+            cells.setdefault(row.id, {})[row.runtime_label] = f"{getattr(row, column):.{digits}f}{ci}"
+        import pandas as pd
+
+        table = pd.DataFrame.from_dict(cells, orient="index").fillna("—").reset_index().rename(columns={"index": "id"})
+        unit = "p50 ms" if column == "latency_ms" else "img/s"
+        heading = (f"one file on each runtime here ({device} · batch {batch} · {threads}), {unit} with "
+                   "its 95% interval: which runtime makes it fast")
+        if plain:
+            typer.echo(heading)
+        else:
+            out.print()
+            out.print(f"[bold]{escape_markup(heading)}[/bold]", highlight=False)
+        _print_table(out, table.astype(str), [False] * len(table), plain)
+
+
+def escape_markup(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
 
 
 def _heading(footing: str, part) -> str:
@@ -313,6 +358,8 @@ def compare_(
         note(f"left out to fit {out.width} columns: {', '.join(dict.fromkeys(dropped))} (--wide shows every column)")
     if output is not OutputFormat.markdown and not wide:
         _print_int8(out, shown_df, plain)
+        if metric_name in SPEED_METRICS:
+            _print_runtimes(out, shown_df, plain, metric_name)
     _notes(df, metric_name, device, missing, wide, footed)
     if metric_name in ACCURACY_METRICS and (df["basis"] == "measured on target").any():
         shown_ids = set(df["id"])

@@ -24,11 +24,12 @@ from zoo.results.metrics import ACCURACY_METRICS, NAMES, SPEED_METRICS, metric a
 from zoo.results.records import Run
 from zoo.results.selection import Selection, accuracy_footing, bench_footing, dataset_name
 
-INT8_COLUMNS = ["float_top1_pct", "int8_top1_pct", "drop_points", "drop_p_value", "speedup"]
+INT8_COLUMNS = ["float_top1_pct", "int8_top1_pct", "drop_points", "drop_ci95_low", "drop_ci95_high", "drop_p_value",
+                "speedup", "speedup_ci95_low", "speedup_ci95_high"]
 BASE_COLUMNS = ["id", "source", "width", "resolution", "top1_pct", "top5_pct", "top1_measured_pct",
                 "top1_ci95_low", "top1_ci95_high", "measured_images", "measured_dataset", "measured_card_id",
-                "verdict", "params_m", "macs_m", "size_mb", "converted_mb", *INT8_COLUMNS, "top1_file_claim_pct",
-                "top1_file_claim_by"]
+                "verdict", "params_m", "macs_m", "size_mb", "converted_mb", *INT8_COLUMNS, "int8_verdict",
+                "top1_file_claim_pct", "top1_file_claim_by"]
 SPEED_FOOTING = ["footing", "device", "provider", "runtime", "runtime_version", "precision", "batch", "threads"]
 ACCURACY_FOOTING = ["footing", "dataset", "dataset_images", "dataset_fingerprint", "device", "precision", "runtime"]
 NOISE_COLUMNS = ["ci_low", "ci_high", "rank_group", "tie", "drift", "same_file_as"]
@@ -106,7 +107,9 @@ def _base(table: CardTable, selection: Selection):
         "flops_g_reported": numbers["reported_flops_g"], "flops_convention": cards["flops_convention"],
         **{column: float("nan") for column in INT8_COLUMNS},
     })
-    base = base.astype({c: object for c in ("measured_images", "measured_dataset", "measured_card_id", "verdict")})
+    base["int8_verdict"] = None
+    base = base.astype({c: object for c in ("measured_images", "measured_dataset", "measured_card_id", "verdict",
+                                            "int8_verdict")})
     # A card that claims no top-1 may publish the very bytes another card claims one for (coral and Axis): that
     # claim belongs to the file, so a plot can place the card's measured latency on the claimed axis (named so).
     claimed = dict(zip(cards["id"], numbers["top1"]))
@@ -150,8 +153,12 @@ def _base(table: CardTable, selection: Selection):
                 base.at[i, "flops_g"] = 2 * converted.counted("macs") / 1e9
         paired_eval = next((r for r in selection.measured if r.card_id == card_id and versus(r)), None)
         paired = next((r for r in selection.benches.get(card_id, []) if versus(r)), None)
-        for column, value in int8_columns(card_id, eval_run if versus(eval_run) else paired_eval, paired).items():
+        accuracy_run = eval_run if versus(eval_run) else paired_eval
+        for column, value in int8_columns(card_id, accuracy_run, paired).items():
             base.at[i, column] = _nan(value)
+        words = [v["verdict"] for v in (versus(paired), versus(accuracy_run) if accuracy_run is not None
+                                        and accuracy_run.card_id == card_id else {}) if v.get("verdict")]
+        base.at[i, "int8_verdict"] = ", ".join(words) or None
     return base
 
 
@@ -168,12 +175,16 @@ def versus(run: Run | None) -> dict:
 
 
 def int8_columns(card_id: str, eval_run: Run | None, bench_run: Run | None) -> dict:
-    """float and int8 top-1 on the same images, the drop in points with McNemar's exact p-value, and the speed-up
-    (float p50 / int8 p50): from the quantized card's own runs made beside its parent; None elsewhere."""
+    """float and int8 top-1 on the same images, the drop in points with its exact 95% interval and McNemar's
+    p-value, and the speed-up (float p50 / int8 p50) with its interval over the shared rounds: from the quantized
+    card's own runs made beside its parent; None elsewhere."""
     accuracy = versus(eval_run) if eval_run is not None and eval_run.card_id == card_id else {}
+    speed = versus(bench_run)
+    drop_ci, speed_ci = accuracy.get("drop_ci95") or (None, None), speed.get("speedup_ci95") or (None, None)
     return {"float_top1_pct": accuracy.get("parent_top1"), "int8_top1_pct": accuracy.get("top1"),
-            "drop_points": accuracy.get("drop_points"), "drop_p_value": accuracy.get("p_value"),
-            "speedup": versus(bench_run).get("speedup")}
+            "drop_points": accuracy.get("drop_points"), "drop_ci95_low": drop_ci[0], "drop_ci95_high": drop_ci[1],
+            "drop_p_value": accuracy.get("p_value"), "speedup": speed.get("speedup"),
+            "speedup_ci95_low": speed_ci[0], "speedup_ci95_high": speed_ci[1]}
 
 
 def _best_claims(claims, column: str, device: str | None):
@@ -424,7 +435,7 @@ def compare(table: CardTable, metric: str = "accuracy", *, selection: Selection 
     text = {"id", "source", "basis", "resolution", "measured_dataset", "measured_card_id", "verdict", "artifact_file",
             "flops_convention", "footing", "device", "provider", "precision", "runtime", "runtime_version",
             "claimed_device", "reference", "dataset", "dataset_fingerprint", "rank_group", "drift", "same_file_as",
-            "top1_file_claim_by"}
+            "top1_file_claim_by", "int8_verdict"}
     integers = {"measured_images", "batch", "threads", "run_id", "dataset_images"}
     flags = {"tie"}
     df = df.astype({c: "float64" for c in df.columns if c not in text | integers | flags})

@@ -5,7 +5,9 @@ cannot reshape most quantized graphs, so batches are run image by image.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from pathlib import Path
 
 from zoo.errors import UnsupportedArtifactError
@@ -31,7 +33,8 @@ class LiteRtRuntime(Runtime):
         self.threads = threads or os.cpu_count() or 1
         try:
             self.interpreter = Interpreter(model_path=str(path), num_threads=self.threads)
-            self.interpreter.allocate_tensors()
+            with _quiet_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." on every model
+                self.interpreter.allocate_tensors()
             inp, out = self.interpreter.get_input_details()[0], self.interpreter.get_output_details()[0]
         except (ValueError, RuntimeError, IndexError) as exc:  # UnicodeDecodeError: a tensor name not in UTF-8
             raise UnsupportedArtifactError(f"{path.name}: LiteRT cannot load it ({str(exc).splitlines()[0][:200]})",
@@ -58,3 +61,17 @@ class LiteRtRuntime(Runtime):
 def _quant(detail: dict) -> tuple[float, int] | None:
     scale, zero_point = detail["quantization"]
     return (float(scale), int(zero_point)) if scale else None
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """The process's stderr (file descriptor 2, where LiteRT's C++ logs) sent to /dev/null for the block."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
