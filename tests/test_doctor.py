@@ -2,7 +2,6 @@
 badly on purpose: per-tensor int8 weights (minmax), which breaks MobileNetV2's depthwise convolutions."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
