@@ -16,7 +16,7 @@ import pytest
 import sshd_server
 import zoo
 from zoo import settings
-from zoo.errors import NothingMeasured, UsageError
+from zoo.errors import NothingMeasured, UnsupportedArtifactError, UsageError
 from zoo.measure import accuracy, targets
 from zoo.measure.targets import board_runner
 from zoo.measure.targets.evaluate import Journal
@@ -214,3 +214,26 @@ def test_cards_the_board_cannot_run_are_skipped_with_the_reason(board, sshd, sam
     with pytest.raises(UsageError, match="leave out --target"):
         zoo.eval_sweep([QUANT], sample_dir, limit=8, target="board", ray=True)
     assert store.list_runs() == []
+
+
+def test_bench_on_a_board_times_a_tflite_on_litert_or_its_conversion_on_onnxruntime(board, sshd):
+    [litert] = zoo.bench_sweep([QUANT], target="board", runtime="litert", iters=6, seconds=0, warmup=1,
+                               rounds=2)["records"]
+    [ort] = zoo.bench_sweep([QUANT], target="board", iters=6, seconds=0, warmup=1, rounds=2)["records"]
+    assert (litert["status"], litert["runtime"], litert["device"]) == ("measured", "litert", "board")
+    assert (ort["status"], ort["runtime"], ort["device"]) == ("measured", "onnxruntime", "board")
+    runs = {r.runtime: r for r in store.list_runs(kind="bench", card_id=QUANT)}
+    assert runs["litert"].artifact_file.endswith(".tflite") and runs["onnxruntime"].artifact_file.endswith(".tflite")
+    # the file as it is on the board's LiteRT, its QDQ conversion on the board's ONNX Runtime
+    from importlib.metadata import version
+    assert runs["litert"].runtime_version == version("ai-edge-litert")
+    assert runs["onnxruntime"].runtime_version == version("onnxruntime")
+    assert runs["litert"].precision == runs["onnxruntime"].precision == "uint8"
+    # a runtime the board does not run, and a card with no .tflite on LiteRT
+    with pytest.raises(UsageError, match="that board runs onnxruntime, or litert"):
+        zoo.bench_sweep([QUANT], target="board", runtime="openvino")
+    targets.add("x5", sshd.destination, runtime="rdk-bpu", port=sshd.port, identity=str(sshd.client_key))
+    with pytest.raises(UsageError, match="that board runs rdk-bpu"):
+        zoo.bench_sweep([QUANT], target="x5", runtime="litert")
+    with pytest.raises(UnsupportedArtifactError, match="has no artifact that litert runs"):
+        zoo.bench_sweep(["timm/mobilenetv2_050.lamb_in1k"], target="board", runtime="litert")

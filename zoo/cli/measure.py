@@ -34,7 +34,7 @@ def parse_cpus(text: str | None) -> list[int] | None:
 @app.command()
 def bench(
     refs: List[str] = typer.Argument(..., metavar="PATTERN...", help="Card ids, aliases, NAME@source or wildcards ('timm/*')."),
-    runtime_name: Optional[str] = typer.Option(None, "--runtime", help="onnxruntime or litert: which artifact to time."),
+    runtime_name: Optional[str] = typer.Option(None, "--runtime", help="onnxruntime or litert: which artifact to time (here, or on an ONNX Runtime --target)."),
     provider: Optional[str] = typer.Option(None, "--provider", help="ONNX Runtime execution provider (cpu, cuda, ...)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Intra-op threads (default: the runtime's)."),
     batch: int = typer.Option(1, "--batch", min=1, help="Images per call."),
@@ -181,7 +181,7 @@ def eval_(
     model: Optional[Path] = typer.Option(None, "--model", metavar="FILE",
                                          help="Run this local .onnx/.tflite file under the (one) card's conventions."),
     runtime: Optional[str] = typer.Option(None, "--runtime",
-                                          help="Which host runtime's model (onnxruntime runs a .tflite card's QDQ conversion)."),
+                                          help="onnxruntime or litert: which artifact to run (onnxruntime runs a .tflite card's QDQ conversion)."),
     target: Optional[str] = typer.Option(None, "--target", metavar="NAME",
                                          help="Decode here, run the models on this target board (`zoo target add`)."),
     mirror: Optional[List[str]] = typer.Option(None, "--mirror", metavar="URL_OR_DIR",

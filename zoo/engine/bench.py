@@ -18,7 +18,7 @@ from zoo.artifacts.local import run_sha256
 from zoo.engine.sweep import Sweep, result_of
 from zoo.errors import UnsupportedArtifactError, UsageError, ZooError
 from zoo.measure import latency
-from zoo.measure.choose import model_to_time
+from zoo.measure.choose import board_runtime, model_to_time
 from zoo.measure.runtimes import RUNTIMES, runtime_for_path
 from zoo.results import store
 from zoo.results.records import Run
@@ -56,9 +56,10 @@ class BenchOptions:
 
     def check(self) -> None:
         """Option combinations no card could satisfy: refused before any card is looked at."""
-        if self.runtime and (self.synthetic or self.target):
-            raise UsageError("--runtime picks a card artifact on this host; leave it out with --synthetic-weights "
-                             "or --target")
+        if self.runtime and self.synthetic:
+            raise UsageError("--runtime picks a card's artifact; leave it out with --synthetic-weights")
+        if self.target:
+            board_runtime(self.target, self.runtime)  # litert on an ONNX Runtime board, else the board's own
         if self.synthetic and self.target and self.target["runtime"] != "onnxruntime":
             raise UsageError("--synthetic-weights builds an ONNX model; target "
                              f"{self.target['name']} runs {self.target['runtime']}")
@@ -102,7 +103,7 @@ def prepare(sweep: Sweep, card: dict, options: BenchOptions, *, force: bool, hos
     try:
         artifact, path, synthetic, note = model_to_time(card, synthetic=options.synthetic, runtime=options.runtime,
                                                         target=options.target, mirrors=list(options.mirrors))
-        runtime = options.target["runtime"] if options.target else runtime_for_path(path).name
+        runtime = board_runtime(options.target, options.runtime) if options.target else runtime_for_path(path).name
     except UnsupportedArtifactError as error:
         sweep.finish("skipped", card["id"], error=error)
         return None
@@ -165,7 +166,7 @@ def bench_sweep(cards: list[dict], options: BenchOptions = BenchOptions(), *, fo
     sweep.emit({"event": "start", "kind": "bench", "cards": len(items), "units": units})
     if timed:
         results = latency.bench_models(
-            [latency.Timed(i.card, i.path, i.artifact, i.synthetic, i.precision) for i in timed],
+            [latency.Timed(i.card, i.path, i.artifact, i.synthetic, i.precision, i.runtime) for i in timed],
             **options.timing(), progress=lambda done, total: sweep.emit({"event": "advance", "done": done,
                                                                           "units": total}))
         for item, result in zip(timed, results):
@@ -228,7 +229,7 @@ def _parent_item(sweep: Sweep, item: BenchItem, parent: dict, items: list[BenchI
         return mine
     try:
         artifact, path, synthetic, _ = model_to_time(parent, synthetic=False, target=options.target,
-                                                     runtime=None if options.target else item.runtime,
+                                                     runtime=item.runtime,
                                                      mirrors=list(options.mirrors))
     except ZooError as error:
         why = error.one_line()

@@ -15,7 +15,7 @@ from zoo.artifacts.local import local_model, run_sha256
 from zoo.engine.sweep import Sweep, result_of
 from zoo.errors import DatasetError, TargetCannotRunError, UnsupportedArtifactError, UsageError, ZooError, reason
 from zoo.measure import accuracy, machine
-from zoo.measure.choose import UNAVAILABLE, choose, unavailable
+from zoo.measure.choose import UNAVAILABLE, board_runtime, choose, unavailable
 from zoo.measure.preprocess import Preprocessor
 from zoo.measure.quantize import accuracy_against_float, calibration_of, held_out
 from zoo.measure.runtimes import RUNTIMES, runtime_for_path
@@ -47,8 +47,8 @@ class EvalOptions:
                    {"target": self.target["name"]} if self.target else {})
 
     def board_runtime(self) -> str:
-        """The runtime a target board runs the cards on."""
-        return self.runtime or "onnxruntime"
+        """The runtime a target board runs the cards on (UsageError for one it cannot run)."""
+        return board_runtime(self.target, self.runtime)
 
 
 @dataclass
@@ -98,9 +98,7 @@ def board_artifact(card: dict, options: EvalOptions) -> dict:
         raise TargetCannotRunError(f"{card['id']}: zoo evaluates on ONNX Runtime or LiteRT boards; target "
                                    f"{target['name']} is an RDK BPU, and zoo ships no BPU eval runner yet",
                                    "See the README, 'Accuracy on a target board', for what one needs")
-    if options.runtime not in (None, "onnxruntime", "litert"):
-        raise UsageError(f"--runtime {options.runtime} with --target: a board runs onnxruntime or litert")
-    return choose(card, runtime="litert") if options.runtime == "litert" else choose(card, target=target)
+    return choose(card, runtime=options.runtime, target=target)
 
 
 def prepare(sweep: Sweep, card: dict, described: dict, options: EvalOptions, *, force: bool,
@@ -154,6 +152,8 @@ def eval_sweep(cards: list[dict], dataset, options: EvalOptions = EvalOptions(),
         raise UsageError("--model applies to one card: give one card")
     if ray and options.target:
         raise UsageError("--ray evaluates on the cluster's nodes; leave out --target")
+    if options.target:
+        options.board_runtime()  # a --runtime the board cannot run fails the command, not each card
     sweep = Sweep("eval", progress)
     parents = parents or {}
     views = {None: (dataset, dataset.describe(), 0)}  # calibration fingerprint -> (images, described, excluded)

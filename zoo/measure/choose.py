@@ -46,10 +46,13 @@ def runs_here(artifact: dict) -> bool:
 
 
 def choose(card: dict, runtime: str | None = None, target: dict | None = None) -> dict:
-    """The card's artifact to run: on a target board (its runtime decides), with a named host runtime, or
-    by default its first artifact that a host runtime loads, else its first native weights (converted)."""
+    """The card's artifact to run: on a target board (its runtime decides; on an ONNX Runtime board, `runtime`
+    litert runs a .tflite as it is), with a named host runtime, or by default its first artifact that a host
+    runtime loads, else its first native weights (converted)."""
     artifacts = card.get("artifacts", [])
     if target is not None:
+        if board_runtime(target, runtime) == "litert":
+            return choose(card, runtime="litert")
         return _for_target(card, target)
     if runtime is not None:
         spec = RUNTIMES.get(runtime)
@@ -83,6 +86,17 @@ def choose(card: dict, runtime: str | None = None, target: dict | None = None) -
                                        "then `zoo bench ID --target NAME`")
     names = ", ".join(sorted({a["runtime"] for a in artifacts}))
     raise UnsupportedArtifactError(f"{card['id']}: its artifact ({formats}) runs only on {names}, not on this host")
+
+
+def board_runtime(target: dict, runtime: str | None) -> str:
+    """The runtime a board runs a card on: its own, or `runtime` litert (a .tflite as it is) on an ONNX Runtime
+    board; any other --runtime with --target is a UsageError."""
+    if runtime in (None, target["runtime"]):
+        return target["runtime"]
+    if target["runtime"] == "onnxruntime" and runtime == "litert":
+        return runtime
+    runs = "onnxruntime, or litert for a .tflite" if target["runtime"] == "onnxruntime" else target["runtime"]
+    raise UsageError(f"--runtime {runtime} with --target {target['name']}: that board runs {runs}")
 
 
 def _for_target(card: dict, target: dict) -> dict:

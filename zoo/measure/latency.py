@@ -140,6 +140,7 @@ class Timed:
     artifact: dict | None = None
     synthetic: bool = False
     precision: str = "fp32"
+    runtime: str | None = None                     # on a board: the runner's (onnxruntime, litert); here: by suffix
     samples: list = field(default_factory=list)    # per round, the latencies of that round
     opened: object = None                          # _HostModel while open
     first: dict = field(default_factory=dict)      # load_ms, first_inference_ms, model_peak_bytes, runtime, ...
@@ -419,7 +420,8 @@ def _round_on_target(model: Timed, models: list[Timed], target: dict, sha256: st
         if len(held) >= BOARD_OPEN:  # reopened in a later round: the board's memory before speed
             for other in held:
                 _close(other)
-        model.opened = BoardRuntime(target, model.path, sha256, threads=threads)
+        model.opened = BoardRuntime(target, model.path, sha256, runtime=model.runtime or "onnxruntime",
+                                    threads=threads)
         hello = model.opened.hello
         model.first.setdefault("load_ms", hello.get("load_ms"))
         model.first.setdefault("rss_before_load_bytes", hello.get("rss_before_load_bytes"))
