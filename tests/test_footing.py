@@ -169,6 +169,16 @@ def test_sample_accuracy_never_shares_the_claimed_axis(coral_mirror, sample_dir)
         assert ("claimed" in y_title) == (kinds == {"claimed"})
     # a frontier only within one panel's footing, and never through the measured sample figures
     assert not df.loc[df["basis"] == "claimed", "pareto"].isna().any()
+    # the table says which run sits beside the claims: one note, for the set a shown "yours" cell names
+    from typer.testing import CliRunner
+
+    from zoo_cli import app
+
+    zoo.convert(CORAL, dequantize=True)
+    zoo.evaluate(CORAL + "+float", sample_dir, limit=30)  # no claim: shown only with --wide, beside its own set
+    out = CliRunner().invoke(app, ["compare", "coral/*", "axis/*", "--metric", "accuracy"]).output
+    assert [line.split(",")[0] for line in out.splitlines() if line.startswith("yours %")] == [
+        "yours %: your largest run on imagenet-sample (40 images)"]
 
 
 def test_top5_shows_the_column_it_ranks_by():

@@ -392,7 +392,8 @@ def _notes(df, metric: str, device, missing: int, wide: bool, footed: bool) -> N
         for card_id, other in df.loc[df["measured_card_id"].notna() & (df["measured_card_id"] != df["id"]),
                                      ["id", "measured_card_id"]].drop_duplicates().itertuples(index=False):
             note(f"† {card_id}: your top-1 was measured on the same file as {other}, not on this card")
-    for dataset in df["measured_dataset"].dropna().unique() if metric in ACCURACY_METRICS else ():
+    shown = df if (wide or not footed) else df[~df["missing"]]  # a note for each set a shown row names
+    for dataset in shown["measured_dataset"].dropna().unique() if metric in ACCURACY_METRICS else ():
         note(f"yours %: your largest run on {dataset}, beside the claims but never ranked with them; the verdict "
              "is about that set, and a set other than ImageNet val (50,000 images) says so: the bundled ImageNet "
              "sample is easier than val. --data DIR picks the images.")
