@@ -148,7 +148,7 @@ def test_claims_beside_a_measurement_name_their_device(coral_mirror):
 
 # ---------------------------------------------------------------- accuracy: one set of images at a time
 
-def test_sample_accuracy_never_shares_the_claimed_axis(coral_mirror, sample_dir):
+def test_sample_accuracy_never_shares_the_claimed_axis(coral_mirror, sample_dir, tmp_path):
     from zoo.results import plots
 
     zoo.evaluate(CORAL, sample_dir, limit=40)
@@ -179,6 +179,11 @@ def test_sample_accuracy_never_shares_the_claimed_axis(coral_mirror, sample_dir)
     out = CliRunner().invoke(app, ["compare", "coral/*", "axis/*", "--metric", "accuracy"]).output
     assert [line.split(",")[0] for line in out.splitlines() if line.startswith("yours %")] == [
         "yours %: your largest run on imagenet-sample (40 images)"]
+    # coral's card states no MACs and was never benched (which counts them): its measured row has no place on a
+    # MACs axis, and the plot says so rather than dropping it in silence
+    out = CliRunner().invoke(app, ["compare", "coral/*", "tf-slim/*", "--metric", "accuracy", "--plot",
+                                   str(tmp_path / "accuracy.png")]).output
+    assert f"not drawn: 3 measured row(s) without MACs to place them: {CORAL}, {CORAL}+float;" in out
 
 
 def test_top5_shows_the_column_it_ranks_by():

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from zoo.errors import UsageError
+from zoo.errors import UsageError, brief
 from zoo.files import output_file, write_bytes_atomic
 from zoo.results.metrics import ACCURACY_METRICS, SPEED_METRICS, metric as metric_of
 from zoo.results.ranking import CLAIMED_ACCURACY, pareto_front, separable_front
@@ -70,6 +70,23 @@ def panels(df, metric: str) -> list[tuple[str, str, object]]:
             y_title = "ImageNet top-1 (%), claimed"
         out.append((footing, y_title, _one_point_per_file(rows)))
     return out
+
+
+def left_out(df, metric: str) -> str | None:
+    """A line naming the measured rows no panel can place (no x or no y figure), or None: a measurement is
+    never dropped from a plot without a word."""
+    x, _, y = _axes_of(metric)
+    if y == "top1_pct" and "top1_file_claim_pct" in df:
+        df = df.assign(top1_pct=df["top1_pct"].fillna(df["top1_file_claim_pct"]))
+    measured = df["basis"].astype(str).str.startswith("measured") & ~df["missing"]
+    lost = df[measured & (df[x].isna() | df[y].isna())]
+    if lost.empty:
+        return None
+    what = {"macs_m": "MACs", "top1_pct": "claimed top-1"}
+    lacks = " or ".join(what.get(c, c) for c in (x, y) if lost[c].isna().any())
+    ids = ", ".join(dict.fromkeys(lost["id"]))
+    fix = "; `zoo bench ID` counts a card's MACs on its file" if x == "macs_m" and lost[x].isna().any() else ""
+    return f"not drawn: {len(lost)} measured row(s) without {lacks} to place them: {brief(ids, 200)}{fix}"
 
 
 def _front(rows, x: str, higher: bool, y: str):

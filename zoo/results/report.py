@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from zoo._version import __version__
 from zoo.errors import UsageError
 from zoo.files import output_file, write_bytes_atomic
-from zoo.results.plots import render_svg
+from zoo.results.plots import left_out, render_svg
 from zoo.results.ranking import CLAIMED_ACCURACY
 from zoo.results.records import Run
 
@@ -58,9 +58,11 @@ def _table(df, columns: list[str]) -> str:
 
 def _plot(df, metric: str) -> str:
     try:
-        return render_svg(df, metric)
+        svg = render_svg(df, metric)
     except UsageError as error:
         return f'<p class="note">{html.escape(error.message)}</p>'
+    lost = left_out(df, metric)
+    return svg + (f'<p class="note">{html.escape(lost)}</p>' if lost else "")
 
 
 def _worst_classes(run: Run) -> str:
