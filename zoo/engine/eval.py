@@ -16,6 +16,7 @@ from zoo.engine.sweep import Sweep, result_of
 from zoo.errors import DatasetError, TargetCannotRunError, UnsupportedArtifactError, UsageError, ZooError, reason
 from zoo.measure import accuracy, machine
 from zoo.measure.choose import UNAVAILABLE, board_runtime, choose, unavailable
+from zoo.measure.complexity import counted
 from zoo.measure.preprocess import Preprocessor
 from zoo.measure.quantize import accuracy_against_float, calibration_of, held_out
 from zoo.measure.runtimes import RUNTIMES, runtime_for_path
@@ -317,6 +318,7 @@ def finish(sweep: Sweep, item: EvalItem, store_runs: bool) -> None:
         result.update(machine=outcome["machine"], device=outcome["machine"]["device"])
     if item.excluded:
         result["calibration_excluded"] = item.excluded
+    result.update(counted(item.path))  # MACs for a card that states none (compare, plots)
     parent = item.parent
     if parent is not None:
         paired = (parent.run is not None and "hits" in parent.outcome and "hits" in outcome

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from zoo.errors import UsageError
+from zoo.errors import UsageError, ZooError
 from zoo.files import check_model_file
 
 # op type -> index of its weight input (the operand whose trailing dims are multiplied per output element)
@@ -150,3 +150,13 @@ def inspect_file(path: Path) -> dict:
         raise UsageError(f"{path.name}: cannot count {suffix or 'suffix-less'} files",
                          "zoo inspects .onnx and .tflite models; convert native weights with `zoo convert` first")
     return {"path": str(path), "size_bytes": path.stat().st_size, **info}
+
+
+def counted(model_path: Path) -> dict:
+    """MACs and params counted from the graph of the file that ran, and its size, as bench and eval runs store
+    them (for a converted card they describe the conversion, not the card's own file)."""
+    try:
+        info = inspect_file(model_path)
+    except ZooError:  # a format zoo cannot read (an RDK .bin), or a graph it cannot count: size only
+        return {"macs": None, "params": None, "size_bytes": Path(model_path).stat().st_size}
+    return {"macs": info["macs"], "params": info["params"], "size_bytes": info["size_bytes"]}

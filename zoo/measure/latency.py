@@ -24,7 +24,7 @@ from zoo.artifacts.hashes import file_sha256
 from zoo.artifacts.local import run_sha256
 from zoo.errors import UsageError
 from zoo.measure import machine, targets
-from zoo.measure.complexity import inspect_file
+from zoo.measure.complexity import counted
 from zoo.measure.runtimes import is_cpu, open_runtime
 
 DEFAULT_WARMUP = 10
@@ -119,16 +119,6 @@ def input_bytes(runtime) -> int:
 
     dims = [d if isinstance(d, int) and d > 0 else 1 for d in runtime.input_shape[1:]]
     return int(np.prod(dims, dtype=np.int64)) * np.dtype(runtime.input_dtype).itemsize
-
-
-def _counted(model_path: Path) -> dict:
-    """MACs and params counted from the graph of the file that ran, and its size (`run_file_*`: for a converted
-    card, not the card's own file)."""
-    try:
-        info = inspect_file(model_path)
-    except UsageError:  # a format zoo cannot read (an RDK .bin): size only
-        return {"macs": None, "params": None, "size_bytes": model_path.stat().st_size}
-    return {"macs": info["macs"], "params": info["params"], "size_bytes": info["size_bytes"]}
 
 
 @dataclass
@@ -313,7 +303,7 @@ def _result(model: Timed, model_sha256: str, *, target, batch, warmup, cpus, con
         result["p50_ci_coverage"] = round(coverage, 4)
     else:
         result["p50_ci95"], result["p50_ci_coverage"] = None, None
-    result.update(_counted(model.path))
+    result.update(counted(model.path))
     result.update({
         "kind": "bench", "card_id": model.card["id"], "synthetic_weights": model.synthetic,
         "precision": model.precision,

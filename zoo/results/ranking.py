@@ -134,7 +134,9 @@ def _base(table: CardTable, selection: Selection):
             base.at[i, "measured_dataset"] = dataset_label(eval_run)
             base.at[i, "measured_card_id"] = eval_run.card_id
             base.at[i, "verdict"] = verdict(None if top1 != top1 else float(top1), eval_run)
-        runs = [r for r in selection.benches.get(card_id, []) if not r.synthetic_weights]
+        counting_evals = [r for r in [eval_run, *selection.measured] if r is not None and r.card_id == card_id
+                          and r.counted("size_bytes")]  # evals count the file they ran too
+        runs = [r for r in selection.benches.get(card_id, []) if not r.synthetic_weights] + counting_evals
         own = next((r for r in runs if _counted_is_the_cards_file(r)), None)
         if own is not None:  # the card's own file, counted: it beats the card's stated figures
             for column, key in (("params_m", "params"), ("macs_m", "macs")):
@@ -452,11 +454,15 @@ def compare(table: CardTable, metric: str = "accuracy", *, selection: Selection 
     if pareto:
         df["pareto"] = _pareto(df, group, metric, column, higher) & ~df["missing"]
     # Footing order. Latency: measured here, synthetic, on a target, claimed; then the biggest. Accuracy: the
-    # claims first, then the measured sets, the biggest first.
+    # claims first, then the measured sets, the most images first.
     if footed:
         kind = df["basis"].map({**BASIS_ORDER, "claimed": -1 if metric in ACCURACY_METRICS else 3}).fillna(9)
-        stats = pd.DataFrame({"g": group, "kind": kind}).groupby("g")["kind"].agg(["min", "size"])
-        df["_footing_order"] = group.map(stats["min"] * 1e6 - stats["size"]).where(~df["missing"], 1e12)
+        images = (pd.to_numeric(df["dataset_images"], errors="coerce").fillna(0) if "dataset_images" in df
+                  else pd.Series(0.0, index=df.index))
+        stats = pd.DataFrame({"g": group, "kind": kind, "images": images}).groupby("g").agg(
+            min=("kind", "min"), size=("kind", "size"), images=("images", "max"))
+        df["_footing_order"] = group.map(stats["min"] * 1e12 - stats["images"] * 1e5 - stats["size"]).where(
+            ~df["missing"], 1e15)
     else:
         df["_footing_order"] = 0.0
     df["_group"] = group

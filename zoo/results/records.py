@@ -10,8 +10,9 @@ from zoo._version import __version__
 KINDS = ("eval", "bench")
 EVAL_METRICS = ("top1", "top5", "top1_ci95", "top5_ci95", "n", "unreadable", "unreadable_files", "images_per_s",
                 "wall_s", "workers", "lanes", "per_class", "engine", "calibration_excluded", "accuracy_vs_float",
-                "per_image")
-OPTIONAL_EVAL_METRICS = ("engine", "calibration_excluded", "accuracy_vs_float", "per_image")
+                "per_image", "macs", "params", "size_bytes")
+OPTIONAL_EVAL_METRICS = ("engine", "calibration_excluded", "accuracy_vs_float", "per_image", "macs", "params",
+                         "size_bytes")
 BENCH_METRICS = ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms", "max_ms", "fps", "iterations",
                  "peak_rss_bytes", "synthetic_weights", "warmup", "macs", "params", "size_bytes",
                  "load_ms", "first_inference_ms", "model_peak_bytes", "p90_conservative_ms", "p99_conservative_ms",
@@ -139,5 +140,6 @@ class Run:
         return self.metrics.get("images_per_s")
 
     def counted(self, key: str):
-        """macs, params or size_bytes counted on the timed file by a bench run."""
+        """macs, params or size_bytes counted on the file that ran by a bench or an eval run (evals
+        stored before they counted have none)."""
         return self.metrics.get(key)
