@@ -479,3 +479,9 @@ def test_output_files_get_the_users_umask(tmp_path, mask, mode):
     for name in ("r.html", "p.png"):
         assert (tmp_path / name).stat().st_mode & 0o777 == mode, name
     assert (tmp_path / "k.key").stat().st_mode & 0o777 == 0o600  # a private key stays private
+
+
+def test_a_bench_that_reuses_its_run_does_not_say_it_is_timing(zoo_home):
+    first, again = (run_cli("bench", TINY[0], *QUICK) for _ in range(2))
+    assert first.stderr.startswith(f"timing {TINY[0]} (synthetic weights) on this host ...")
+    assert again.stdout.startswith("reused ") and "timing" not in again.stderr

@@ -59,10 +59,11 @@ def bench(
 ):
     """Measure latency of one or many cards on this host or a target board, timed together in interleaved rounds;
     each run is stored."""
-    if len(refs) == 1 and not any(c in refs[0] for c in "*?[") and not quiet and not as_json:
+    starting = None
+    if len(refs) == 1 and not any(c in refs[0] for c in "*?["):
         where = f"target {target}" if target else "this host"
-        note(f"timing {refs[0]}{' (synthetic weights)' if synthetic else ''} on {where} ...")
-    with SweepProgress(as_json, quiet) as progress:
+        starting = f"timing {refs[0]}{' (synthetic weights)' if synthetic else ''} on {where} ..."
+    with SweepProgress(as_json, quiet, starting=starting) as progress:
         summary = zoo.bench_sweep(refs, runtime=runtime_name, provider=provider, threads=threads, batch=batch,
                                   warmup=warmup, iters=iters, seconds=seconds, rounds=rounds, synthetic=synthetic,
                                   target=target, cooldown=cooldown, cpus=parse_cpus(cpus), mirrors=mirror,

@@ -192,10 +192,11 @@ class SweepProgress:
     """Renders a sweep's events (zoo.engine.sweep): one rich bar over the whole sweep on a terminal's stderr,
     a line per finished card on stdout (a JSON line with --json), notes on stderr; -q keeps only the results."""
 
-    def __init__(self, as_json: bool, quiet: bool, lines_to_stderr: bool = False):
+    def __init__(self, as_json: bool, quiet: bool, lines_to_stderr: bool = False, starting: str | None = None):
         import threading
 
         self.as_json, self.quiet, self.lines_to_stderr = as_json, quiet, lines_to_stderr
+        self.starting = starting  # said on stderr when there is work to do (not when every run is reused)
         self.lock, self.bar, self.task = threading.Lock(), None, None
 
     def __enter__(self):
@@ -217,7 +218,9 @@ class SweepProgress:
             kind = event["event"]
             if kind == "note" and not self.quiet:
                 self._say(event["message"], err=True)
-            elif kind == "start" and self.bar:
+            elif kind == "start" and self.starting and event["units"] and not (self.quiet or self.as_json):
+                self._say(self.starting, err=True)
+            if kind == "start" and self.bar:
                 label = "evaluating" if event["kind"] == "eval" else "timing"
                 self.task = self.bar.add_task(f"{label} {event['cards']} card(s)", total=event["units"] or 1)
             elif kind == "advance" and self.bar and self.task is not None:
