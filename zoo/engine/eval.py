@@ -117,7 +117,7 @@ def prepare(sweep: Sweep, card: dict, described: dict, options: EvalOptions, *, 
     except ZooError as error:
         sweep.finish("failed", card["id"], error=error)
         return None
-    sweep.runs_as_onnx(item.artifact, options.runtime)
+    sweep.runs_as_onnx(item.artifact, options.board_runtime() if options.target else options.runtime)
     if parent_id:
         item.settings["float_parent"] = parent_id
     if not force:
