@@ -348,3 +348,53 @@ def test_an_artifact_whose_headers_drip_is_given_up_at_the_deadline(header_drip,
     with pytest.raises(Skip, match=r"no complete answer \(status line and headers\) within 2 s"):
         download.run()
     assert time.monotonic() - start < 6
+
+
+@pytest.fixture
+def handshake_drip():
+    """A server on 127.0.0.1 that answers a TLS ClientHello with a handshake record header announcing 16 KiB, then
+    one byte of it every 0.2 s (for up to 30 s): the handshake never ends, and no read ever times out."""
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            threading.Thread(target=drip, args=(conn,), daemon=True).start()
+
+    def drip(conn):
+        with conn:
+            try:
+                conn.recv(4096)  # the ClientHello
+                conn.sendall(b"\x16\x03\x03\x40\x00")
+                for _ in range(150):
+                    if stop.wait(0.2):
+                        return
+                    conn.sendall(b"\x00")
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"https://127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    listener.close()
+
+
+def test_an_index_whose_tls_handshake_drips_gives_up_within_the_read_timeout(handshake_drip, monkeypatch):
+    # Python's ssl bounds a whole handshake by the socket's timeout (since 3.5), not each read: the drip is cut
+    # at ZOO_READ_TIMEOUT, inside the header deadline
+    monkeypatch.setenv("ZOO_CONNECT_TIMEOUT", "1")
+    monkeypatch.setenv("ZOO_READ_TIMEOUT", "1")
+    remote.add("drip", f"{handshake_drip}/index.json")
+    start = time.monotonic()
+    (result,) = remote.update()
+    assert time.monotonic() - start < 4
+    assert result["status"] == "failed" and "(ReadTimeout)" in result["message"]
