@@ -413,6 +413,13 @@ def test_fetch_takes_wildcards_like_list_eval_and_bench(zoo_home, coral_dir):
 def test_cache_ls_and_prune_cover_every_file_zoo_makes(zoo_home, coral_dir):
     zoo.convert(TINY[0], synthetic=True)
     zoo.convert(CORAL, dequantize=True, mirrors=[str(coral_dir)])  # a derived card and the model it is made of
+    # fetched as the derived card's artifact, the model zoo made is cached under a second name, not copied
+    (fetched,) = zoo.fetch([f"{CORAL}+float"])
+    (model,) = (zoo_home / "converted").glob("*/v*/tflite_float.onnx")
+    assert Path(fetched["path"]).stat().st_ino == model.stat().st_ino
+    shared = run_cli("cache", "ls")
+    disk = sum({(p.stat().st_ino, p.stat().st_size) for p in zoo_home.rglob("*") if p.is_file()}, ())[1::2]
+    assert f", {sum(disk):,} of them on disk (a model zoo made and its cached copy are one file" in shared.stderr
     listed = {r["kind"]: r for r in zoo.cache_ls()}
     assert set(listed) >= {"file", "synthetic", "converted", "derived-card", "catalog"}
     on_disk = sum(p.stat().st_size for p in zoo_home.rglob("*") if p.is_file() and p.parent.name != "locks")

@@ -125,6 +125,24 @@ def _size(path: Path) -> int:
         return 0
 
 
+def on_disk() -> int:
+    """Bytes of everything `ls` lists, each file counted once: a derived card's model and its cached download
+    are one file under two names (a hard link, zoo.artifacts.http)."""
+    seen, total = set(), 0
+    paths = [path for _, path in blobs()] + [part for record in made() for part in record["parts"]]
+    for path in paths:
+        try:
+            files = [path] if not path.is_dir() else [p for p in path.rglob("*") if p.is_file() and not p.is_symlink()]
+            for file in files:
+                stat = file.lstat()
+                if (stat.st_dev, stat.st_ino) not in seen:
+                    seen.add((stat.st_dev, stat.st_ino))
+                    total += stat.st_size
+        except OSError:  # vanished meanwhile
+            continue
+    return total
+
+
 def made() -> list[dict]:
     """Every file zoo made under ZOO_HOME besides the downloads: {kind, path, size, sha256 (the source's, for a
     conversion or an unpacked tree), file, parts (the paths it consists of)}. Kinds: unpacked, partial,

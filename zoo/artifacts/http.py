@@ -6,6 +6,7 @@ resume from the bytes already on disk (Range + If-Range), which urllib3 cannot d
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 import urllib.request
@@ -254,6 +255,20 @@ class Download:
         emit(self.progress, {"event": "progress", **self.label, "bytes": done, "total": total})
         return hasher
 
+    def _linked(self, source: Path) -> bool:
+        """Hard-link a file zoo made under ZOO_HOME (a derived card's converted or quantized model) as the partial
+        download instead of copying it: zoo replaces those files whole, never in place, so the link keeps the bytes
+        it was hashed with. False where a link cannot be made (another file system): the caller copies."""
+        own = (settings.converted_dir().resolve(), settings.quantized_dir().resolve())
+        if not any(source.resolve().is_relative_to(d) for d in own):
+            return False
+        try:
+            self.part.unlink(missing_ok=True)
+            os.link(source, self.part)
+        except OSError:
+            return False
+        return True
+
     def _copy_local(self, source: Path) -> Hasher:
         if not source.is_file():
             raise Skip(f"{source}: not in the mirror directory")
@@ -261,9 +276,14 @@ class Download:
         emit(self.progress, {"event": "start", **self.label, "url": self.url, "total": source.stat().st_size,
                               "offset": 0})
         self.part.parent.mkdir(parents=True, exist_ok=True)
-        with open(source, "rb") as src, open(self.part, "wb") as dst:
-            while chunk := src.read(CHUNK):
-                dst.write(chunk)
-                hasher.update(chunk)
+        if self._linked(source):  # a model zoo made: the cache shares its bytes, hashed as they were linked
+            with open(self.part, "rb") as linked:
+                while chunk := linked.read(CHUNK):
+                    hasher.update(chunk)
+        else:
+            with open(source, "rb") as src, open(self.part, "wb") as dst:
+                while chunk := src.read(CHUNK):
+                    dst.write(chunk)
+                    hasher.update(chunk)
         emit(self.progress, {"event": "progress", **self.label, "bytes": hasher.size, "total": hasher.size})
         return hasher

@@ -67,8 +67,13 @@ def cache_ls(as_json: bool = typer.Option(False, "--json", help="Print the recor
                             [[r["kind"], (r["sha256"] or "—")[:16], str(r["size"]),
                               r["file"] + (" (unpacked)" if r["unpacked"] else ""),
                               ", ".join(r["cards"]) or "(no card)"] for r in rows], {0, 1, 3, 4}))
-    note(f"{len(rows)} item(s), {sum(r['size'] for r in rows):,} bytes in {settings.zoo_home()} "
-         "(`zoo cache prune` removes what no card uses; the rest is made again when needed)")
+    from zoo.artifacts.cache import on_disk
+
+    listed, disk = sum(r["size"] for r in rows), on_disk()
+    shared = (f", {disk:,} of them on disk (a model zoo made and its cached copy are one file under two names)"
+              if disk < listed else "")
+    note(f"{len(rows)} item(s), {listed:,} bytes in {settings.zoo_home()}{shared}; `zoo cache prune` removes what no "
+         "card uses, the rest is made again when needed")
 
 
 @cache_app.command("verify")
