@@ -239,3 +239,19 @@ def test_bench_on_a_board_times_a_tflite_on_litert_or_its_conversion_on_onnxrunt
         zoo.bench_sweep([QUANT], target="x5", runtime="litert")
     with pytest.raises(UnsupportedArtifactError, match="has no artifact that litert runs"):
         zoo.bench_sweep(["timm/mobilenetv2_050.lamb_in1k"], target="board", runtime="litert")
+
+
+def test_compare_measure_on_a_board_evaluates_what_the_board_lacks(board, sample_dir, link_sample, tmp_path):
+    images = link_sample(tmp_path / "images", sorted(p.name for p in sample_dir.glob("*.JPEG"))[:16])
+    zoo.evaluate(QUANT, images)  # on this host: the board still lacks it
+    df = zoo.compare([QUANT], metric="accuracy", measure=True, data=images, target="board")
+    assert df.attrs["measured"]["measured"] == [QUANT]
+    board_runs = [r for r in store.list_runs(kind="eval") if r.device == "board"]
+    assert [(r.card_id, r.n_images) for r in board_runs] == [(QUANT, 16)]
+    assert (df["basis"] == "measured on target").any() and (df["basis"] == "measured here").any()
+    again = zoo.compare([QUANT], metric="accuracy", measure=True, data=images, target="board")
+    assert again.attrs["measured"] is None  # nothing lacked: nothing measured twice
+    # on this host, the board's run does not stand in for the host's
+    zoo.compare([FLOAT], metric="accuracy", measure=True, data=images, target="board")
+    here = zoo.compare([FLOAT], metric="accuracy", measure=True, data=images)
+    assert here.attrs["measured"]["measured"] == [FLOAT]

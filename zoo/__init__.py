@@ -579,7 +579,7 @@ def compare(patterns: list[str] | None = None, metric: str = "accuracy", *, devi
     there only; other text, claims and runs whose device contains it (no match: UsageError listing devices).
     measured=False ignores the results store.
     measure=True first measures what the comparison lacks (an eval sweep on `data` for accuracy/top5, a
-    bench sweep on this host or `target` for latency/fps; runs measured the same way are reused), then ranks;
+    bench sweep for latency/fps; each on this host or `target`; runs measured the same way are reused), then ranks;
     the sweep's summary (zoo.engine.sweep) is the table's attrs["measured"] (None when nothing lacked a figure).
     """
     from zoo.errors import UsageError
@@ -599,7 +599,7 @@ def compare(patterns: list[str] | None = None, metric: str = "accuracy", *, devi
         entries = registry.at(positions)
         swept = measure_missing(entries, metric, data=data, target=target, progress=progress,
                                 parents=float_parents(registry, entries))
-        device = device or target
+        device = device or (target if metric in SPEED_METRICS else None)
     table = registry.table(positions)  # rows, not cards: 10,000 cards rank in a fraction of a second
     selection = Selection(claim_device=device)
     if measured:

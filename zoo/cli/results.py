@@ -298,7 +298,7 @@ def compare_(
     measure: bool = typer.Option(False, "--measure", help="First measure what the comparison lacks (then rank)."),
     data: Optional[Path] = typer.Option(None, "--data", metavar="DIR",
                                         help="Your images: what --measure evaluates on, and whose runs 'yours %' shows."),
-    target: Optional[str] = typer.Option(None, "--target", help="With --measure: time latency on this board."),
+    target: Optional[str] = typer.Option(None, "--target", help="With --measure: measure on this board (latency, or accuracy on --data)."),
 ):
     """Rank cards on one metric, best first, within one footing at a time (latency: device, provider, runtime,
     precision, batch, threads; accuracy: the images). --measure first measures what the comparison lacks on
