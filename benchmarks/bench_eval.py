@@ -1,7 +1,7 @@
 """`zoo eval` wall time against a naive loop, inference alone and decoding alone, all in the same run.
 
     python benchmarks/bench_eval.py [--data ../shared/data/imagenet-sample] [--card ID ...] [--limit N]
-                                    [--batch 8] [--rounds 2]
+                                    [--batch 8] [--rounds 2] [--workers W]
 
 By default one card of each preprocessing protocol (pillow, tf1-slim, tf2-resize, paddleclas, mindcv,
 opencv), each printed on its own, then a summary of eval / floor per protocol (target <= 1.05).
@@ -89,6 +89,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, help="use N images of --data (a fixed subset spread over classes)")
     parser.add_argument("--batch", type=int, default=CPU_BATCH)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--workers", type=int, help="zoo eval's lanes (default: one per core)")
     args = parser.parse_args()
     model_path = save_mobilenet_v2(Path(tempfile.mkdtemp()) / "mobilenetv2_100.onnx")
     summary = [measure(card_id, model_path, args) for card_id in args.card or PER_PROTOCOL]
@@ -140,7 +141,7 @@ def measure(card_id: str, model_path: Path, args) -> tuple[str, str, float]:
             return list(pool.map(lanes_model.scores, batches))
 
     def pipelined():
-        assert evaluate_file(card, model_path, dataset, batch=args.batch)["n"] == n
+        assert evaluate_file(card, model_path, dataset, batch=args.batch, workers=args.workers)["n"] == n
 
     pillow = protocol == "pillow"
     serial_top1 = serial()  # a warm-up run, and the check
