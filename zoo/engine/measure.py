@@ -25,7 +25,7 @@ def measure_missing(entries: list, metric: str, *, data: Path | None, target: st
         fingerprint = dataset.fingerprint()
         config = targets.get(target) if target else None
         have = {r.card_id for r in store.list_runs(kind="eval") if r.dataset_fingerprint == fingerprint
-                and (r.device == target if target else r.machine.get("target") is None)}
+                and (r.device == target if target else (r.machine or {}).get("target") is None)}
         run = lambda todo: eval_sweep(todo, dataset, EvalOptions(target=config), progress=progress,  # noqa: E731
                                       parents=parents)
     elif metric in SPEED_METRICS:
