@@ -265,7 +265,18 @@ def sample_dir(shared_data) -> Path:
     return sample
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    """A real OpenSSH server on 127.0.0.1 playing a target board (sshd_server), one per test module."""
+    import sshd_server
+
+    server, proc = sshd_server.start(tmp_path_factory.mktemp("sshd"))
+    yield server
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
 def link_sample(sample_dir):
     """link(target, names) -> target: a folder of links to these sample images (a data set of their own)."""
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-import sshd_server
 import zoo
 from zoo import settings
 from zoo.errors import NothingMeasured, UnsupportedArtifactError, UsageError
@@ -26,14 +25,6 @@ ROOT = Path(__file__).resolve().parents[1]
 QUANT = "coral/mobilenet_v2_1.0_224_quant"
 FLOAT = QUANT + "+float"
 LIMIT = 48  # images: six batches of 8
-
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory):
-    server, proc = sshd_server.start(tmp_path_factory.mktemp("sshd"))
-    yield server
-    proc.terminate()
-    proc.wait(timeout=10)
 
 
 @pytest.fixture

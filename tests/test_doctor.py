@@ -16,17 +16,13 @@ FLOAT, INT8 = CORAL + "+float", CORAL + "+float+int8"
 
 
 @pytest.fixture(scope="module")
-def bad(tmp_path_factory, sample_dir, coral_dir):
+def bad(tmp_path_factory, sample_dir, coral_dir, link_sample):
     """(ZOO_HOME, calibration folder, held-out folder, the doctor's report): the coral float card quantized
     per-tensor (u8s8) on 40 sample images, its layers compared on 12, retried with --max-drop 10 on 100 others."""
-    import os
-
     root = tmp_path_factory.mktemp("doctor")
     names = sorted(p.name for p in sample_dir.glob("*.JPEG"))
-    for folder, chosen in (("calib", names[:40]), ("held", names[500:600])):
-        (root / folder).mkdir()
-        for name in chosen:
-            os.symlink(sample_dir / name, root / folder / name)
+    link_sample(root / "calib", names[:40])
+    link_sample(root / "held", names[500:600])
     from zoo.engine.quantize import doctor
 
     with pytest.MonkeyPatch.context() as patch:

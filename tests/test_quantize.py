@@ -110,17 +110,13 @@ FLOAT, INT8 = CORAL + "+float", CORAL + "+float+int8"
 
 
 @pytest.fixture(scope="module")
-def int8_home(tmp_path_factory, sample_dir, coral_dir):
+def int8_home(tmp_path_factory, sample_dir, coral_dir, link_sample):
     """A ZOO_HOME holding the coral float card and its int8 card, calibrated on 20 of the 60 images of `data`
     (a folder of linked sample images; `other` holds 30 other ones). Tests copy it into their own ZOO_HOME."""
-    import os
-
     root = tmp_path_factory.mktemp("int8")
     names = sorted(p.name for p in sample_dir.glob("*.JPEG"))
-    for folder, chosen in (("data", names[:60]), ("other", names[100:130])):
-        (root / folder).mkdir()
-        for name in chosen:
-            os.symlink(sample_dir / name, root / folder / name)
+    link_sample(root / "data", names[:60])
+    link_sample(root / "other", names[100:130])
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ZOO_HOME", str(root / "home"))
         zoo.convert(CORAL, dequantize=True, mirrors=[str(coral_dir)])

@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -279,10 +280,10 @@ def test_a_dripping_index_gives_up_at_the_rate_floor(publish, server, monkeypatc
     assert "the last good copy stays in use" in result["message"]
 
 
-@pytest.fixture
-def header_drip():
-    """A server on 127.0.0.1 that answers every connection with a status line, then one header byte every 0.2 s
-    (for up to 30 s)."""
+@contextmanager
+def dripping_server(scheme: str, first: bytes, byte: bytes, *, hello: bool = False):
+    """A server on 127.0.0.1 that answers every connection (after reading the client's first message, `hello`)
+    with `first`, then `byte` every 0.2 s (for up to 30 s); yields its base URL."""
     import threading
 
     listener = socket.create_server(("127.0.0.1", 0))
@@ -300,20 +301,31 @@ def header_drip():
     def drip(conn):
         with conn:
             try:
-                conn.sendall(b"HTTP/1.0 200 OK\r\nX-Drip: ")
+                if hello:
+                    conn.recv(4096)
+                conn.sendall(first)
                 for _ in range(150):
                     if stop.wait(0.2):
                         return
-                    conn.sendall(b"a")
+                    conn.sendall(byte)
             except OSError:
                 pass
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    stop.set()
-    thread.join()
-    listener.close()
+    try:
+        yield f"{scheme}://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
+
+
+@pytest.fixture
+def header_drip():
+    """A status line, then one header byte every 0.2 s."""
+    with dripping_server("http", b"HTTP/1.0 200 OK\r\nX-Drip: ", b"a") as url:
+        yield url
 
 
 def test_an_index_whose_headers_drip_gives_up_at_the_deadline(header_drip, monkeypatch):
@@ -352,40 +364,10 @@ def test_an_artifact_whose_headers_drip_is_given_up_at_the_deadline(header_drip,
 
 @pytest.fixture
 def handshake_drip():
-    """A server on 127.0.0.1 that answers a TLS ClientHello with a handshake record header announcing 16 KiB, then
-    one byte of it every 0.2 s (for up to 30 s): the handshake never ends, and no read ever times out."""
-    import threading
-
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.2)
-    stop = threading.Event()
-
-    def serve():
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                continue
-            threading.Thread(target=drip, args=(conn,), daemon=True).start()
-
-    def drip(conn):
-        with conn:
-            try:
-                conn.recv(4096)  # the ClientHello
-                conn.sendall(b"\x16\x03\x03\x40\x00")
-                for _ in range(150):
-                    if stop.wait(0.2):
-                        return
-                    conn.sendall(b"\x00")
-            except OSError:
-                pass
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield f"https://127.0.0.1:{listener.getsockname()[1]}"
-    stop.set()
-    thread.join()
-    listener.close()
+    """A TLS ClientHello answered with a handshake record header announcing 16 KiB, then one byte of it every
+    0.2 s: the handshake never ends, and no read ever times out."""
+    with dripping_server("https", b"\x16\x03\x03\x40\x00", b"\x00", hello=True) as url:
+        yield url
 
 
 def test_an_index_whose_tls_handshake_drips_gives_up_within_the_read_timeout(handshake_drip, monkeypatch):

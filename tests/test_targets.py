@@ -19,14 +19,6 @@ from zoo.measure.targets.hrt import parse_perf
 
 
 @pytest.fixture(scope="module")
-def sshd(tmp_path_factory):
-    server, proc = sshd_server.start(tmp_path_factory.mktemp("sshd"))
-    yield server
-    proc.terminate()
-    proc.wait(timeout=10)
-
-
-@pytest.fixture(scope="module")
 def rdk_dir(shared_data):
     """Real `hrt_model_exec perf` output recorded on RDK X5 boards."""
     return shared_data / "rdk"
