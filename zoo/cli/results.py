@@ -110,8 +110,9 @@ def _one_line(df):
 
 # Left out, in this order, when a compact table would not fit the terminal (--wide shows them): rich would
 # otherwise cut figures and headers short ("top-1…", "1217.2").
+# The column a table ranks by is never left out.
 DROP_TO_FIT = ("MACs (M)", "precision", "runtime", "top-5 %", "claimed elsewhere", "pareto", "file", "converted (MB)",
-               "source counts", "source's FLOPs (G)", "images", "basis", "top-1 %")
+               "source counts", "source's FLOPs (G)", "images", "basis", "yours 95% CI", "top-1 %")
 
 
 def _needed_width(pretty) -> int:
@@ -127,13 +128,14 @@ def _needed_width(pretty) -> int:
     return sum(widths) + 2 * (len(widths) - 1)
 
 
-def _fit(pretty, width: int) -> tuple:
-    """(the table with low-value columns left out until it fits `width`, the headers left out)."""
+def _fit(pretty, width: int, ranked: str | None) -> tuple:
+    """(the table with low-value columns left out until it fits `width`, the headers left out); `ranked`: the
+    header of the column it ranks by, kept."""
     dropped = []
     for header in DROP_TO_FIT:
         if _needed_width(pretty) <= width:
             break
-        if header in pretty.columns:
+        if header in pretty.columns and header != ranked:
             pretty = pretty.drop(columns=header)
             dropped.append(header)
     return pretty, dropped
@@ -155,15 +157,15 @@ def _table(pretty, dim):
     return table
 
 
-def _print_table(out, pretty, dim, plain: bool) -> list[str]:
-    """rich on a terminal (it fits the width, leaving out low-value columns first: returns their headers); the
-    hand-rolled plain table for piped output (a pipe keeps the full width, and rich takes seconds on thousands
-    of rows)."""
+def _print_table(out, pretty, dim, plain: bool, ranked: str | None = None) -> list[str]:
+    """rich on a terminal (it fits the width, leaving out low-value columns first but never `ranked`: returns
+    their headers); the hand-rolled plain table for piped output (a pipe keeps the full width, and rich takes
+    seconds on thousands of rows)."""
     if plain:
         left = {i for i, c in enumerate(pretty.columns) if not pretty[c].map(_numeric).all()}
         typer.echo(plain_table(list(pretty.columns), pretty.astype(str).values.tolist(), left))
         return []
-    pretty, dropped = _fit(pretty, out.width)
+    pretty, dropped = _fit(pretty, out.width, ranked)
     out.print(_table(pretty, dim))
     return dropped
 
@@ -337,6 +339,7 @@ def compare_(
     plain = piped()  # a pipe keeps every column at full width: no rich needed (nor its 0.2 s)
     columns = _chosen_columns(shown_df, metric_name, wide)
     dropped: list[str] = []
+    ranked = HEADERS.get(metric_column(metric_name), metric_column(metric_name))
     if output is OutputFormat.markdown:
         typer.echo(_cells(shown_df, (["footing"] if footed else []) + columns).to_markdown(index=False))
     elif footed:
@@ -354,10 +357,10 @@ def compare_(
             if part["basis"].nunique() == 1:  # the heading says it
                 section = [c for c in section if c != "basis"]
             dropped += _print_table(out, pretty.loc[part.index, [HEADERS.get(c, c) for c in section]],
-                                    part["missing"], plain)
+                                    part["missing"], plain, ranked)
             typer.echo("") if plain else out.print()
     else:
-        dropped += _print_table(out, _cells(shown_df, columns), shown_df["missing"], plain)
+        dropped += _print_table(out, _cells(shown_df, columns), shown_df["missing"], plain, ranked)
     if dropped:
         note(f"left out to fit {out.width} columns: {', '.join(dict.fromkeys(dropped))} (--wide shows every column)")
     if output is not OutputFormat.markdown and not wide:
