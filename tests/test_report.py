@@ -49,12 +49,22 @@ def test_report_renders_in_a_real_browser_offline_with_tables_and_plots(measured
         tables = page.locator("table").count()
         headings = page.locator("h3").all_inner_texts()
         page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        fetched = list(requests)
+        # every card's rank on one line, in the widest table too (all cards, ranks of two digits), also in a
+        # narrower window, where the columns are squeezed
+        zoo.report(tmp_path / "all.html")
+        page.set_viewport_size({"width": 900, "height": 1600})
+        page.goto((tmp_path / "all.html").as_uri())
+        broken = page.evaluate("[...document.querySelectorAll('td:first-child')].filter(td => {"
+                               "const r = document.createRange(); r.selectNodeContents(td);"
+                               "return r.getClientRects().length > 1}).map(td => td.textContent)")
         browser.close()
-    assert errors == [] and requests == [(tmp_path / "report.html").as_uri()]
+    assert errors == [] and fetched == [(tmp_path / "report.html").as_uri()]
     assert len(plots) == 2 and min(plots) > 500  # both plots drawn from the inline SVG
     # coral claims no top-1: its measured point sits at the claim Axis publishes for the same bytes, named so
     assert "coral/mobilenet_v2_1.0_224_quant (claim of axis/mobilenet_v2_1.0_224_quant, same file)" in titles
     assert overflow <= 0  # nothing wider than the page at 1280 px
+    assert broken == []
     assert tables >= 8 and "NVIDIA V100 · TensorRT · fp32 · batch 1" in headings
     assert (tmp_path / "report.png").stat().st_size > 50_000
 

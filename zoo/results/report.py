@@ -25,6 +25,7 @@ h1{font-size:1.6em}h2{margin-top:2em;border-bottom:1px solid #ccc}h3{font-size:1
 table{border-collapse:collapse;margin:.4em 0 1.2em;max-width:100%}
 td,th{padding:2px 8px;border-bottom:1px solid #eee;text-align:right;overflow-wrap:anywhere}
 th{background:#f4f4f4}td:nth-child(2),th:nth-child(2){text-align:left}svg{max-width:100%;height:auto}
+td:first-child{white-space:nowrap}
 .note{color:#555;font-size:.92em}code{background:#f4f4f4;padding:0 3px}
 table.runs{table-layout:fixed;width:100%}table.runs td{text-align:left;vertical-align:top}
 table.runs td:first-child,table.runs th:first-child{text-align:right;width:3em}
