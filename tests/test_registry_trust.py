@@ -268,6 +268,40 @@ def test_dropping_allow_local_puts_aside_a_copy_with_local_urls_but_keeps_its_ve
 
 # ---------------------------------------------------------------- 5. how long an index may take
 
+def test_an_index_served_gzipped_is_read_as_its_json(tmp_path):
+    """requests asks for gzip; a static host that compresses index.json must still be read (decoded, then bounded)."""
+    import gzip
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    path = tmp_path / "index.json"
+    write_index(index_of([card("gz/m", ["https://gz.example/m.tflite"])]), path)
+    body = gzip.compress(path.read_bytes())
+
+    class Gzipped(BaseHTTPRequestHandler):
+        def do_GET(self):
+            assert "gzip" in self.headers.get("Accept-Encoding", "")
+            self.send_response(200)
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Gzipped)
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+    try:
+        remote.add("gz", f"http://127.0.0.1:{httpd.server_address[1]}/index.json")
+        (result,) = remote.update()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert result["status"] == "updated" and result["cards"] == 1, result
+    assert zoo.get("gz/m")["id"] == "gz/m"
+
+
 def test_a_dripping_index_gives_up_at_the_rate_floor(publish, server, monkeypatch):
     url = publish("slow", index_of([card(f"slow/m{i}", ["https://slow.example/m.tflite"]) for i in range(3)]))
     remote.add("slow", url)

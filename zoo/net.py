@@ -199,8 +199,9 @@ def read_body(raw, limit: int, url: str) -> bytes:
     min_rate, window = settings.min_rate()
     chunks, done = [], 0
     mark_time, mark_done = time.monotonic(), 0
-    # read1: whatever has arrived, so that the rate is checked even while bytes trickle in.
-    while done <= limit and (chunk := raw.read1(min(65536, limit + 1 - done))):
+    # read1: whatever has arrived, so that the rate is checked even while bytes trickle in; decoded (requests asks
+    # for gzip), so the limit bounds what is parsed, as a compressed index's size would not.
+    while done <= limit and (chunk := raw.read1(min(65536, limit + 1 - done), decode_content=True)):
         chunks.append(chunk)
         done += len(chunk)
         now = time.monotonic()
