@@ -115,12 +115,15 @@ def blobs() -> list[tuple[str, Path]]:
     return [(d.name, f) for d in sorted(root.iterdir()) if d.is_dir() for f in sorted(d.iterdir()) if f.is_file()]
 
 
+def _files(path: Path) -> list[Path]:
+    """A file, or every file under a folder (links left out)."""
+    return [p for p in path.rglob("*") if p.is_file() and not p.is_symlink()] if path.is_dir() else [path]
+
+
 def _size(path: Path) -> int:
     """Bytes of a file, or of every file under a folder (0 for what vanished meanwhile)."""
     try:
-        if path.is_dir():
-            return sum(p.lstat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
-        return path.lstat().st_size
+        return sum(p.lstat().st_size for p in _files(path))
     except OSError:
         return 0
 
@@ -129,11 +132,9 @@ def on_disk() -> int:
     """Bytes of everything `ls` lists, each file counted once: a derived card's model and its cached download
     are one file under two names (a hard link, zoo.artifacts.http)."""
     seen, total = set(), 0
-    paths = [path for _, path in blobs()] + [part for record in made() for part in record["parts"]]
-    for path in paths:
+    for path in [path for _, path in blobs()] + [part for record in made() for part in record["parts"]]:
         try:
-            files = [path] if not path.is_dir() else [p for p in path.rglob("*") if p.is_file() and not p.is_symlink()]
-            for file in files:
+            for file in _files(path):
                 stat = file.lstat()
                 if (stat.st_dev, stat.st_ino) not in seen:
                     seen.add((stat.st_dev, stat.st_ino))
@@ -141,6 +142,12 @@ def on_disk() -> int:
         except OSError:  # vanished meanwhile
             continue
     return total
+
+
+def made_by_zoo(path: Path) -> bool:
+    """Whether a file (links resolved) is a model zoo made under ZOO_HOME: a conversion or an int8 model."""
+    path = Path(path).resolve()
+    return any(path.is_relative_to(d.resolve()) for d in (settings.converted_dir(), settings.quantized_dir()))
 
 
 def made() -> list[dict]:
@@ -273,7 +280,7 @@ def prune(users: dict[str, list[str]], made_for: dict[str, list[str]] | None = N
             continue
         # Never a download, conversion or int8 model in progress: skip what another process holds.
         lock = {"partial": lock_path(path.stem), "quantized": path.parent / "lock",
-                "converted": _convert_lock(path), "synthetic": _convert_lock(path)}.get(kind)
+                "converted": convert_lock(path), "synthetic": convert_lock(path)}.get(kind)
         try:
             with FileLock(str(lock), timeout=0) if lock else contextlib.nullcontext():
                 for part in parts:
@@ -295,6 +302,6 @@ def prune(users: dict[str, list[str]], made_for: dict[str, list[str]] | None = N
     return out
 
 
-def _convert_lock(model: Path) -> Path:
-    """The lock zoo.artifacts.convert holds while it makes this file (same key)."""
+def convert_lock(model: Path) -> Path:
+    """The lock zoo.artifacts.convert holds while it makes this model file (prune skips what it holds)."""
     return lock_path("convert-" + artifact_key(str(model.parent), model.stem))

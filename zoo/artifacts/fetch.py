@@ -85,8 +85,7 @@ def local_url_refusal(url: str, mirrors: list[str]) -> str | None:
     if not url.startswith("file://"):
         return None
     path = _local_path(url).resolve()  # links resolved: a link in a mirror to /etc/shadow is outside it
-    own = [settings.converted_dir().resolve(), settings.quantized_dir().resolve()]
-    if any(path.is_relative_to(directory) for directory in mirror_directories(mirrors) + own):
+    if cache.made_by_zoo(path) or any(path.is_relative_to(directory) for directory in mirror_directories(mirrors)):
         return None
     return (f"{url}: file:// URLs are read only inside a mirror directory you named (--mirror or ZOO_MIRROR), "
             "and this one is not")

@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from zoo import net, settings
+from zoo.artifacts.cache import made_by_zoo
 from zoo.artifacts.hashes import (
     CHUNK,
     BackgroundHasher,
@@ -259,8 +260,7 @@ class Download:
         """Hard-link a file zoo made under ZOO_HOME (a derived card's converted or quantized model) as the partial
         download instead of copying it: zoo replaces those files whole, never in place, so the link keeps the bytes
         it was hashed with. False where a link cannot be made (another file system): the caller copies."""
-        own = (settings.converted_dir().resolve(), settings.quantized_dir().resolve())
-        if not any(source.resolve().is_relative_to(d) for d in own):
+        if not made_by_zoo(source):
             return False
         try:
             self.part.unlink(missing_ok=True)

@@ -322,11 +322,6 @@ def ls() -> list[dict]:
     return out
 
 
-def cached_files() -> list[tuple[str, Path]]:
-    """(name, path) of the last good copy of every remote registry that has one, in the order they were added."""
-    return [(name, path) for name, path, _ in cached_sources()]
-
-
 def trust(conf: dict) -> str:
     """How a registry's cards rank against other sources' (zoo.cards.registry.merged): override, signed, unsigned."""
     return "override" if conf.get("override") else "signed" if conf.get("key") else "unsigned"

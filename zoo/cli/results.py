@@ -323,8 +323,8 @@ def compare_(
         from zoo.results.plots import left_out
 
         note(f"drew {zoo.plot(df, metric_name, plot)}")
-        if left_out(df, metric_name):
-            note(left_out(df, metric_name))
+        if lost := left_out(df, metric_name):
+            note(lost)
     if as_json or output is OutputFormat.json:
         print_json(json.loads(df.to_json(orient="records")))
         return

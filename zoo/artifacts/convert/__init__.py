@@ -133,11 +133,11 @@ def convert_file(card: dict, source: Path | None, fmt: str | None, *, source_sha
     onnx_path, record_path = where / f"{key}.onnx", where / f"{key}.json"
     from filelock import FileLock
 
-    from zoo.artifacts.cache import artifact_key, lock_path
+    from zoo.artifacts.cache import convert_lock
 
     # One conversion of a file at a time across processes (parallel sweeps, `convert --force`), as for fetch:
     # a second one waits and finds the first one's result, or (--force) converts after it.
-    with FileLock(str(lock_path("convert-" + artifact_key(str(where), key)))):
+    with FileLock(str(convert_lock(onnx_path))):
         record = None
         if not force and onnx_path.is_file():
             record = read_json(record_path)  # None when missing or unreadable

@@ -108,8 +108,9 @@ class RunnerSession:
         try:
             header, payload = wire.read_frame(self._stream)
         except (EOFError, TimeoutError, OSError, ValueError) as error:
+            said = self._last_words()
             raise RunnerLost(f"{self.target['name']}: the runner's connection ended ({error}"
-                             f"{'; ' + self._last_words() if self._last_words() else ''})") from None
+                             f"{'; ' + said if said else ''})") from None
         return (header, payload) if with_payload else header
 
     def _last_words(self) -> str:
