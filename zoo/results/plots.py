@@ -16,19 +16,11 @@ from pathlib import Path
 from zoo.errors import UsageError, brief
 from zoo.files import output_file, write_bytes_atomic
 from zoo.results.metrics import ACCURACY_METRICS, SPEED_METRICS, metric as metric_of
-from zoo.results.ranking import CLAIMED_ACCURACY, pareto_front, separable_front
+from zoo.results.ranking import CLAIMED_ACCURACY, front_axes, front_flags
 
 MAX_PANELS = 12
 BIG_PANEL = 20  # points in a first panel that earns a row of its own
 MIN_SPAN = 0.10  # an axis spans at least 10% of its largest value (never 4.440 to 4.450 ms)
-
-
-def _axes_of(metric: str) -> tuple[str, bool, str]:
-    """(x column, higher x is better, y column) of a metric's panels."""
-    spec = metric_of(metric)
-    if spec.name in ACCURACY_METRICS:
-        return "macs_m", False, spec.column
-    return spec.column, spec.higher_is_better, "top1_pct"
 
 
 def _one_point_per_file(rows):
@@ -50,7 +42,7 @@ def panels(df, metric: str) -> list[tuple[str, str, object]]:
     """(title, y-axis title, rows) per panel, in the table's footing order: one per footing for latency/fps and
     accuracy; rows without both axes are left out (a card with no claimed top-1 is not placed on a claimed
     axis)."""
-    x, _, y = _axes_of(metric)
+    x, _, y = front_axes(metric)
     out = []
     if metric_of(metric).name not in SPEED_METRICS + ACCURACY_METRICS:
         points = df.assign(label=df["id"]).dropna(subset=[x, y])
@@ -75,7 +67,7 @@ def panels(df, metric: str) -> list[tuple[str, str, object]]:
 def left_out(df, metric: str) -> str | None:
     """A line naming the measured rows no panel can place (no x or no y figure), or None: a measurement is
     never dropped from a plot without a word."""
-    x, _, y = _axes_of(metric)
+    x, _, y = front_axes(metric)
     if y == "top1_pct" and "top1_file_claim_pct" in df:
         df = df.assign(top1_pct=df["top1_pct"].fillna(df["top1_file_claim_pct"]))
     measured = df["basis"].astype(str).str.startswith("measured") & ~df["missing"]
@@ -87,15 +79,6 @@ def left_out(df, metric: str) -> str | None:
     ids = ", ".join(dict.fromkeys(lost["id"]))
     fix = "; `zoo bench ID` counts a card's MACs on its file" if x == "macs_m" and lost[x].isna().any() else ""
     return f"not drawn: {len(lost)} measured row(s) without {lacks} to place them: {brief(ids, 200)}{fix}"
-
-
-def _front(rows, x: str, higher: bool, y: str):
-    noisy = "ci_low" in rows and rows["ci_low"].notna().any()
-    if not noisy:
-        return pareto_front(rows, x, higher, accuracy=y)
-    if x == "macs_m":  # accuracy against MACs: the accuracy has the interval
-        return separable_front(rows, x, False, y, benefit_interval=("ci_low", "ci_high"))
-    return separable_front(rows, x, higher, y, cost_interval=("ci_low", "ci_high"))
 
 
 def _padded(low: float, high: float, log: bool) -> tuple[float, float]:
@@ -134,7 +117,7 @@ def _draw(ax, rows, x: str, higher: bool, y: str, *, adjust, gids: list) -> None
                         yerr=None if yerr is None else yerr[:, [i]], fmt="none", ecolor="tab:red", alpha=0.5,
                         lw=1, capsize=2, zorder=3)
     ordered = rows.sort_values(x)
-    front = ordered[_front(ordered, x, higher, y).to_numpy()]
+    front = ordered[front_flags(ordered, x, higher, y).to_numpy()]
     if len(front) > 1:
         ax.plot(front[x], front[y], color="tab:green", lw=1.2, zorder=2)
     labelled = rows[measured | rows.index.isin(front.index)]
@@ -166,7 +149,7 @@ def _figure(df, metric: str, title: str | None):
     from matplotlib.lines import Line2D
     from adjustText import adjust_text
 
-    x, higher, y = _axes_of(metric)
+    x, higher, y = front_axes(metric)
     drawn = panels(df, metric)
     left_out = len(drawn) - MAX_PANELS
     drawn = drawn[:MAX_PANELS]

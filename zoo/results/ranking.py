@@ -452,7 +452,7 @@ def compare(table: CardTable, metric: str = "accuracy", *, selection: Selection 
     footed = metric in SPEED_METRICS or metric in ACCURACY_METRICS
     group = df["footing"].where(df["footing"].notna(), "") if footed else pd.Series("", index=df.index)
     if pareto:
-        df["pareto"] = _pareto(df, group, metric, column, higher) & ~df["missing"]
+        df["pareto"] = _pareto(df, group, metric) & ~df["missing"]
     # Footing order. Latency: measured here, synthetic, on a target, claimed; then the biggest. Accuracy: the
     # claims first, then the measured sets, the most images first.
     if footed:
@@ -495,21 +495,31 @@ def _name_ties(df, column: str, higher: bool) -> None:
             df.at[index, "tie"] = b != w
 
 
-def _pareto(df, group, metric: str, column: str, higher: bool):
-    """Pareto stars within each footing: exact figures (claims) by the O(n log n) front; measured ones only where
-    noise could not move them off it (separable_front)."""
+def front_axes(metric: str) -> tuple[str, bool, str]:
+    """(x column, higher x is better, y column) of a metric's front: accuracy against MACs, anything else against
+    the claimed top-1."""
+    spec = metric_of(metric)
+    if spec.name in ACCURACY_METRICS:
+        return "macs_m", False, spec.column
+    return spec.column, spec.higher_is_better, "top1_pct"
+
+
+def front_flags(rows, x: str, higher: bool, y: str):
+    """Boolean Series: the rows on the Pareto front of y against x. Exact figures (claims) by the O(n log n)
+    front; measured ones (with an interval) only where noise could not move them off it (separable_front)."""
+    if not ("ci_low" in rows and rows["ci_low"].notna().any()):
+        return pareto_front(rows, x, higher, accuracy=y)
+    if x == "macs_m":  # accuracy against MACs: the accuracy has the interval
+        return separable_front(rows, x, False, y, benefit_interval=("ci_low", "ci_high"))
+    return separable_front(rows, x, higher, y, cost_interval=("ci_low", "ci_high"))
+
+
+def _pareto(df, group, metric: str):
+    """Pareto stars within each footing (front_flags)."""
     import pandas as pd
 
+    x, higher, y = front_axes(metric)
     flags = pd.Series(False, index=df.index)
     for _, part in df.groupby(group, sort=False):
-        noisy = "ci_low" in part and part["ci_low"].notna().any()
-        if metric in ACCURACY_METRICS:  # accuracy against MACs; a measured set's accuracy has its interval
-            flags.loc[part.index] = (separable_front(part, "macs_m", False, column,
-                                                     benefit_interval=("ci_low", "ci_high")) if noisy
-                                     else pareto_front(part, "macs_m", False, accuracy=column))
-        elif noisy:
-            flags.loc[part.index] = separable_front(part, column, higher, "top1_pct",
-                                                    cost_interval=("ci_low", "ci_high"))
-        else:
-            flags.loc[part.index] = pareto_front(part, column, higher)
+        flags.loc[part.index] = front_flags(part, x, higher, y)
     return flags
