@@ -98,19 +98,29 @@ def accuracy_against_float(parent_id: str, float_hits, int8_hits) -> dict:
     """The int8 model against its float parent on the same images, from per-image top-1 outcomes (aligned
     boolean arrays): both top-1s, the drop in points with its 95% interval, the discordant pairs, McNemar's
     exact p-value, and the verdict in words (zoo.measure.int8_verdict)."""
-    import numpy as np
-
-    float_hits, int8_hits = np.asarray(float_hits, bool), np.asarray(int8_hits, bool)
-    n = len(float_hits)
-    float_only, int8_only = int((float_hits & ~int8_hits).sum()), int((~float_hits & int8_hits).sum())
-    p_value = mcnemar_exact(float_only, int8_only)
-    parent_top1, top1 = (round(100 * float(h.mean()), 3) if n else None for h in (float_hits, int8_hits))
+    paired = paired_top1(float_hits, int8_hits)
+    n, float_only, int8_only, p_value = paired["n"], paired["first_only"], paired["second_only"], paired["p_value"]
+    parent_top1, top1 = paired["first_top1"], paired["second_top1"]
     drop = round(parent_top1 - top1, 3) if n else None
     significant = p_value < 0.05
     v = {"parent": parent_id, "n": n, "parent_top1": parent_top1, "top1": top1, "drop_points": drop,
          "drop_ci95": drop_interval(float_only, int8_only, n), "float_only": float_only, "int8_only": int8_only,
          "p_value": p_value, "significant": significant}
     return {**v, "verdict": accuracy_sentence(v) if n else "no images"}
+
+
+def paired_top1(first_hits, second_hits) -> dict:
+    """Two models' per-image top-1 outcomes on the same images (aligned boolean arrays): n, each top-1 in percent
+    (None on no images), the discordant pairs (first_only: images only the first got right) and McNemar's p."""
+    import numpy as np
+
+    first, second = np.asarray(first_hits, bool), np.asarray(second_hits, bool)
+    n = len(first)
+    first_only, second_only = int((first & ~second).sum()), int((~first & second).sum())
+    return {"n": n, "first_only": first_only, "second_only": second_only,
+            "p_value": mcnemar_exact(first_only, second_only),
+            "first_top1": round(100 * float(first.mean()), 3) if n else None,
+            "second_top1": round(100 * float(second.mean()), 3) if n else None}
 
 
 def mcnemar_exact(b: int, c: int) -> float:

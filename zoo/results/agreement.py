@@ -28,19 +28,16 @@ def host_run_for(board_run, runs: list):
 def compare_runs(board_run, host_run, alpha: float = ALPHA) -> dict:
     """One board run against one host run of the same file on the same images (see board_vs_host for the keys)."""
     from zoo.measure.accuracy import unpack_per_image
-    from zoo.measure.quantize import mcnemar_exact
+    from zoo.measure.quantize import paired_top1
 
     if board_run.dataset_fingerprint != host_run.dataset_fingerprint:
         raise ValueError("the two runs were not made on the same images (dataset fingerprints differ)")
     board_top1, board_hit, board_read = unpack_per_image(board_run.metrics["per_image"])
     host_top1, host_hit, host_read = unpack_per_image(host_run.metrics["per_image"])
-    both = board_read & host_read
-    n = int(both.sum())
-    host_only = int((host_hit & ~board_hit & both).sum())
-    board_only = int((board_hit & ~host_hit & both).sum())
-    p_value = mcnemar_exact(host_only, board_only)
-    board_pct = round(100 * float(board_hit[both].mean()), 3) if n else None
-    host_pct = round(100 * float(host_hit[both].mean()), 3) if n else None
+    both = board_read & host_read  # images both sides could read
+    paired = paired_top1(host_hit[both], board_hit[both])
+    n, host_only, board_only, p_value = paired["n"], paired["first_only"], paired["second_only"], paired["p_value"]
+    host_pct, board_pct = paired["first_top1"], paired["second_top1"]
     difference = round(board_pct - host_pct, 3) if n else None
     significant = p_value < alpha
     if not significant:
