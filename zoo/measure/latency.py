@@ -235,7 +235,7 @@ def bench_models(models: list[Timed], *, target: dict | None = None, provider: s
     if target and "own_s" in before and "own_s" in after:
         # the board's readings come from short-lived processes: zoo's own CPU time there is its runners'
         after = {**after, "own_s": before["own_s"] + sum(m.first.get("runner_cpu_s") or 0.0 for m in models)}
-    conditions = {**machine.drift(before, after), "throttled": machine.throttled(before, after)}
+    conditions = machine.drift(before, after)
     return [m.error if m.error is not None else
             _result(m, hashes[id(m)], target=target, batch=batch, warmup=warmup, cpus=cpus, conditions=conditions)
             for m in models]
@@ -246,7 +246,7 @@ def _conditions(target: dict | None, provider: str | None) -> dict | None:
     and each thermal zone (machine.clocks_and_heat)."""
     if target:
         return targets.board_conditions(target)
-    return {**machine.conditions(provider=None if is_cpu(provider) else provider), **machine.clocks_and_heat()}
+    return machine.conditions(provider=None if is_cpu(provider) else provider)
 
 
 def _close(model: Timed) -> None:

@@ -63,28 +63,6 @@ DRIFT_CLOCK = 0.10        # a clock falling by this fraction
 DRIFT_TEMPERATURE = 10.0  # degrees C of warming
 
 
-def _read_numbers(pattern: str, scale: float) -> list[float]:
-    values = []
-    for path in sorted(Path("/").glob(pattern.lstrip("/"))):
-        try:
-            values.append(float(path.read_text().split()[0]) * scale)
-        except (OSError, ValueError, IndexError):
-            continue
-    return values
-
-
-def cpu_mhz() -> float | None:
-    """The CPUs' mean current clock in MHz: cpufreq where the kernel exposes it, else /proc/cpuinfo's."""
-    values = _read_numbers("/sys/devices/system/cpu/cpu[0-9]*/cpufreq/scaling_cur_freq", 1e-3)
-    if not values:
-        try:
-            values = [float(line.split(":", 1)[1]) for line in Path("/proc/cpuinfo").read_text().splitlines()
-                      if line.startswith("cpu MHz")]
-        except (OSError, ValueError):
-            values = []
-    return round(sum(values) / len(values), 1) if values else None
-
-
 def busy_seconds() -> float | None:
     """CPU seconds every process of this machine has run so far (Linux /proc/stat: all but idle and iowait)."""
     try:
@@ -98,8 +76,8 @@ def busy_seconds() -> float | None:
 
 def conditions(provider: str | None = None) -> dict:
     """What could drift during a run, now: the CPU seconds the machine and this process have used (their
-    difference over a run is what other processes took), load average, CPU clock, hottest thermal zone, and for
-    an NVIDIA accelerator its SM clock, temperature and power."""
+    difference over a run is what other processes took), load average, the clocks and thermal zones
+    (clocks_and_heat), and for an NVIDIA accelerator its SM clock, temperature and power."""
     import time
 
     try:
@@ -107,10 +85,8 @@ def conditions(provider: str | None = None) -> dict:
     except OSError:
         load = None
     own = os.times()
-    temperatures = _read_numbers("/sys/class/thermal/thermal_zone[0-9]*/temp", 1e-3)
     state = {"at_s": time.monotonic(), "busy_s": busy_seconds(), "own_s": own.user + own.system,
-             "loadavg_1m": load, "cpu_mhz": cpu_mhz(), "governor": governor(),
-             "temperature_c": round(max(temperatures), 1) if temperatures else None}
+             "loadavg_1m": load, **clocks_and_heat()}
     kind = (provider or "").lower().removesuffix("executionprovider")
     if kind in NVIDIA_PROVIDERS:
         gpu = nvidia_gpu(0)
@@ -133,13 +109,15 @@ def drift(before: dict, after: dict) -> dict:
     else:
         unreadable.append("other processes' CPU time")
 
+    heat = []  # clocks that fell and zones that warmed: the run throttled
+
     def check(name, old, new, *, fell_by=None, rose_by=None, unit=""):
         if old is None or new is None:
             unreadable.append(name)
         elif fell_by is not None and new < old * (1 - fell_by):
-            moved.append(f"{name} fell from {old:g} to {new:g}{unit}")
+            heat.append(f"{name} fell from {old:g} to {new:g}{unit}")
         elif rose_by is not None and new - old > rose_by:
-            moved.append(f"{name} rose from {old:g} to {new:g}{unit}")
+            heat.append(f"{name} rose from {old:g} to {new:g}{unit}")
 
     check("CPU clock", before.get("cpu_mhz"), after.get("cpu_mhz"), fell_by=DRIFT_CLOCK, unit=" MHz")
     check("temperature", before.get("temperature_c"), after.get("temperature_c"), rose_by=DRIFT_TEMPERATURE,
@@ -149,7 +127,8 @@ def drift(before: dict, after: dict) -> dict:
         check("GPU SM clock", old.get("clocks_sm_mhz"), new.get("clocks_sm_mhz"), fell_by=DRIFT_CLOCK, unit=" MHz")
         check("GPU temperature", old.get("temperature_c"), new.get("temperature_c"), rose_by=DRIFT_TEMPERATURE,
               unit=" C")
-    return {"before": before, "after": after, "others_cores": others, "moved": moved, "unreadable": unreadable}
+    return {"before": before, "after": after, "others_cores": others, "moved": moved + heat, "unreadable": unreadable,
+            "throttled": heat}
 
 
 # ---------------------------------------------------------------- accelerators
@@ -383,18 +362,4 @@ def clocks_and_heat(root: Path = Path("/")) -> dict:
 def throttled(before: dict, after: dict) -> list[str]:
     """What says a run throttled: the mean CPU clock fell by more than DRIFT_CLOCK, or the hottest zone rose by
     more than DRIFT_TEMPERATURE (an accelerator's too). Empty: it did not, or it could not be read."""
-    found = []
-    for name, old, new, unit, fell in (
-            ("CPU clock", before.get("cpu_mhz"), after.get("cpu_mhz"), "MHz", True),
-            ("temperature", before.get("temperature_c"), after.get("temperature_c"), "C", False),
-            ("GPU SM clock", (before.get("gpu") or {}).get("clocks_sm_mhz"),
-             (after.get("gpu") or {}).get("clocks_sm_mhz"), "MHz", True),
-            ("GPU temperature", (before.get("gpu") or {}).get("temperature_c"),
-             (after.get("gpu") or {}).get("temperature_c"), "C", False)):
-        if old is None or new is None:
-            continue
-        if fell and new < old * (1 - DRIFT_CLOCK):
-            found.append(f"{name} fell from {old:g} to {new:g} {unit}")
-        elif not fell and new - old > DRIFT_TEMPERATURE:
-            found.append(f"{name} rose from {old:g} to {new:g} {unit}")
-    return found
+    return drift(before, after)["throttled"]

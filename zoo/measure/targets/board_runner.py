@@ -253,12 +253,9 @@ def main():
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import machine  # copied beside this file; see the docstring
 
-    def conditions():
-        return dict(machine.conditions(), **machine.clocks_and_heat())
-
     facts = machine.facts
     if args.conditions:
-        print(json.dumps({"conditions": conditions(), "machine": facts()}))
+        print(json.dumps({"conditions": machine.conditions(), "machine": facts()}))
         return 0
     # The frames own stdout: whatever a runtime prints goes to stderr instead.
     stdout = os.fdopen(os.dup(1), "wb")
@@ -279,10 +276,10 @@ def main():
         return 4
     write_frame(stdout, {"ready": True, "runtime": model.name, "version": model.version,
                          "provider": model.provider, "threads": args.threads or None, "input": model.input,
-                         "output": model.output, "machine": facts(), "conditions": conditions(),
+                         "output": model.output, "machine": facts(), "conditions": machine.conditions(),
                          "load_ms": round(load_ms, 3), "pid": os.getpid(), "cpu_s": _cpu_seconds(), "peak_rss_bytes": _peak_rss(),
                          "rss_before_load_bytes": before})
-    return serve(model, conditions, stdin, stdout, before)
+    return serve(model, machine.conditions, stdin, stdout, before)
 
 
 if __name__ == "__main__":
