@@ -13,7 +13,7 @@ could hold ("2–4"; one number when noise cannot move it) and `tie` says so; wi
 row that no other row could dominate within the noise.
 
 Measured figures come from the results store (a results.selection.Selection, passed in; this module reads
-nothing). Beside each claim, "yours" is the largest eval of the chosen images (Selection.dataset), with its
+nothing). Beside each claim, "yours" is the largest eval of the chosen images (selection.chosen_folder), with its
 interval and a reproduction verdict — shown beside the claim but never ranked against it (other images).
 """
 from __future__ import annotations
@@ -121,7 +121,10 @@ def _base(table: CardTable, selection: Selection):
     same = [by_sha.get(first_sha.get(i)) if v != v else None for i, v in zip(cards["id"], numbers["top1"])]
     base["top1_file_claim_pct"] = [x[0] if x else float("nan") for x in same]
     base["top1_file_claim_by"] = [x[1] if x else None for x in same]
-    measured_ids = set(selection.evals) | set(selection.benches) | {r.card_id for r in selection.measured}
+    measured_by_card: dict[str, list] = {}  # each card's evals, once (not a scan of every eval per card)
+    for run in selection.measured:
+        measured_by_card.setdefault(run.card_id, []).append(run)
+    measured_ids = set(selection.evals) | set(selection.benches) | set(measured_by_card)
     for i in base.index[base["id"].isin(measured_ids)]:
         card_id = base.at[i, "id"]
         eval_run = selection.evals.get(card_id)
@@ -134,8 +137,8 @@ def _base(table: CardTable, selection: Selection):
             base.at[i, "measured_dataset"] = dataset_label(eval_run)
             base.at[i, "measured_card_id"] = eval_run.card_id
             base.at[i, "verdict"] = verdict(None if top1 != top1 else float(top1), eval_run)
-        counting_evals = [r for r in [eval_run, *selection.measured] if r is not None and r.card_id == card_id
-                          and r.counted("size_bytes")]  # evals count the file they ran too
+        counting_evals = [r for r in [eval_run, *measured_by_card.get(card_id, [])]
+                          if r is not None and r.card_id == card_id and r.counted("size_bytes")]  # evals count too
         runs = [r for r in selection.benches.get(card_id, []) if not r.synthetic_weights] + counting_evals
         own = next((r for r in runs if _counted_is_the_cards_file(r)), None)
         if own is not None:  # the card's own file, counted: it beats the card's stated figures
@@ -153,7 +156,7 @@ def _base(table: CardTable, selection: Selection):
                 # a conversion computes what the card's file computes: its MACs fill a card that states none
                 base.at[i, "macs_m"] = converted.counted("macs") / 1e6
                 base.at[i, "flops_g"] = 2 * converted.counted("macs") / 1e9
-        paired_eval = next((r for r in selection.measured if r.card_id == card_id and versus(r)), None)
+        paired_eval = next((r for r in measured_by_card.get(card_id, []) if versus(r)), None)
         paired = next((r for r in selection.benches.get(card_id, []) if versus(r)), None)
         accuracy_run = eval_run if versus(eval_run) else paired_eval
         for column, value in int8_columns(card_id, accuracy_run, paired).items():

@@ -34,7 +34,6 @@ class Selection:
     claim_device: str | None = None                              # keep only claims whose device contains this
     host_fingerprint: str | None = None                          # runs with it were measured here
     target_names: frozenset = frozenset()                        # runs on these devices were measured on a board
-    dataset: dict | None = None                                  # the images "yours" comes from: {path, name, how}
 
 
 def provider_name(provider: str | None) -> str:
@@ -71,29 +70,27 @@ def _folder(run: Run) -> str:
         return path
 
 
-def chosen_dataset(evals: list[Run], data: Path | None) -> dict | None:
-    """The images whose runs "yours" shows beside the claims: the folder `data` (any subset of it), else the
-    folder of the largest run (most images; then the most cards measured on it)."""
+def chosen_folder(evals: list[Run], data: Path | None) -> str | None:
+    """The folder whose runs "yours" shows beside the claims: `data` (any subset of it), else the folder of the
+    largest run (most images; then the most cards measured on it)."""
     if not evals:
         return None
     if data is not None:
-        folder = str(Path(data).resolve())
-        return {"path": folder, "name": Path(folder).name, "how": "chosen with --data"}
+        return str(Path(data).resolve())
+    folders = {id(run): _folder(run) for run in evals}  # each resolved once
     cards: dict[str, set] = {}
     for run in evals:
-        cards.setdefault(_folder(run), set()).add(run.card_id)
-    largest = max(evals, key=lambda r: (r.n_images or 0, len(cards[_folder(r)]), r.id or 0))
-    return {"path": _folder(largest), "name": dataset_name(largest),
-            "how": "the folder of the largest eval (choose another with --data DIR)"}
+        cards.setdefault(folders[id(run)], set()).add(run.card_id)
+    return folders[id(max(evals, key=lambda r: (r.n_images or 0, len(cards[folders[id(r)]]), r.id or 0)))]
 
 
-def yours(table: CardTable, evals: list[Run], dataset: dict | None) -> dict[str, Run]:
+def yours(table: CardTable, evals: list[Run], folder: str | None) -> dict[str, Run]:
     """Each card's largest eval on the chosen folder (a --limit subset never hides a whole-folder run; of equal
     size, the newest), on this host or an accelerator (a board's is in its own section); a card with none gets the
     largest of a file it publishes with a full sha256, made on another card: run.card_id names that card."""
-    if dataset is None:
+    if folder is None:
         return {}
-    mine = sorted((r for r in evals if _folder(r) == dataset["path"] and r.machine.get("target") is None),
+    mine = sorted((r for r in evals if _folder(r) == folder and r.machine.get("target") is None),
                   key=lambda r: (r.n_images or 0, r.id or 0), reverse=True)
     best, by_sha = {}, {}
     for run in mine:
@@ -150,6 +147,6 @@ def select(table: CardTable, runs: list[Run], *, device: str | None, host: dict,
         benches = [r for r in benches if device.lower() in r.device.lower()]
         use_claims, claim_device = True, device
     evals = [r for r in runs if r.kind == "eval"]
-    dataset = chosen_dataset(evals, data)
-    return Selection(yours(table, evals, dataset), latest_per_footing(table, evals), latest_benches(table, benches),
-                     use_claims, claim_device, host["fingerprint"], frozenset(target_names), dataset)
+    return Selection(yours(table, evals, chosen_folder(evals, data)), latest_per_footing(table, evals),
+                     latest_benches(table, benches), use_claims, claim_device, host["fingerprint"],
+                     frozenset(target_names))
