@@ -206,9 +206,7 @@ def convert(ref: str, **options) -> dict:
 def _card_users(registries) -> tuple[dict[str, list[str]], dict[str, list[str]], Path | None]:
     """(sha256 -> ids of the cards whose artifacts are those bytes (by the card's sha256 or a pin), path of a
     file zoo made -> ids of the derived cards whose model it is (their file:// URL), the catalog in use)."""
-    from urllib.parse import urlsplit
-    from urllib.request import url2pathname
-
+    from zoo.artifacts.fetch import local_path
     from zoo.artifacts.pins import known_sha256, read_pins
     from zoo.cards import derived
 
@@ -221,7 +219,7 @@ def _card_users(registries) -> tuple[dict[str, list[str]], dict[str, list[str]],
                 users.setdefault(sha, []).append(entry.id)
             for url in artifact.get("urls", []):
                 if entry.card.get("derived_from") and url.startswith("file://"):
-                    made_for.setdefault(str(Path(url2pathname(urlsplit(url).path)).resolve()), []).append(entry.id)
+                    made_for.setdefault(str(local_path(url).resolve()), []).append(entry.id)
         if entry.registry == derived.REGISTRY:
             made_for.setdefault(str(derived.path_of(entry.id).resolve()), []).append(entry.id)
     return users, made_for, registry.path

@@ -60,13 +60,14 @@ def all_mirrors(mirrors: list[str] | None) -> list[str]:
     return list(dict.fromkeys(list(mirrors or []) + settings.mirrors()))
 
 
-def _local_path(url: str) -> Path:
+def local_path(url: str) -> Path:
+    """The file a file:// URL names."""
     return Path(urllib.request.url2pathname(urlsplit(url).path))
 
 
 def mirror_directories(mirrors: list[str]) -> list[Path]:
     """The local directories among the mirrors (plain paths or file:// URLs), resolved."""
-    return [(_local_path(m) if m.startswith("file://") else Path(m)).expanduser().resolve()
+    return [(local_path(m) if m.startswith("file://") else Path(m)).expanduser().resolve()
             for m in mirrors if not m.startswith(("http://", "https://"))]
 
 
@@ -84,7 +85,7 @@ def local_url_refusal(url: str, mirrors: list[str]) -> str | None:
     copy any readable file into the cache."""
     if not url.startswith("file://"):
         return None
-    path = _local_path(url).resolve()  # links resolved: a link in a mirror to /etc/shadow is outside it
+    path = local_path(url).resolve()  # links resolved: a link in a mirror to /etc/shadow is outside it
     if cache.made_by_zoo(path) or any(path.is_relative_to(directory) for directory in mirror_directories(mirrors)):
         return None
     return (f"{url}: file:// URLs are read only inside a mirror directory you named (--mirror or ZOO_MIRROR), "

@@ -157,14 +157,13 @@ def top1_hits(card: dict, model_path: Path, dataset, *, threads: int | None = No
 
 def saved(card: dict) -> dict | None:
     """The doctor's last report on a quantized card (`zoo quantize --explain`), kept beside its model, or None."""
-    from urllib.parse import unquote, urlparse
-
+    from zoo.artifacts.fetch import local_path
     from zoo.files import read_json
 
     for artifact in card.get("artifacts", []):
         for url in artifact.get("urls", []):
             if url.startswith("file://"):
-                report = read_json(Path(unquote(urlparse(url).path)).parent / "doctor.json")
+                report = read_json(local_path(url).parent / "doctor.json")
                 if isinstance(report, dict) and report.get("sha256") == artifact.get("sha256"):
                     return report
     return None
