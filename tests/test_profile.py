@@ -29,6 +29,15 @@ def test_a_profile_accounts_for_every_node_of_every_run(synthetic_onnx):
     assert len(p["by_node"]) <= 15 and p["nodes"] >= len(p["by_node"])
 
 
+def test_a_profile_names_its_provider_as_bench_does(synthetic_onnx):
+    from zoo.errors import UsageError
+
+    model = synthetic_onnx(width=0.35, resolution=96)
+    assert profile_file(model, runs=1, warmup=0, provider="cpu")["provider"] == "CPUExecutionProvider"
+    with pytest.raises(UsageError, match="execution provider 'cuda' is not available"):  # no GPU here
+        profile_file(model, runs=1, warmup=0, provider="cuda")
+
+
 def test_only_the_last_runs_are_summarised():
     """Warm-up runs are left out: the summary takes the node events inside the last `runs` model runs."""
     def run(ts, dur, node_ms):

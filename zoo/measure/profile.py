@@ -14,6 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from zoo.errors import UsageError
+from zoo.measure.runtimes.onnxruntime import resolve_provider
 
 DEFAULT_RUNS = 50
 TOP_NODES = 15
@@ -47,7 +48,7 @@ def profile_file(model_path: Path, *, threads: int | None = None, batch: int = 1
 
     if runs < 1:
         raise UsageError(f"profile runs must be at least 1, got {runs}")
-    providers = {"cpu": "CPUExecutionProvider", None: "CPUExecutionProvider"}.get(provider, provider)
+    providers = resolve_provider(provider)  # 'cuda' -> CUDAExecutionProvider, as bench and eval name them
     with tempfile.TemporaryDirectory(prefix="zoo-profile-") as tmp:
         options = ort.SessionOptions()
         options.enable_profiling = True
