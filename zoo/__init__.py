@@ -167,19 +167,16 @@ def fetch(refs: list[str] | str, *, all_artifacts: bool = False, jobs: int = 4, 
     from zoo.artifacts.fetch import fetch_cards
     from zoo.artifacts.http import emit
     from zoo.engine.plan import expand
-    from zoo.measure.choose import runs_here
 
     refs = [refs] if isinstance(refs, str) else list(refs)
     registry = _registry(registries)
     cards, resolved = [], {}
-    for ref in refs:
-        if any(c in ref for c in "*?["):  # the sweeps' rule: every card it fits, or an error naming the pattern
-            found = [(entry, None) for entry in expand(registry, [ref])[0]]
-        else:
-            found = [registry.resolve(ref, runs_here)]
-        for entry, note in found:
-            if note:
-                emit(progress, {"event": "note", "message": note})
+    for ref in refs:  # the sweeps' rule: a wildcard fetches every card it fits; an id or alias resolves (a note)
+        entries, notes = expand(registry, [ref])
+        note = notes[0] if notes else None
+        if note:
+            emit(progress, {"event": "note", "message": note})
+        for entry in entries:
             if entry.id not in resolved:
                 cards.append(entry.card)
                 resolved[entry.id] = {"query": ref, "id": entry.id, "note": note}
