@@ -193,22 +193,31 @@ def header_deadline_s() -> float:
     return connect + read
 
 
+class RateFloor:
+    """ZOO_MIN_RATE bytes/s over each ZOO_RATE_WINDOW of a body: check(done) raises TooSlow when the window just
+    ended averaged less (a drip whose every byte beats the read timeout; ZOO_MIN_RATE=0: no floor)."""
+
+    def __init__(self, url: str, done: int = 0):
+        self.url, (self.min_rate, self.window) = url, settings.min_rate()
+        self.mark_time, self.mark_done = time.monotonic(), done
+
+    def check(self, done: int) -> None:
+        now = time.monotonic()
+        if now - self.mark_time >= self.window:
+            rate = (done - self.mark_done) / (now - self.mark_time)
+            if rate < self.min_rate:
+                raise TooSlow(f"{self.url}: {rate:.0f} bytes/s over the last {now - self.mark_time:.0f} s, below "
+                              f"{settings.ENV_MIN_RATE}={self.min_rate:g}")
+            self.mark_time, self.mark_done = now, done
+
+
 def read_body(raw, limit: int, url: str) -> bytes:
-    """Up to limit + 1 bytes of a response body (the caller refuses more than limit); TooSlow when the body
-    averages less than ZOO_MIN_RATE bytes/s over a ZOO_RATE_WINDOW (ZOO_MIN_RATE=0: no floor)."""
-    min_rate, window = settings.min_rate()
-    chunks, done = [], 0
-    mark_time, mark_done = time.monotonic(), 0
+    """Up to limit + 1 bytes of a response body (the caller refuses more than limit), above the RateFloor."""
+    floor, chunks, done = RateFloor(url), [], 0
     # read1: whatever has arrived, so that the rate is checked even while bytes trickle in; decoded (requests asks
     # for gzip), so the limit bounds what is parsed, as a compressed index's size would not.
     while done <= limit and (chunk := raw.read1(min(65536, limit + 1 - done), decode_content=True)):
         chunks.append(chunk)
         done += len(chunk)
-        now = time.monotonic()
-        if now - mark_time >= window:
-            rate = (done - mark_done) / (now - mark_time)
-            if rate < min_rate:
-                raise TooSlow(f"{url}: {rate:.0f} bytes/s over the last {now - mark_time:.0f} s, below "
-                              f"{settings.ENV_MIN_RATE}={min_rate:g}")
-            mark_time, mark_done = now, done
+        floor.check(done)
     return b"".join(chunks)

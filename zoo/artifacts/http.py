@@ -223,8 +223,7 @@ class Download:
                 hash_file_object(f, hasher, limit=offset)
         emit(self.progress, {"event": "start", **self.label, "url": self.url, "total": total, "offset": offset})
         last, done = 0.0, offset
-        limit, (min_rate, window) = self._limit(), settings.min_rate()
-        mark_time, mark_done = time.monotonic(), done
+        limit, floor = self._limit(), net.RateFloor(self.url, done)
         with open(self.part, "r+b" if offset else "wb") as f, BackgroundHasher(hasher) as background:
             f.seek(offset)
             f.truncate()
@@ -243,12 +242,10 @@ class Download:
                     if now - last > PROGRESS_EVERY_S:
                         last = now
                         emit(self.progress, {"event": "progress", **self.label, "bytes": done, "total": total})
-                    if now - mark_time >= window:
-                        rate = (done - mark_done) / (now - mark_time)
-                        if rate < min_rate:  # a drip: each byte beats the read timeout, the whole never ends
-                            raise Skip(f"{self.url}: {rate:.0f} bytes/s over the last {now - mark_time:.0f} s, "
-                                       f"below {settings.ENV_MIN_RATE}={min_rate:g}")
-                        mark_time, mark_done = now, done
+                    try:
+                        floor.check(done)
+                    except net.TooSlow as slow:
+                        raise Skip(str(slow)) from None
             except (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as exc:
                 raise _Retryable(f"connection lost after {done} bytes ({type(exc).__name__})") from None
         if total is not None and done != total:
